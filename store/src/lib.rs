@@ -6,5 +6,6 @@
 //! The public surface the broker uses is [`MessageStore`] (see `message_store.rs`).
 
 pub mod message_store;
+pub mod mmap;
 
 pub use message_store::*;
