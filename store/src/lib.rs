@@ -5,7 +5,9 @@
 //!
 //! The public surface the broker uses is [`MessageStore`] (see `message_store.rs`).
 
+pub mod error;
 pub mod message_store;
 pub mod mmap;
 
+pub use error::{Result, StoreError};
 pub use message_store::*;

@@ -1,0 +1,3 @@
+//! `ferrocket bench ...`: load and storage benchmarks.
+
+pub mod store;
