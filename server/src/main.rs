@@ -5,7 +5,10 @@ mod bench;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(name = "ferrocket", about = "RocketMQ-compatible broker and nameserver")]
+#[command(
+    name = "ferrocket",
+    about = "RocketMQ-compatible broker and nameserver"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

@@ -179,7 +179,11 @@ pub async fn run_plan(
         }
     }
     let wall = clock.now_ns().saturating_sub(start_ns);
-    let elapsed = if timed || rec.msgs == 0 { wall } else { rec.last_ns };
+    let elapsed = if timed || rec.msgs == 0 {
+        wall
+    } else {
+        rec.last_ns
+    };
     Ok((rec, elapsed))
 }
 
@@ -194,7 +198,10 @@ async fn query_offset(
         .call(
             request(
                 code,
-                ext(&[("topic", topic.to_string()), ("queueId", queue_id.to_string())]),
+                ext(&[
+                    ("topic", topic.to_string()),
+                    ("queueId", queue_id.to_string()),
+                ]),
                 None,
             ),
             timeout,
@@ -211,21 +218,50 @@ async fn query_offset(
 }
 
 fn unix_now_ns() -> u64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Pulls one queue until the run ends.
-async fn pull_queue(sh: Arc<Shared>, q: QueueTarget, rpc: Arc<dyn Rpc>) -> Result<Recorder, String> {
+async fn pull_queue(
+    sh: Arc<Shared>,
+    q: QueueTarget,
+    rpc: Arc<dyn Rpc>,
+) -> Result<Recorder, String> {
     let plan = &sh.plan;
     let mut rec = Recorder::new();
     let mut offset = if plan.from_start {
-        query_offset(rpc.as_ref(), code::GET_MIN_OFFSET, &plan.topic, q.queue_id, plan.timeout).await?
+        query_offset(
+            rpc.as_ref(),
+            code::GET_MIN_OFFSET,
+            &plan.topic,
+            q.queue_id,
+            plan.timeout,
+        )
+        .await?
     } else {
-        query_offset(rpc.as_ref(), code::GET_MAX_OFFSET, &plan.topic, q.queue_id, plan.timeout).await?
+        query_offset(
+            rpc.as_ref(),
+            code::GET_MAX_OFFSET,
+            &plan.topic,
+            q.queue_id,
+            plan.timeout,
+        )
+        .await?
     };
     let stop_at = if plan.until_caught_up {
-        Some(query_offset(rpc.as_ref(), code::GET_MAX_OFFSET, &plan.topic, q.queue_id, plan.timeout).await?)
+        Some(
+            query_offset(
+                rpc.as_ref(),
+                code::GET_MAX_OFFSET,
+                &plan.topic,
+                q.queue_id,
+                plan.timeout,
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -236,9 +272,13 @@ async fn pull_queue(sh: Arc<Shared>, q: QueueTarget, rpc: Arc<dyn Rpc>) -> Resul
         }
         // Never hold a pull past the end of a timed run.
         let now = sh.clock.now_ns();
-        let left = sh.deadline_ns.map(|d| Duration::from_nanos(d.saturating_sub(now)));
+        let left = sh
+            .deadline_ns
+            .map(|d| Duration::from_nanos(d.saturating_sub(now)));
         let suspend = !plan.until_caught_up;
-        let suspend_for = left.map_or(plan.suspend, |l| l.min(plan.suspend)).max(Duration::from_millis(1));
+        let suspend_for = left
+            .map_or(plan.suspend, |l| l.min(plan.suspend))
+            .max(Duration::from_millis(1));
         let header = PullHeader {
             consumer_group: &plan.group,
             topic: &plan.topic,
@@ -249,7 +289,11 @@ async fn pull_queue(sh: Arc<Shared>, q: QueueTarget, rpc: Arc<dyn Rpc>) -> Resul
             suspend_timeout_ms: suspend_for.as_millis() as i64,
             sub_version,
         };
-        let timeout = if suspend { suspend_for + plan.timeout } else { plan.timeout };
+        let timeout = if suspend {
+            suspend_for + plan.timeout
+        } else {
+            plan.timeout
+        };
         let call = rpc.call(request(code::PULL_MESSAGE, header.to_ext(), None), timeout);
         let result = match left {
             Some(l) => match tokio::time::timeout(l + Duration::from_millis(50), call).await {
@@ -349,7 +393,8 @@ pub fn run(args: ConsumeArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
         let cpu = super::cpu::BrokerCpu::start(&broker_addr, args.broker_pid);
         let live = Arc::new(Live::default());
         let progress = Progress::start("consume".into(), Arc::clone(&live));
-        let (rec, elapsed) = run_plan(plan.clone(), queues.clone(), connector.as_ref(), live).await?;
+        let (rec, elapsed) =
+            run_plan(plan.clone(), queues.clone(), connector.as_ref(), live).await?;
         drop(progress);
         let summary = Summary::new("consume", &rec, elapsed, cpu.and_then(|c| c.finish()))
             .with("topic", plan.topic.clone())
@@ -357,7 +402,10 @@ pub fn run(args: ConsumeArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
             .with("queues", queues.len() as u64)
             .with("from_start", plan.from_start)
             .with("until_caught_up", plan.until_caught_up)
-            .with("latency", "end to end: receive time minus the send time in the body");
+            .with(
+                "latency",
+                "end to end: receive time minus the send time in the body",
+            );
         if let Some(path) = &args.plot {
             let title = format!("consume {}", plan.topic);
             super::plot::write_svg(path, &title, "end-to-end latency", &rec)
@@ -393,21 +441,37 @@ mod tests {
             #[command(flatten)]
             a: produce::ProduceArgs,
         }
-        let a = P::try_parse_from(["x", "--count", &n.to_string(), "--size", "100"]).unwrap().a;
+        let a = P::try_parse_from(["x", "--count", &n.to_string(), "--size", "100"])
+            .unwrap()
+            .a;
         let p = ProducePlan::from_args(&a).unwrap();
-        let conn = MockConnector { broker: Arc::clone(b) };
-        let t = fetch_route(&conn, NAMESRV_ADDR, "BenchTopic", RouteUse::Write, p.timeout)
+        let conn = MockConnector {
+            broker: Arc::clone(b),
+        };
+        let t = fetch_route(
+            &conn,
+            NAMESRV_ADDR,
+            "BenchTopic",
+            RouteUse::Write,
+            p.timeout,
+        )
+        .await
+        .unwrap();
+        produce::run_plan(p, t, &conn, Arc::new(Live::default()))
             .await
             .unwrap();
-        produce::run_plan(p, t, &conn, Arc::new(Live::default())).await.unwrap();
     }
 
     async fn consume(b: &Arc<MockBroker>, p: ConsumePlan) -> (Recorder, u64) {
-        let conn = MockConnector { broker: Arc::clone(b) };
+        let conn = MockConnector {
+            broker: Arc::clone(b),
+        };
         let q = fetch_route(&conn, NAMESRV_ADDR, "BenchTopic", RouteUse::Read, p.timeout)
             .await
             .unwrap();
-        run_plan(p, q, &conn, Arc::new(Live::default())).await.unwrap()
+        run_plan(p, q, &conn, Arc::new(Live::default()))
+            .await
+            .unwrap()
     }
 
     #[test]
@@ -424,7 +488,11 @@ mod tests {
     async fn catch_up_reads_the_whole_backlog_and_stops() {
         let b = MockBroker::new(3);
         produce_n(&b, 100).await;
-        let (rec, _) = consume(&b, plan(&["--from-start", "--until-caught-up", "--pull-batch", "7"])).await;
+        let (rec, _) = consume(
+            &b,
+            plan(&["--from-start", "--until-caught-up", "--pull-batch", "7"]),
+        )
+        .await;
         assert_eq!(rec.msgs, 100);
         assert_eq!(rec.bytes, 100 * 100);
         assert_eq!(rec.errors, 0);
@@ -437,7 +505,9 @@ mod tests {
         produce_n(&b, 10).await; // old messages: not read by a tail follower
         let consumer = {
             let b = Arc::clone(&b);
-            tokio::spawn(async move { consume(&b, plan(&["--count", "20", "--suspend-ms", "2000"])).await })
+            tokio::spawn(async move {
+                consume(&b, plan(&["--count", "20", "--suspend-ms", "2000"])).await
+            })
         };
         // Give the follower time to ask for the max offsets before producing.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -450,7 +520,8 @@ mod tests {
     async fn timed_run_ends_while_a_pull_is_held() {
         let b = MockBroker::new(1);
         let t0 = std::time::Instant::now();
-        let (rec, elapsed) = consume(&b, plan(&["--duration", "0.2", "--suspend-ms", "10000"])).await;
+        let (rec, elapsed) =
+            consume(&b, plan(&["--duration", "0.2", "--suspend-ms", "10000"])).await;
         assert_eq!(rec.msgs, 0);
         assert!(t0.elapsed() < Duration::from_secs(5));
         assert!(elapsed >= 200_000_000);

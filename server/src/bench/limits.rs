@@ -117,7 +117,9 @@ pub fn tcp_bulk(duration: Duration) -> io::Result<f64> {
         .map_err(|_| io::Error::other("receiver thread panicked"))??;
     let t = t0.elapsed().as_secs_f64();
     if got != sent {
-        return Err(io::Error::other(format!("sent {sent} bytes, received {got}")));
+        return Err(io::Error::other(format!(
+            "sent {sent} bytes, received {got}"
+        )));
     }
     Ok(sent as f64 / t / 1e9)
 }
@@ -133,7 +135,11 @@ pub fn tcp_rtt(duration: Duration, msg_bytes: usize) -> io::Result<RttResult> {
         let mut buf = vec![0u8; msg_bytes];
         loop {
             if let Err(e) = s.read_exact(&mut buf) {
-                return if e.kind() == io::ErrorKind::UnexpectedEof { Ok(()) } else { Err(e) };
+                return if e.kind() == io::ErrorKind::UnexpectedEof {
+                    Ok(())
+                } else {
+                    Err(e)
+                };
             }
             s.write_all(&buf)?;
         }
@@ -188,7 +194,12 @@ fn temp_path(dir: &Path, what: &str) -> TempPath {
 
 /// Sequential record copies into a zero-filled, pre-faulted shared file mapping of `map_bytes`
 /// (the CommitLog append path without anything else), repeated for `duration`.
-pub fn mmap_memcpy(dir: &Path, map_bytes: u64, record_bytes: usize, duration: Duration) -> io::Result<MemcpyResult> {
+pub fn mmap_memcpy(
+    dir: &Path,
+    map_bytes: u64,
+    record_bytes: usize,
+    duration: Duration,
+) -> io::Result<MemcpyResult> {
     let record_bytes = record_bytes.max(1);
     let path = temp_path(dir, "mmap");
     let map_bytes = map_bytes.max(record_bytes as u64 * 16);
@@ -227,7 +238,11 @@ pub fn mmap_memcpy(dir: &Path, map_bytes: u64, record_bytes: usize, duration: Du
 
 /// pwrite of `group_bytes` then fdatasync, sequentially through a zero-filled file, for
 /// `duration`: the commits/s a group commit of that size can reach at best.
-pub fn write_fdatasync(dir: &Path, group_bytes: usize, duration: Duration) -> io::Result<SyncResult> {
+pub fn write_fdatasync(
+    dir: &Path,
+    group_bytes: usize,
+    duration: Duration,
+) -> io::Result<SyncResult> {
     let group_bytes = group_bytes.max(1);
     let path = temp_path(dir, "sync");
     let file_bytes = (64u64 << 20).max(group_bytes as u64 * 64);
@@ -267,7 +282,12 @@ fn thread_cpu_s() -> f64 {
 
 /// sendfile of a page-cached file of `file_bytes` over loopback TCP in `chunk` calls, for
 /// `duration`; a receiver thread reads and discards.
-pub fn sendfile(dir: &Path, file_bytes: u64, chunk: usize, duration: Duration) -> io::Result<SendfileResult> {
+pub fn sendfile(
+    dir: &Path,
+    file_bytes: u64,
+    chunk: usize,
+    duration: Duration,
+) -> io::Result<SendfileResult> {
     let chunk = chunk.max(4096);
     let file_bytes = file_bytes.max(chunk as u64);
     let path = temp_path(dir, "sendfile");
@@ -328,7 +348,9 @@ pub fn sendfile(dir: &Path, file_bytes: u64, chunk: usize, duration: Duration) -
         .join()
         .map_err(|_| io::Error::other("receiver thread panicked"))??;
     if got != sent {
-        return Err(io::Error::other(format!("sent {sent} bytes, received {got}")));
+        return Err(io::Error::other(format!(
+            "sent {sent} bytes, received {got}"
+        )));
     }
     let gb = sent as f64 / 1e9;
     Ok(SendfileResult {

@@ -59,7 +59,7 @@ impl MockBroker {
             }
             code::SEND_MESSAGE_V2 | code::SEND_BATCH_MESSAGE => {
                 let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
-                if self.fail_every > 0 && n % self.fail_every == 0 {
+                if self.fail_every > 0 && n.is_multiple_of(self.fail_every) {
                     r.code = 2;
                     return r;
                 }
@@ -96,13 +96,16 @@ impl MockBroker {
                 let list = stored.get(&q).map(Vec::as_slice).unwrap_or(&[]);
                 let end = list.len().min(from + max);
                 r.ext_fields.insert("minOffset".into(), "0".into());
-                r.ext_fields.insert("maxOffset".into(), list.len().to_string());
+                r.ext_fields
+                    .insert("maxOffset".into(), list.len().to_string());
                 if from >= list.len() {
                     r.code = resp::PULL_NOT_FOUND;
-                    r.ext_fields.insert("nextBeginOffset".into(), from.to_string());
+                    r.ext_fields
+                        .insert("nextBeginOffset".into(), from.to_string());
                 } else {
                     r.body = Body::Bytes(Bytes::from(list[from..end].concat()));
-                    r.ext_fields.insert("nextBeginOffset".into(), end.to_string());
+                    r.ext_fields
+                        .insert("nextBeginOffset".into(), end.to_string());
                 }
             }
             _ => r.code = 3,

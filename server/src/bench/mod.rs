@@ -34,8 +34,8 @@ pub enum BenchCmd {
 pub fn run(cmd: BenchCmd) -> Result<(), String> {
     match cmd {
         BenchCmd::Store(a) => store::run(a),
-        BenchCmd::Produce(a) => produce::run(a, Arc::new(net_client::NetConnector::default())),
-        BenchCmd::Consume(a) => consume::run(a, Arc::new(net_client::NetConnector::default())),
+        BenchCmd::Produce(a) => produce::run(a, Arc::new(net_client::NetConnector)),
+        BenchCmd::Consume(a) => consume::run(a, Arc::new(net_client::NetConnector)),
         BenchCmd::Limits(a) => limits::run(a),
     }
 }

@@ -80,7 +80,13 @@ fn frame(s: &mut String, left: f64, title: &str, x_label: &str, y_label: &str) {
 }
 
 fn latency_panel(s: &mut String, label: &str, rec: &Recorder) {
-    frame(s, LEFT1, &format!("{label} by percentile"), "percentile", "latency (µs, log)");
+    frame(
+        s,
+        LEFT1,
+        &format!("{label} by percentile"),
+        "percentile",
+        "latency (µs, log)",
+    );
     let curve = rec.percentile_curve();
     let ticks = ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"];
     for (i, t) in ticks.iter().enumerate() {
@@ -101,7 +107,11 @@ fn latency_panel(s: &mut String, label: &str, rec: &Recorder) {
         );
         return;
     }
-    let lo = curve.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).max(0.1);
+    let lo = curve
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::INFINITY, f64::min)
+        .max(0.1);
     let hi = curve.iter().map(|p| p.1).fold(0.0, f64::max).max(lo * 10.0);
     let (d_lo, d_hi) = (lo.log10().floor(), hi.log10().ceil());
     let span = (d_hi - d_lo).max(1.0);
@@ -220,7 +230,12 @@ fn nice_ceiling(v: f64) -> f64 {
 }
 
 /// Writes the plot of `rec` to `path`.
-pub fn write_svg(path: &Path, title: &str, latency_label: &str, rec: &Recorder) -> std::io::Result<()> {
+pub fn write_svg(
+    path: &Path,
+    title: &str,
+    latency_label: &str,
+    rec: &Recorder,
+) -> std::io::Result<()> {
     std::fs::write(path, render_svg(title, latency_label, rec))
 }
 
@@ -232,7 +247,9 @@ mod tests {
         let mut r = Recorder::new();
         let mut x: u64 = 12345;
         for i in 0..20_000u64 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             r.latency(20_000 + (x >> 40) % 50_000 + if i % 1000 == 0 { 2_000_000 } else { 0 });
             r.completed(i * 100_000, 1, 128);
         }

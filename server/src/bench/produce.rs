@@ -112,7 +112,9 @@ impl ProducePlan {
         let limit = match (a.count, a.duration) {
             (Some(0), _) => return Err("--count must be at least 1".into()),
             (Some(n), _) => Limit::Count(n),
-            (None, Some(d)) if d.is_finite() && d > 0.0 => Limit::Duration(Duration::from_secs_f64(d)),
+            (None, Some(d)) if d.is_finite() && d > 0.0 => {
+                Limit::Duration(Duration::from_secs_f64(d))
+            }
             (None, Some(_)) => return Err("--duration must be positive".into()),
             (None, None) => Limit::Duration(Duration::from_secs(10)),
         };
@@ -133,9 +135,11 @@ impl ProducePlan {
     pub fn request_count(&self) -> Option<u64> {
         match self.limit {
             Limit::Count(n) => Some(n.div_ceil(u64::from(self.batch))),
-            Limit::Duration(d) => self
-                .rate
-                .map(|r| ((r / f64::from(self.batch)) * d.as_secs_f64()).floor().max(1.0) as u64),
+            Limit::Duration(d) => self.rate.map(|r| {
+                ((r / f64::from(self.batch)) * d.as_secs_f64())
+                    .floor()
+                    .max(1.0) as u64
+            }),
         }
     }
 
@@ -159,7 +163,9 @@ pub fn build_send(
     keys: &mut UniqKeys,
     template: &[u8],
 ) -> Result<ferrocket_net::RemotingCommand, String> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let now_ns = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
     let born_ms = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
     if msgs <= 1 {
@@ -176,7 +182,11 @@ pub fn build_send(
             batch: false,
             broker_name: &target.broker_name,
         };
-        return Ok(request(code::SEND_MESSAGE_V2, header.to_ext(), Some(Bytes::from(body))));
+        return Ok(request(
+            code::SEND_MESSAGE_V2,
+            header.to_ext(),
+            Some(Bytes::from(body)),
+        ));
     }
     let mut body = template.to_vec();
     stamp_body(&mut body, now_ns);
@@ -206,7 +216,11 @@ pub fn build_send(
         batch: true,
         broker_name: &target.broker_name,
     };
-    Ok(request(code::SEND_BATCH_MESSAGE, header.to_ext(), Some(Bytes::from(out))))
+    Ok(request(
+        code::SEND_BATCH_MESSAGE,
+        header.to_ext(),
+        Some(Bytes::from(out)),
+    ))
 }
 
 /// Shared state of the senders.
@@ -291,7 +305,9 @@ pub async fn run_plan(
     let mut tasks = Vec::with_capacity(slots);
     for slot in 0..slots {
         let sh = Arc::clone(&shared);
-        tasks.push(tokio::spawn(async move { sender(sh, slot, start_ns).await }));
+        tasks.push(tokio::spawn(
+            async move { sender(sh, slot, start_ns).await },
+        ));
     }
     let mut rec = Recorder::new();
     let mut first_err = None;
@@ -361,7 +377,10 @@ async fn sender(sh: Arc<Shared>, slot: usize, start_ns: u64) -> Recorder {
             Ok(r) if resp::send_ok(r.code) => {
                 let bytes = u64::from(msgs) * sh.plan.size as u64;
                 // Open loop: from the due time, so waiting behind slow requests counts.
-                rec.latency(sh.schedule.map_or(done.saturating_sub(due), |s| s.latency_ns(i, done)));
+                rec.latency(
+                    sh.schedule
+                        .map_or(done.saturating_sub(due), |s| s.latency_ns(i, done)),
+                );
                 rec.completed(done.saturating_sub(start_ns), u64::from(msgs), bytes);
                 sh.live.msgs.fetch_add(u64::from(msgs), Ordering::Relaxed);
                 sh.live.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -414,7 +433,8 @@ pub fn run(args: ProduceArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
         let live = Arc::new(Live::default());
         let label = format!("produce {}B x{}", plan.size, plan.batch);
         let progress = Progress::start(label.clone(), Arc::clone(&live));
-        let (rec, elapsed) = run_plan(plan.clone(), targets.clone(), connector.as_ref(), live).await?;
+        let (rec, elapsed) =
+            run_plan(plan.clone(), targets.clone(), connector.as_ref(), live).await?;
         drop(progress);
         let broker_cpu = cpu.and_then(|c| c.finish());
         let summary = Summary::new("produce", &rec, elapsed, broker_cpu)
@@ -425,8 +445,18 @@ pub fn run(args: ProduceArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
             .with("inflight", plan.inflight)
             .with("rate", plan.rate)
             .with("queues", targets.len() as u64)
-            .with("requests_per_s", super::report::round1(rec.hist.len() as f64 / (elapsed.max(1) as f64 / 1e9)))
-            .with("latency", if plan.rate.is_some() { "from scheduled send time (open loop)" } else { "ack latency per request (closed loop)" });
+            .with(
+                "requests_per_s",
+                super::report::round1(rec.hist.len() as f64 / (elapsed.max(1) as f64 / 1e9)),
+            )
+            .with(
+                "latency",
+                if plan.rate.is_some() {
+                    "from scheduled send time (open loop)"
+                } else {
+                    "ack latency per request (closed loop)"
+                },
+            );
         if let Some(path) = &args.plot {
             let title = format!(
                 "produce {} B x{} c{} k{}{}",
@@ -464,9 +494,21 @@ mod tests {
 
     #[test]
     fn argument_parsing_and_validation() {
-        let a = args(&["--size", "1024", "--batch", "32", "--connections", "4", "--inflight", "8"]);
+        let a = args(&[
+            "--size",
+            "1024",
+            "--batch",
+            "32",
+            "--connections",
+            "4",
+            "--inflight",
+            "8",
+        ]);
         let p = ProducePlan::from_args(&a).unwrap();
-        assert_eq!((p.size, p.batch, p.connections, p.inflight), (1024, 32, 4, 8));
+        assert_eq!(
+            (p.size, p.batch, p.connections, p.inflight),
+            (1024, 32, 4, 8)
+        );
         assert_eq!(p.limit, Limit::Duration(Duration::from_secs(10)));
         assert_eq!(p.request_count(), None);
         let p = ProducePlan::from_args(&args(&["--count", "70", "--batch", "32"])).unwrap();
@@ -475,8 +517,15 @@ mod tests {
             (0..3).map(|i| p.msgs_in_request(i)).collect::<Vec<_>>(),
             vec![32, 32, 6]
         );
-        let p = ProducePlan::from_args(&args(&["--rate", "1000", "--duration", "2", "--batch", "10"]))
-            .unwrap();
+        let p = ProducePlan::from_args(&args(&[
+            "--rate",
+            "1000",
+            "--duration",
+            "2",
+            "--batch",
+            "10",
+        ]))
+        .unwrap();
         assert_eq!(p.request_count(), Some(200));
         assert!(Cli::try_parse_from(["x", "--count", "5", "--duration", "1"]).is_err());
         for bad in [
@@ -496,9 +545,15 @@ mod tests {
         let conn = MockConnector {
             broker: Arc::clone(broker),
         };
-        let targets = fetch_route(&conn, NAMESRV_ADDR, "BenchTopic", RouteUse::Write, plan.timeout)
-            .await
-            .unwrap();
+        let targets = fetch_route(
+            &conn,
+            NAMESRV_ADDR,
+            "BenchTopic",
+            RouteUse::Write,
+            plan.timeout,
+        )
+        .await
+        .unwrap();
         run_plan(plan, targets, &conn, Arc::new(Live::default()))
             .await
             .unwrap()
@@ -507,7 +562,11 @@ mod tests {
     #[tokio::test]
     async fn closed_loop_sends_exactly_count_over_all_queues() {
         let b = MockBroker::new(4);
-        let (rec, _) = produce(&b, &["--count", "100", "--connections", "2", "--inflight", "3"]).await;
+        let (rec, _) = produce(
+            &b,
+            &["--count", "100", "--connections", "2", "--inflight", "3"],
+        )
+        .await;
         assert_eq!(rec.msgs, 100);
         assert_eq!(rec.errors, 0);
         assert_eq!(rec.hist.len(), 100);
@@ -539,7 +598,8 @@ mod tests {
     async fn open_loop_never_sends_early() {
         let b = MockBroker::new(1);
         // 40 requests at 2000/s: the last is due 19.5 ms after the start.
-        let (rec, elapsed) = produce(&b, &["--count", "40", "--rate", "2000", "--inflight", "4"]).await;
+        let (rec, elapsed) =
+            produce(&b, &["--count", "40", "--rate", "2000", "--inflight", "4"]).await;
         assert_eq!(rec.msgs, 40);
         assert!(elapsed >= 19_500_000, "finished after {elapsed} ns");
     }

@@ -50,7 +50,8 @@ impl Recorder {
 
     /// One latency sample (a request's ack, or one message's end-to-end time).
     pub fn latency(&mut self, latency_ns: u64) {
-        self.hist.saturating_record(latency_ns.clamp(1, LATENCY_MAX_NS));
+        self.hist
+            .saturating_record(latency_ns.clamp(1, LATENCY_MAX_NS));
     }
 
     /// `msgs` messages of `bytes` payload bytes completed at `at_ns` since the run start.
@@ -58,7 +59,9 @@ impl Recorder {
         self.msgs += msgs;
         self.bytes += bytes;
         self.last_ns = self.last_ns.max(at_ns);
-        let b = usize::try_from(at_ns / BUCKET_NS).unwrap_or(usize::MAX).min(1 << 24);
+        let b = usize::try_from(at_ns / BUCKET_NS)
+            .unwrap_or(usize::MAX)
+            .min(1 << 24);
         if self.buckets.len() <= b {
             self.buckets.resize(b + 1, 0);
         }
@@ -150,7 +153,12 @@ pub struct Summary {
 
 impl Summary {
     /// Builds the summary from merged measurements. `elapsed_ns` is the measured wall time.
-    pub fn new(mode: &str, rec: &Recorder, elapsed_ns: u64, broker_cpu_s: Option<(u32, f64)>) -> Self {
+    pub fn new(
+        mode: &str,
+        rec: &Recorder,
+        elapsed_ns: u64,
+        broker_cpu_s: Option<(u32, f64)>,
+    ) -> Self {
         let elapsed_s = (elapsed_ns.max(1)) as f64 / 1e9;
         let gb = rec.bytes as f64 / 1e9;
         let (pid, cpu_per_gb, cpu_per_msg) = match broker_cpu_s {
@@ -335,6 +343,8 @@ mod tests {
         assert!((s[2].0 - 0.3).abs() < 1e-9);
         let curve = a.percentile_curve();
         assert!(!curve.is_empty());
-        assert!(curve.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+        assert!(curve
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
     }
 }

@@ -28,7 +28,11 @@ pub const LANGUAGE: &str = "RUST";
 pub const VERSION: i32 = 479;
 
 /// A request with the given code, extFields and body.
-pub fn request(code: i32, ext: HashMap<String, String>, body: Option<bytes::Bytes>) -> RemotingCommand {
+pub fn request(
+    code: i32,
+    ext: HashMap<String, String>,
+    body: Option<bytes::Bytes>,
+) -> RemotingCommand {
     RemotingCommand {
         code,
         language: LANGUAGE.to_string(),

@@ -108,8 +108,12 @@ impl UniqKeys {
         let counter = n.to_be_bytes();
         let mut s = String::with_capacity(32);
         for b in self.prefix.iter().chain(counter.get(2..).unwrap_or(&[])) {
-            s.push(char::from(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0')));
-            s.push(char::from(HEX.get(usize::from(b & 0xF)).copied().unwrap_or(b'0')));
+            s.push(char::from(
+                HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'),
+            ));
+            s.push(char::from(
+                HEX.get(usize::from(b & 0xF)).copied().unwrap_or(b'0'),
+            ));
         }
         s
     }
@@ -137,10 +141,11 @@ pub enum EncodeError {
 pub fn encode_batch(items: &[BatchItem<'_>], out: &mut Vec<u8>) -> Result<(), EncodeError> {
     for (index, item) in items.iter().enumerate() {
         let props = item.properties.as_bytes();
-        let props_len = i16::try_from(props.len()).map_err(|_| EncodeError::PropertiesTooLarge {
-            index,
-            len: props.len(),
-        })?;
+        let props_len =
+            i16::try_from(props.len()).map_err(|_| EncodeError::PropertiesTooLarge {
+                index,
+                len: props.len(),
+            })?;
         let total = 4usize + 4 + 4 + 4 + 4 + item.body.len() + 2 + props.len();
         let too_large = || EncodeError::BodyTooLarge {
             index,
@@ -246,7 +251,9 @@ pub fn decode_record(buf: &[u8], at: usize) -> Result<StoredRecord<'_>, DecodeEr
         });
     }
     let size_usize = size as usize;
-    let record = rest.get(..size_usize).ok_or_else(|| truncated(size_usize))?;
+    let record = rest
+        .get(..size_usize)
+        .ok_or_else(|| truncated(size_usize))?;
     let bad_size = || DecodeError::BadSize {
         at,
         size: i64::from(size),
@@ -275,10 +282,18 @@ fn parse_fields<'a>(c: &mut Cursor<'a>, magic: i32) -> Option<StoredRecord<'a>> 
     let phy_offset = c.i64()?;
     let sys_flag = c.i32()?;
     let born_timestamp_ms = c.i64()?;
-    let born_host_len = if sys_flag & BORNHOST_V6_FLAG != 0 { 20 } else { 8 };
+    let born_host_len = if sys_flag & BORNHOST_V6_FLAG != 0 {
+        20
+    } else {
+        8
+    };
     c.take(born_host_len)?;
     let store_timestamp_ms = c.i64()?;
-    let store_host_len = if sys_flag & STOREHOST_V6_FLAG != 0 { 20 } else { 8 };
+    let store_host_len = if sys_flag & STOREHOST_V6_FLAG != 0 {
+        20
+    } else {
+        8
+    };
     c.take(store_host_len)?;
     let _reconsume_times = c.i32()?;
     let _prepared_tx_offset = c.i64()?;
@@ -587,7 +602,12 @@ mod tests {
     use super::*;
 
     /// Builds a v1/IPv4 stored record by the §3.1 layout, independently of the decoder.
-    pub(crate) fn build_record(body: &[u8], topic: &str, props: &str, queue_offset: i64) -> Vec<u8> {
+    pub(crate) fn build_record(
+        body: &[u8],
+        topic: &str,
+        props: &str,
+        queue_offset: i64,
+    ) -> Vec<u8> {
         let total = 91 + body.len() + topic.len() + props.len();
         let mut r = Vec::new();
         r.extend_from_slice(&(total as i32).to_be_bytes());
@@ -764,7 +784,9 @@ mod tests {
         assert!(a.starts_with("ABABABABABABABABABAB"));
         assert!(a.ends_with("000000000000"));
         assert!(b.ends_with("000000000001"));
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
     }
 
     #[test]
@@ -829,7 +851,9 @@ mod tests {
         let mut ext = HashMap::new();
         ext.insert("nextBeginOffset".to_string(), "5".to_string());
         ext.insert("minOffset".to_string(), "0".to_string());
-        assert!(PullOffsets::from_ext(&ext).unwrap_err().contains("maxOffset"));
+        assert!(PullOffsets::from_ext(&ext)
+            .unwrap_err()
+            .contains("maxOffset"));
         ext.insert("maxOffset".to_string(), "9".to_string());
         assert_eq!(
             PullOffsets::from_ext(&ext).unwrap(),
