@@ -20,6 +20,8 @@ pub const NAMESRV_ADDR: &str = "127.0.0.1:2";
 #[derive(Default)]
 pub struct MockBroker {
     pub queues: u32,
+    /// Broker address announced in routes (default [`BROKER_ADDR`]).
+    pub route_addr: Mutex<Option<String>>,
     /// Stored records per queue id.
     pub stored: Mutex<HashMap<i32, Vec<Vec<u8>>>>,
     pub requests: AtomicU64,
@@ -51,8 +53,13 @@ impl MockBroker {
         let ext = &req.ext_fields;
         match req.code {
             code::GET_ROUTEINFO_BY_TOPIC => {
+                let addr = self
+                    .route_addr
+                    .lock()
+                    .clone()
+                    .unwrap_or_else(|| BROKER_ADDR.to_string());
                 let body = format!(
-                    r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{BROKER_ADDR}"}},"brokerName":"broker-a","cluster":"c"}}],"queueDatas":[{{"brokerName":"broker-a","perm":6,"readQueueNums":{q},"writeQueueNums":{q},"topicSysFlag":0}}]}}"#,
+                    r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{addr}"}},"brokerName":"broker-a","cluster":"c"}}],"queueDatas":[{{"brokerName":"broker-a","perm":6,"readQueueNums":{q},"writeQueueNums":{q},"topicSysFlag":0}}]}}"#,
                     q = self.queues
                 );
                 r.body = Body::Bytes(Bytes::from(body));
@@ -157,29 +164,50 @@ struct MockRpc {
     broker: Arc<MockBroker>,
 }
 
+/// Answers `cmd`; a suspended pull that finds nothing is held (polled every ms) until a message
+/// arrives or its suspend timeout passes, like the broker's long polling.
+pub async fn handle(
+    broker: &MockBroker,
+    cmd: RemotingCommand,
+    timeout: Duration,
+) -> RemotingCommand {
+    let suspend = cmd.code == code::PULL_MESSAGE
+        && cmd.ext_fields["sysFlag"].parse::<i32>().unwrap() & 2 != 0;
+    let hold: u64 = if suspend {
+        cmd.ext_fields["suspendTimeoutMillis"].parse().unwrap()
+    } else {
+        0
+    };
+    let t0 = std::time::Instant::now();
+    loop {
+        let r = broker.respond(cmd.clone());
+        if r.code != resp::PULL_NOT_FOUND
+            || t0.elapsed() >= Duration::from_millis(hold)
+            || t0.elapsed() >= timeout
+        {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 impl Rpc for MockRpc {
     fn call(&self, cmd: RemotingCommand, timeout: Duration) -> RpcFuture<'_> {
-        Box::pin(async move {
-            // Long polling: hold a pull that found nothing until a message arrives or it times out.
-            let suspend = cmd.code == code::PULL_MESSAGE
-                && cmd.ext_fields["sysFlag"].parse::<i32>().unwrap() & 2 != 0;
-            let hold: u64 = if suspend {
-                cmd.ext_fields["suspendTimeoutMillis"].parse().unwrap()
-            } else {
-                0
-            };
-            let t0 = std::time::Instant::now();
-            loop {
-                let r = self.broker.respond(cmd.clone());
-                if r.code != resp::PULL_NOT_FOUND
-                    || t0.elapsed() >= Duration::from_millis(hold)
-                    || t0.elapsed() >= timeout
-                {
-                    return Ok(r);
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        })
+        Box::pin(async move { Ok(handle(&self.broker, cmd, timeout).await) })
+    }
+}
+
+/// The mock broker behind a real net `Server`, to test the load tool over TCP.
+pub struct MockProcessor(pub Arc<MockBroker>);
+
+impl ferrocket_net::Processor for MockProcessor {
+    fn process(
+        &self,
+        _conn: ferrocket_net::ConnectionHandle,
+        req: RemotingCommand,
+    ) -> ferrocket_net::BoxFuture<Option<RemotingCommand>> {
+        let b = Arc::clone(&self.0);
+        Box::pin(async move { Some(handle(&b, req, Duration::from_secs(60)).await) })
     }
 }
 
