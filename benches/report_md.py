@@ -141,14 +141,14 @@ def main():
     # ---- all runs
     w("## Produce matrix\n")
     w("Closed loop (each slot sends when its previous ack arrives); latency is per request (a batch of 32 is one sample).\n")
-    w("| flush | body | batch | conns x in flight | msgs/s | MB/s | ratio to limit | p50 µs | p99 µs | p99.9 µs | max µs | errors | broker µs CPU/msg | broker CPU s/GB |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    w("| flush | body | batch | conns x in flight | msgs/s | MB/s | ratio to limit | p50 µs | p99 µs | p99.9 µs | max µs | errors | broker µs CPU/msg | broker CPU s/GB | load generator µs CPU/msg | load avg |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for flush in ("async", "sync"):
         names = [f"lat-{flush}"] + [f"produce-{flush}-{s}-b{b}" for s in (128, 1024, 16384) for b in (1, 32)]
         for n in names:
             r = load(res, n)
             if not r:
-                w(f"| {flush} | {n} | failed or not run | | | | | | | | | | | |")
+                w(f"| {flush} | {n} | failed or not run | | | | | | | | | | | | | |")
                 continue
             size = r.get("size")
             ratio = "-"
@@ -159,7 +159,7 @@ def main():
                 window = r.get("connections", 1) * r.get("inflight", 1)
                 ratio = f"{r['requests_per_s'] / window / fs['commits_per_s']:.2f} of fdatasync rounds"
             w(f"| {flush} | {size} B | {r.get('batch')} | {r.get('connections')} x {r.get('inflight')} | {num(r['msgs_per_s'])} | {num(r['mb_per_s'])} | {ratio} | "
-              f"{num(r['p50_us'])} | {num(r['p99_us'])} | {num(r['p999_us'])} | {num(r['max_us'])} | {r['errors']} | {num(r.get('broker_cpu_us_per_msg'), 2)} | {num(r.get('broker_cpu_s_per_gb'), 3)} |")
+              f"{num(r['p50_us'])} | {num(r['p99_us'])} | {num(r['p999_us'])} | {num(r['max_us'])} | {r['errors']} | {num(r.get('broker_cpu_us_per_msg'), 2)} | {num(r.get('broker_cpu_s_per_gb'), 3)} | {num(r.get('client_cpu_us_per_msg'), 2)} | {num(r.get('loadavg_1m'), 1)} |")
     w("")
     w("## Consumers\n")
     w("| run | msgs | msgs/s | MB/s | e2e p50 µs | e2e p99 µs | e2e p99.9 µs | max µs | errors | broker CPU s/GB |")
