@@ -62,10 +62,10 @@ pub fn props_encode(pairs: &[(String, String)]) -> String {
 /// The value of `key` (the last pair wins, as in Java's map).
 pub fn prop_get<'a>(s: &'a str, key: &str) -> Option<&'a str> {
     s.split('\u{2}')
+        .rev()
         .filter_map(|seg| seg.split_once('\u{1}'))
-        .filter(|(k, v)| *k == key && !v.is_empty())
+        .find(|(k, v)| *k == key && !v.is_empty())
         .map(|(_, v)| v)
-        .last()
 }
 
 /// `props` with `key` set to `value` (replacing earlier values, keeping the order of the rest).
