@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
@@ -13,6 +14,7 @@ use super::persist::{
     self, get_bool, get_i64, get_str, value_to_out, DataVersion, JsonOut, JsonStyle, PersistError,
 };
 use super::validate::{self, validate_group};
+use crate::config::BrokerConfig;
 
 /// Upper bound on auto-created groups (a client inventing group names cannot grow memory and
 /// subscriptionGroup.json without limit).
@@ -191,7 +193,8 @@ struct Table {
 /// Every subscription group, persisted in `<config_dir>/subscriptionGroup.json` on change.
 pub struct SubscriptionGroupManager {
     path: PathBuf,
-    auto_create: bool,
+    /// `autoCreateSubscriptionGroup`, changeable at runtime (UPDATE_BROKER_CONFIG).
+    auto_create: AtomicBool,
     table: RwLock<Table>,
     persist_lock: Mutex<()>,
 }
@@ -242,7 +245,7 @@ impl SubscriptionGroupManager {
         }
         Ok(SubscriptionGroupManager {
             path,
-            auto_create,
+            auto_create: AtomicBool::new(auto_create),
             table: RwLock::new(Table {
                 groups,
                 data_version,
@@ -250,6 +253,11 @@ impl SubscriptionGroupManager {
             }),
             persist_lock: Mutex::new(()),
         })
+    }
+
+    /// [`SubscriptionGroupManager::open`] with `autoCreateSubscriptionGroup` from `conf`.
+    pub fn load(config_dir: &Path, conf: &BrokerConfig) -> Result<Self, PersistError> {
+        Self::open(config_dir, conf.auto_create_subscription_group)
     }
 
     pub fn get(&self, group: &str) -> Option<SubscriptionGroupConfig> {
@@ -262,7 +270,7 @@ impl SubscriptionGroupManager {
         if let Some(c) = self.get(group) {
             return Some(c);
         }
-        if !self.auto_create || validate_group(group).is_err() {
+        if !self.auto_create.load(Ordering::Acquire) || validate_group(group).is_err() {
             return None;
         }
         let c = {
@@ -285,6 +293,11 @@ impl SubscriptionGroupManager {
             tracing::warn!("subscriptionGroup.json: {e}");
         }
         Some(c)
+    }
+
+    /// Applies a runtime change of `autoCreateSubscriptionGroup`.
+    pub fn set_auto_create(&self, on: bool) {
+        self.auto_create.store(on, Ordering::Release);
     }
 
     /// Adds or replaces a group (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP).

@@ -7,11 +7,49 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ferrocket_net::{Body, RemotingCommand};
 use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::persist::{get_i64, get_str, parse_lenient, JsonOut, JsonStyle};
 use super::validate::{validate_group, validate_topic};
+use super::{Broker, ConnectionHandle};
+use crate::reply::{code, ok, reply, req};
+
+/// Request codes answered here.
+pub const CODES: &[i32] = &[req::LOCK_BATCH_MQ, req::UNLOCK_BATCH_MQ];
+
+/// LOCK_BATCH_MQ: body `LockBatchRequestBody`, reply body `{"lockOKMQSet":[…]}` listing the
+/// queues now held by the client. UNLOCK_BATCH_MQ: releases the client's locks, empty reply.
+pub async fn handle(
+    b: &Arc<Broker>,
+    _conn: &ConnectionHandle,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
+    Some(handle_sync(&b.locks, &req))
+}
+
+/// The synchronous core of [`handle`] (no I/O, no awaiting).
+pub fn handle_sync(locks: &LockManager, req: &RemotingCommand) -> RemotingCommand {
+    let body: &[u8] = match &req.body {
+        Body::Bytes(b) => b,
+        _ => &[],
+    };
+    let parsed = match LockBatchBody::decode(body) {
+        Ok(p) => p,
+        Err(e) => return reply(req, code::SYSTEM_ERROR, e.to_string()),
+    };
+    if req.code == req::LOCK_BATCH_MQ {
+        let locked =
+            locks.try_lock_batch(&parsed.consumer_group, &parsed.mq_set, &parsed.client_id);
+        let mut r = ok(req);
+        r.body = Body::Bytes(encode_lock_ok(&locked).into_bytes().into());
+        r
+    } else {
+        locks.unlock_batch(&parsed.consumer_group, &parsed.mq_set, &parsed.client_id);
+        ok(req)
+    }
+}
 
 /// Default `rocketmq.broker.rebalance.lockMaxLiveTime`.
 pub const LOCK_MAX_LIVE_MS: u64 = 60_000;
@@ -350,6 +388,50 @@ mod tests {
             LockBatchBody::decode(br#"{"consumerGroup":"a/b","clientId":"c"}"#),
             Err(LockBodyError::BadName(_))
         ));
+    }
+
+    fn request(code: i32, body: &str) -> RemotingCommand {
+        RemotingCommand {
+            code,
+            opaque: 7,
+            body: Body::Bytes(body.as_bytes().to_vec().into()),
+            ..Default::default()
+        }
+    }
+
+    fn body_json(r: &RemotingCommand) -> serde_json::Value {
+        match &r.body {
+            Body::Bytes(b) => serde_json::from_slice(b).unwrap(),
+            _ => panic!("no body"),
+        }
+    }
+
+    #[test]
+    fn lock_and_unlock_requests() {
+        let (now, clock) = manual_clock();
+        let m = LockManager::with_clock(60_000, clock);
+        let body = |client: &str| {
+            format!(
+                r#"{{"consumerGroup":"og","clientId":"{client}","mqSet":[{{"topic":"T","brokerName":"broker-a","queueId":0}},{{"topic":"T","brokerName":"broker-a","queueId":1}}]}}"#
+            )
+        };
+        let r = handle_sync(&m, &request(req::LOCK_BATCH_MQ, &body("c1")));
+        assert_eq!((r.code, r.opaque), (code::SUCCESS, 7));
+        assert_eq!(body_json(&r)["lockOKMQSet"].as_array().unwrap().len(), 2);
+        let r = handle_sync(&m, &request(req::LOCK_BATCH_MQ, &body("c2")));
+        assert_eq!(body_json(&r)["lockOKMQSet"], serde_json::json!([]));
+        let r = handle_sync(&m, &request(req::UNLOCK_BATCH_MQ, &body("c1")));
+        assert_eq!(r.code, code::SUCCESS);
+        let r = handle_sync(&m, &request(req::LOCK_BATCH_MQ, &body("c2")));
+        assert_eq!(body_json(&r)["lockOKMQSet"].as_array().unwrap().len(), 2);
+        now.fetch_add(60_001, Ordering::SeqCst);
+        let r = handle_sync(&m, &request(req::LOCK_BATCH_MQ, &body("c1")));
+        assert_eq!(body_json(&r)["lockOKMQSet"].as_array().unwrap().len(), 2);
+        // Garbage bodies get SYSTEM_ERROR, never a panic.
+        for bad in ["", "{", "[]", "{\"consumerGroup\":1}", "\u{0}"] {
+            let r = handle_sync(&m, &request(req::LOCK_BATCH_MQ, bad));
+            assert_eq!(r.code, code::SYSTEM_ERROR, "{bad:?}");
+        }
     }
 
     #[test]

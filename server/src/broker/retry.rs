@@ -12,6 +12,20 @@ use super::groups::SubscriptionGroupManager;
 use super::schedule::{prop_get, prop_set, props_decode, props_encode, PROPERTY_DELAY_TIME_LEVEL};
 use super::topics::{perm, TopicConfig, TopicConfigManager, DLQ_NUMS_PER_GROUP};
 use super::validate::{dlq_topic, retry_topic, RETRY_GROUP_TOPIC_PREFIX};
+use super::{Broker, ConnectionHandle};
+use crate::reply::req;
+
+/// Request codes answered here.
+pub const CODES: &[i32] = &[req::CONSUMER_SEND_MSG_BACK];
+
+/// CONSUMER_SEND_MSG_BACK (needs the store; wired when `Broker::store` exists).
+pub async fn handle(
+    _b: &std::sync::Arc<Broker>,
+    _conn: &ConnectionHandle,
+    req: ferrocket_net::RemotingCommand,
+) -> Option<ferrocket_net::RemotingCommand> {
+    Some(crate::reply::not_supported(&req))
+}
 
 pub const PROPERTY_RETRY_TOPIC: &str = "RETRY_TOPIC";
 pub const PROPERTY_ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
@@ -207,6 +221,23 @@ pub struct PreparedSendBack {
     pub max_reconsume_times: i32,
 }
 
+/// [`adjust_retry_send_with`] on the broker's managers; `Err((code, remark))` refuses the send.
+pub fn adjust_retry_send(
+    b: &Broker,
+    reconsume_times: i32,
+    max_reconsume_times: Option<i32>,
+    msg: &mut MessageInput,
+) -> Result<(), (i32, String)> {
+    adjust_retry_send_with(
+        &b.groups,
+        &b.topics,
+        reconsume_times,
+        max_reconsume_times,
+        msg,
+    )
+    .map_err(|r| (r.code, r.remark))
+}
+
 /// Creates `%DLQ%<group>` (one queue, write-only as Java 4.x) if missing.
 pub fn ensure_dlq_topic(topics: &TopicConfigManager, group: &str) -> Result<TopicConfig, Refusal> {
     let dlq = dlq_topic(group);
@@ -220,7 +251,7 @@ pub fn ensure_dlq_topic(topics: &TopicConfigManager, group: &str) -> Result<Topi
 /// consumers and as the client's fallback): if `reconsume_times > max` (strictly), the message is
 /// rerouted to `%DLQ%<group>` queue 0 with `DELAY=-1`. `max` is the header's value when given,
 /// else the group's `retryMaxTimes`.
-pub fn adjust_retry_send(
+pub fn adjust_retry_send_with(
     groups: &SubscriptionGroupManager,
     topics: &TopicConfigManager,
     reconsume_times: i32,
@@ -400,19 +431,19 @@ mod tests {
             prepared_transaction_offset: 0,
         };
         let mut m = mk();
-        adjust_retry_send(&groups, &topics, 16, None, &mut m).unwrap();
+        adjust_retry_send_with(&groups, &topics, 16, None, &mut m).unwrap();
         assert_eq!(m.topic, "%RETRY%og");
         let mut m = mk();
-        adjust_retry_send(&groups, &topics, 17, None, &mut m).unwrap();
+        adjust_retry_send_with(&groups, &topics, 17, None, &mut m).unwrap();
         assert_eq!(m.topic, "%DLQ%og");
         assert_eq!(prop_get(&m.properties, "DELAY"), Some("-1"));
         let mut m = mk();
-        adjust_retry_send(&groups, &topics, 3, Some(2), &mut m).unwrap();
+        adjust_retry_send_with(&groups, &topics, 3, Some(2), &mut m).unwrap();
         assert_eq!(m.topic, "%DLQ%og");
         // Not a retry topic: untouched.
         let mut m = mk();
         m.topic = "T".into();
-        adjust_retry_send(&groups, &topics, 99, None, &mut m).unwrap();
+        adjust_retry_send_with(&groups, &topics, 99, None, &mut m).unwrap();
         assert_eq!(m.topic, "T");
     }
 }

@@ -17,6 +17,7 @@ use ferrocket_store::MessageInput;
 use super::persist::{self, value_i64, DataVersion, JsonKey, JsonOut, JsonStyle, PersistError};
 use super::topics::{SCHEDULE_TOPIC, SCHEDULE_TOPIC_QUEUE_NUMS, TRANS_HALF_TOPIC};
 use super::validate::validate_topic;
+use crate::config::BrokerConfig;
 
 /// Java's default `messageDelayLevel`.
 pub const DEFAULT_MESSAGE_DELAY_LEVEL: &str =
@@ -101,6 +102,18 @@ pub enum DelayLevelError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DelayLevels {
     delays_ms: Vec<u64>,
+}
+
+impl Default for DelayLevels {
+    /// Java's 18 levels, 1 s to 2 h.
+    fn default() -> Self {
+        DelayLevels {
+            delays_ms: vec![
+                1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 180_000, 240_000, 300_000, 360_000,
+                420_000, 480_000, 540_000, 600_000, 1_200_000, 1_800_000, 3_600_000, 7_200_000,
+            ],
+        }
+    }
 }
 
 impl DelayLevels {
@@ -328,6 +341,17 @@ impl ScheduleService {
         })
     }
 
+    /// [`ScheduleService::open`] with `messageDelayLevel` from `conf`. A spec that does not parse
+    /// was already refused by config validation; if one slips through, Java's default is used
+    /// and the problem logged.
+    pub fn load(config_dir: &Path, conf: &BrokerConfig) -> Result<Self, PersistError> {
+        let levels = DelayLevels::parse(&conf.message_delay_level).unwrap_or_else(|e| {
+            tracing::error!("messageDelayLevel: {e}; using the default levels");
+            DelayLevels::default()
+        });
+        Self::open(config_dir, levels)
+    }
+
     pub fn levels(&self) -> &DelayLevels {
         &self.levels
     }
@@ -425,6 +449,14 @@ mod tests {
         assert_eq!(t.max_level(), 5);
         assert_eq!(t.delay_ms(4), Some(500));
         assert_eq!(t.delay_ms(5), Some(172_800_000));
+    }
+
+    #[test]
+    fn default_impl_matches_the_default_spec() {
+        assert_eq!(
+            DelayLevels::default(),
+            DelayLevels::parse(DEFAULT_MESSAGE_DELAY_LEVEL).unwrap()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
@@ -13,6 +14,7 @@ use super::persist::{
     self, get_bool, get_i64, get_str, DataVersion, JsonOut, JsonStyle, PersistError,
 };
 use super::validate::{self, validate_topic};
+use crate::config::BrokerConfig;
 
 pub const AUTO_CREATE_TOPIC_KEY_TOPIC: &str = "TBW102";
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
@@ -215,6 +217,21 @@ impl Default for TopicDefaults {
     }
 }
 
+impl From<&BrokerConfig> for TopicDefaults {
+    fn from(c: &BrokerConfig) -> Self {
+        TopicDefaults {
+            broker_cluster_name: c.broker_cluster_name.clone(),
+            broker_name: c.broker_name.clone(),
+            auto_create_topic_enable: c.auto_create_topic_enable,
+            default_topic_queue_nums: c.default_topic_queue_nums,
+            cluster_topic_enable: c.cluster_topic_enable,
+            broker_topic_enable: c.broker_topic_enable,
+            trace_topic_enable: c.trace_topic_enable,
+            msg_trace_topic_name: c.msg_trace_topic_name.clone(),
+        }
+    }
+}
+
 struct Table {
     topics: BTreeMap<String, TopicConfig>,
     data_version: DataVersion,
@@ -225,6 +242,8 @@ struct Table {
 pub struct TopicConfigManager {
     path: PathBuf,
     defaults: TopicDefaults,
+    /// `autoCreateTopicEnable`, changeable at runtime (UPDATE_BROKER_CONFIG).
+    auto_create: AtomicBool,
     table: RwLock<Table>,
     /// Serialises persists so a later snapshot is never overwritten by an earlier one.
     persist_lock: Mutex<()>,
@@ -268,6 +287,7 @@ impl TopicConfigManager {
         }
         let mgr = TopicConfigManager {
             path,
+            auto_create: AtomicBool::new(defaults.auto_create_topic_enable),
             defaults,
             table: RwLock::new(Table {
                 topics,
@@ -280,6 +300,11 @@ impl TopicConfigManager {
             tracing::warn!("topics.json: cannot write: {e}");
         }
         Ok(mgr)
+    }
+
+    /// [`TopicConfigManager::open`] with the settings of `conf`.
+    pub fn load(config_dir: &Path, conf: &BrokerConfig) -> Result<Self, PersistError> {
+        Self::open(config_dir, TopicDefaults::from(conf))
     }
 
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
@@ -301,6 +326,12 @@ impl TopicConfigManager {
 
     pub fn defaults(&self) -> &TopicDefaults {
         &self.defaults
+    }
+
+    /// Applies a runtime change of `autoCreateTopicEnable` (TBW102 stops or starts acting as a
+    /// template at once).
+    pub fn set_auto_create(&self, on: bool) {
+        self.auto_create.store(on, Ordering::Release);
     }
 
     /// Java `createTopicInSendMessageMethod` (§7.7): creates `topic` from the template
@@ -332,7 +363,7 @@ impl TopicConfigManager {
             };
             let mut template_perm = template.perm;
             if default_topic == AUTO_CREATE_TOPIC_KEY_TOPIC
-                && !self.defaults.auto_create_topic_enable
+                && !self.auto_create.load(Ordering::Acquire)
             {
                 template_perm = perm::RW;
             }
