@@ -149,6 +149,12 @@ impl DelayLevels {
         Ok(DelayLevels { delays_ms })
     }
 
+    /// Delay of each level in ms (index 0 = level 1), e.g. for the store's
+    /// SCHEDULE_TOPIC_XXXX tagsCode (`StoreOptions::message_delay_level_ms`).
+    pub fn delays_ms(&self) -> &[u64] {
+        &self.delays_ms
+    }
+
     /// `maxDelayLevel`.
     pub fn max_level(&self) -> u32 {
         u32::try_from(self.delays_ms.len()).unwrap_or(u32::MAX)
