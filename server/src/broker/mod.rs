@@ -7,13 +7,18 @@
 //! and admin.
 
 pub mod admin;
+pub mod clients;
 pub mod groups;
+pub mod heartbeat;
 pub mod lock;
+pub mod message;
 pub mod offsets;
 pub mod persist;
+pub mod pull_hold;
 pub mod query;
 pub mod retry;
 pub mod schedule;
+pub mod subscription;
 pub mod topics;
 pub mod validate;
 
