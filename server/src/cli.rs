@@ -122,30 +122,26 @@ pub fn broker_config(a: &BrokerArgs) -> Result<BrokerConfig, ConfigError> {
 pub fn run_standalone(a: StandaloneArgs) -> Result<(), CliError> {
     crate::logging::init();
     let conf = standalone_config(&a)?;
-    Err(CliError::Runtime(format!(
-        "standalone not wired yet (config ok: {} at {})",
-        conf.broker_name,
-        conf.broker_addr()
-    )))
+    crate::runtime::run_standalone(conf, a.namesrv_port)
+        .map_err(|e| CliError::Runtime(e.to_string()))
 }
 
 /// Runs `namesrv` to completion.
 pub fn run_namesrv(a: NamesrvArgs) -> Result<(), CliError> {
     crate::logging::init();
-    Err(CliError::Runtime(format!(
-        "namesrv not wired yet (port {})",
-        a.port
-    )))
+    let ip: std::net::IpAddr = a
+        .bind
+        .parse()
+        .map_err(|_| CliError::Runtime(format!("--bind {:?} is not an IP address", a.bind)))?;
+    crate::runtime::run_namesrv(std::net::SocketAddr::new(ip, a.port))
+        .map_err(|e| CliError::Runtime(e.to_string()))
 }
 
 /// Runs `broker` to completion.
 pub fn run_broker(a: BrokerArgs) -> Result<(), CliError> {
     crate::logging::init();
     let conf = broker_config(&a)?;
-    Err(CliError::Runtime(format!(
-        "broker not wired yet ({})",
-        conf.broker_addr()
-    )))
+    crate::runtime::run_broker(conf).map_err(|e| CliError::Runtime(e.to_string()))
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@
 pub mod broker;
 pub mod cli;
 pub mod config;
-mod conn_shim;
 pub mod json;
 pub mod logging;
 pub mod namesrv;
 pub mod reply;
+pub mod runtime;

@@ -17,6 +17,15 @@ pub trait Channel: Clone + Send + Sync + 'static {
     fn remote(&self) -> String;
 }
 
+impl Channel for ferrocket_net::ConnectionHandle {
+    fn channel_id(&self) -> u64 {
+        self.id()
+    }
+    fn remote(&self) -> String {
+        self.peer_addr().to_string()
+    }
+}
+
 /// One client connection in a group.
 #[derive(Debug, Clone)]
 pub struct ClientInfo<C> {
