@@ -5,9 +5,38 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{BrokerConfig, ConfigError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrocket",
+    version,
+    about = "RocketMQ-compatible nameserver and broker"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Nameserver and broker in one process.
+    Standalone(StandaloneArgs),
+    /// Nameserver only.
+    Namesrv(NamesrvArgs),
+    /// Broker only, registering with the nameservers of `-n` / `namesrvAddr`.
+    Broker(BrokerArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+/// `ferrocket bench ...` (store, produce, consume, limits), defined by the bench module.
+pub use crate::bench::BenchCmd as BenchCommand;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FlushArg {
@@ -116,6 +145,16 @@ pub fn broker_config(a: &BrokerArgs) -> Result<BrokerConfig, ConfigError> {
     }
     c.validate()?;
     Ok(c)
+}
+
+/// Runs a parsed command line to completion.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.cmd {
+        Command::Bench { what } => crate::bench::run(what).map_err(CliError::Runtime),
+        Command::Standalone(a) => run_standalone(a),
+        Command::Namesrv(a) => run_namesrv(a),
+        Command::Broker(a) => run_broker(a),
+    }
 }
 
 /// Runs `standalone` to completion (until SIGINT/SIGTERM).

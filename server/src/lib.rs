@@ -6,6 +6,7 @@
 //! * [`broker`]: the broker's shared state and request handlers.
 //! * [`reply`], [`json`]: response building, extFields access, lenient JSON.
 
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;

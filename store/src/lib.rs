@@ -8,6 +8,7 @@
 pub mod consume_queue;
 pub mod error;
 pub mod hash;
+pub mod index_file;
 pub mod message_store;
 pub mod mmap;
 
