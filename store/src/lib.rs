@@ -8,6 +8,7 @@
 pub mod error;
 pub mod message_store;
 pub mod mmap;
+pub mod record;
 
 pub use error::{Result, StoreError};
 pub use message_store::*;
