@@ -360,10 +360,12 @@ pub fn disk_space(path: &Path) -> io::Result<DiskSpace> {
     }
     // SAFETY: statvfs returned 0, so it initialised `st` (see above).
     let st = unsafe { st.assume_init() };
-    let frag = st.f_frsize as u64;
+    // c_ulong and fsblkcnt_t are u64 here but not on every target.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let (frag, blocks, avail) = (st.f_frsize as u64, st.f_blocks as u64, st.f_bavail as u64);
     Ok(DiskSpace {
-        total_bytes: (st.f_blocks as u64).saturating_mul(frag),
-        available_bytes: (st.f_bavail as u64).saturating_mul(frag),
+        total_bytes: blocks.saturating_mul(frag),
+        available_bytes: avail.saturating_mul(frag),
     })
 }
 
