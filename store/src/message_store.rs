@@ -903,6 +903,12 @@ impl MessageStore {
         self.log.flush(0)
     }
 
+    /// Flushes the ConsumeQueues and the index and writes the checkpoint now (the
+    /// `ferrocket-cq-flush` thread does this every `flushIntervalConsumeQueue`).
+    pub fn checkpoint_now(&self) -> Result<()> {
+        self.write_checkpoint()
+    }
+
     /// What (topic, queue id) pairs the ConsumeQueues hold.
     pub fn topics_and_queues(&self) -> Vec<(String, u32)> {
         self.cqs
