@@ -255,6 +255,8 @@ pub struct CommitLog {
     pub(crate) disk_full: AtomicBool,
     /// Test seam: the next flush fails as if msync returned EIO.
     pub(crate) fail_next_flush: AtomicBool,
+    /// Successful syncs (msync rounds) so far: group commits under SYNC_FLUSH.
+    sync_count: AtomicU64,
 }
 
 impl std::fmt::Debug for CommitLog {
@@ -294,6 +296,7 @@ impl CommitLog {
             latch,
             disk_full: AtomicBool::new(false),
             fail_next_flush: AtomicBool::new(false),
+            sync_count: AtomicU64::new(0),
         }
     }
 
@@ -335,6 +338,10 @@ impl CommitLog {
     /// Bytes below this offset are on disk.
     pub fn flushed(&self) -> u64 {
         self.flushed.load(Ordering::Acquire)
+    }
+    /// How many flushes (msync rounds) have completed since open.
+    pub fn sync_count(&self) -> u64 {
+        self.sync_count.load(Ordering::Relaxed)
     }
     /// Store timestamp of the last record known flushed (0 if none since open).
     pub fn flushed_store_ts(&self) -> i64 {
@@ -533,6 +540,7 @@ impl CommitLog {
             return Err(e);
         }
         self.flushed.store(target, Ordering::Release);
+        self.sync_count.fetch_add(1, Ordering::Relaxed);
         if ts != 0 {
             self.flushed_store_ts.store(ts, Ordering::Release);
         }

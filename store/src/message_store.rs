@@ -442,6 +442,8 @@ impl MessageStore {
             rec,
             latch,
         ));
+        // Units whose records retention already deleted: move each queue's min offset past them.
+        cqs.delete_files_below_phy(log.min_offset())?;
         let dispatch_from = dispatch_start(&report, &log, &cqs, index.as_deref());
         let dispatcher = Arc::new(Dispatcher::new(
             Arc::clone(&log),
@@ -773,7 +775,7 @@ impl MessageStore {
                 break;
             }
             consumed += 1;
-            if unit.phy_offset < skip_below || !filter.matches(unit.tags_code) {
+            if unit.is_blank() || unit.phy_offset < skip_below || !filter.matches(unit.tags_code) {
                 continue;
             }
             match self.log.slice(unit.phy_offset, unit.size) {
@@ -874,6 +876,11 @@ impl MessageStore {
     /// Bytes below this CommitLog offset are on disk.
     pub fn flushed_offset(&self) -> u64 {
         self.log.flushed()
+    }
+
+    /// How many CommitLog flushes (group commits under SYNC_FLUSH) completed since open.
+    pub fn flush_count(&self) -> u64 {
+        self.log.sync_count()
     }
 
     /// Records below this CommitLog offset are in the ConsumeQueues.
