@@ -63,7 +63,10 @@ impl CheckpointData {
 
     /// `getMinTimestamp()`: `max(0, min(physic, logics) - 3000)`.
     pub fn min_timestamp(&self) -> i64 {
-        self.physic_msg_timestamp.min(self.logics_msg_timestamp).saturating_sub(3000).max(0)
+        self.physic_msg_timestamp
+            .min(self.logics_msg_timestamp)
+            .saturating_sub(3000)
+            .max(0)
     }
 }
 
@@ -87,7 +90,8 @@ impl Checkpoint {
                 tracing::warn!(path = %path.display(), "checkpoint file has the wrong size; starting from zeros");
                 std::fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
             }
-            MappedMut::create(path, CHECKPOINT_FILE_LEN_BYTES).map_err(|e| StoreError::io(path, e))?
+            MappedMut::create(path, CHECKPOINT_FILE_LEN_BYTES)
+                .map_err(|e| StoreError::io(path, e))?
         };
         let data = CheckpointData::decode(map.as_slice()).unwrap_or_default();
         Ok(Self {
@@ -141,7 +145,10 @@ mod tests {
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 4096);
         assert_eq!(Checkpoint::open(&p).unwrap().get(), d);
         std::fs::write(&p, b"short").unwrap();
-        assert_eq!(Checkpoint::open(&p).unwrap().get(), CheckpointData::default());
+        assert_eq!(
+            Checkpoint::open(&p).unwrap().get(),
+            CheckpointData::default()
+        );
         assert_eq!(d.min_timestamp(), 0);
     }
 

@@ -144,7 +144,9 @@ impl Preallocator {
             st.busy = None;
             match made {
                 Ok(seg) => st.ready = Some(seg),
-                Err(e) => tracing::warn!(base, error = %e, "pre-allocating the next segment failed"),
+                Err(e) => {
+                    tracing::warn!(base, error = %e, "pre-allocating the next segment failed")
+                }
             }
             self.cv.notify_all();
         }
@@ -310,11 +312,12 @@ impl CommitLog {
         *self.prealloc_thread.lock() = Some(h);
         let max = self.max_offset();
         let next = (max / self.file_size + 1) * self.file_size;
-        self.prealloc.request(if self.append.lock().active.is_some() {
-            next
-        } else {
-            max
-        });
+        self.prealloc
+            .request(if self.append.lock().active.is_some() {
+                next
+            } else {
+                max
+            });
         Ok(())
     }
 
@@ -448,11 +451,19 @@ impl CommitLog {
     /// Ensures the active segment has room for `total` bytes plus a blank marker, rolling to the
     /// next segment (blank marker first) if not. The next segment is obtained before the blank is
     /// written, so a failure (disk full) leaves the log unchanged.
-    fn make_room(&self, active: &mut Option<(Arc<Segment>, MappedWriter)>, total: u64) -> Result<()> {
+    fn make_room(
+        &self,
+        active: &mut Option<(Arc<Segment>, MappedWriter)>,
+        total: u64,
+    ) -> Result<()> {
         let next_base = match active.as_ref() {
             None => {
                 let max = self.max_offset();
-                assert_eq!(max % self.file_size, 0, "log without active segment ends mid-segment");
+                assert_eq!(
+                    max % self.file_size,
+                    0,
+                    "log without active segment ends mid-segment"
+                );
                 max
             }
             Some((seg, w)) => {
@@ -536,7 +547,8 @@ impl CommitLog {
             return Ok(from);
         }
         if let Err(e) = self.sync_range(from, target) {
-            self.latch.disable(format!("flushing the CommitLog failed: {e}"));
+            self.latch
+                .disable(format!("flushing the CommitLog failed: {e}"));
             return Err(e);
         }
         self.flushed.store(target, Ordering::Release);

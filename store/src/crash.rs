@@ -88,11 +88,7 @@ pub fn damage_segment(bytes: &mut [u8], base: u64, durable: u64, spec: &CrashSpe
     }
 }
 
-fn copy_tree(
-    src: &Path,
-    dst: &Path,
-    edit: &mut dyn FnMut(&Path, &mut Vec<u8>),
-) -> io::Result<()> {
+fn copy_tree(src: &Path, dst: &Path, edit: &mut dyn FnMut(&Path, &mut Vec<u8>)) -> io::Result<()> {
     fn walk(
         root: &Path,
         dir: &Path,

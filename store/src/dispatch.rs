@@ -97,7 +97,11 @@ impl Dispatcher {
                     phy = min;
                     continue;
                 }
-                return Err(corrupt(&self.log, phy, "no segment holds this offset".into()));
+                return Err(corrupt(
+                    &self.log,
+                    phy,
+                    "no segment holds this offset".into(),
+                ));
             };
             let pos = phy - seg.base();
             let published = seg.mapped().published();
@@ -109,8 +113,8 @@ impl Dispatcher {
                 phy = seg.end();
                 continue;
             }
-            let rec = record::decode_record(rest)
-                .map_err(|e| corrupt(&self.log, phy, e.to_string()))?;
+            let rec =
+                record::decode_record(rest).map_err(|e| corrupt(&self.log, phy, e.to_string()))?;
             if rec.phy_offset != phy as i64 {
                 return Err(corrupt(&self.log, phy, "PHYSICALOFFSET mismatch".into()));
             }
@@ -142,7 +146,8 @@ impl Dispatcher {
                 )?;
             }
         }
-        self.last_store_ts.store(rec.store_timestamp, Ordering::Release);
+        self.last_store_ts
+            .store(rec.store_timestamp, Ordering::Release);
         Ok(())
     }
 
@@ -150,7 +155,10 @@ impl Dispatcher {
         let (Ok(queue_id), Ok(queue_offset)) =
             (u32::try_from(rec.queue_id), u64::try_from(rec.queue_offset))
         else {
-            tracing::warn!(phy, "record with a negative queue id or offset is not dispatched");
+            tracing::warn!(
+                phy,
+                "record with a negative queue id or offset is not dispatched"
+            );
             return Ok(());
         };
         let cq = match self.cqs.get_or_create(rec.topic, queue_id) {

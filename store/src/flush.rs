@@ -175,7 +175,8 @@ impl GroupCommit {
         loop {
             {
                 let mut st = self.state.lock();
-                while !st.stop && (st.requested <= self.log.flushed() || self.log.latch.is_disabled())
+                while !st.stop
+                    && (st.requested <= self.log.flushed() || self.log.latch.is_disabled())
                 {
                     self.work.wait(&mut st);
                 }

@@ -147,7 +147,6 @@ pub struct QueryResult {
 /// queue offset (exclusive)). Used by the broker's long polling.
 pub type ArrivalListener = Arc<dyn Fn(&str, u32, u64) + Send + Sync>;
 
-
 // ---------------------------------------------------------------------------------------------
 // Implementation.
 // ---------------------------------------------------------------------------------------------
@@ -254,8 +253,14 @@ impl Default for StoreOptions {
 impl std::fmt::Debug for StoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreOptions")
-            .field("flush_interval_consume_queue_ms", &self.flush_interval_consume_queue_ms)
-            .field("clean_resource_interval_ms", &self.clean_resource_interval_ms)
+            .field(
+                "flush_interval_consume_queue_ms",
+                &self.flush_interval_consume_queue_ms,
+            )
+            .field(
+                "clean_resource_interval_ms",
+                &self.clean_resource_interval_ms,
+            )
             .field("background", &self.background)
             .finish()
     }
@@ -373,7 +378,9 @@ fn validate_config(c: &StoreConfig) -> Result<()> {
         )));
     }
     if c.mapped_file_size_consume_queue < CQ_UNIT_SIZE_BYTES {
-        return Err(StoreError::Config("mappedFileSizeConsumeQueue below one unit".into()));
+        return Err(StoreError::Config(
+            "mappedFileSizeConsumeQueue below one unit".into(),
+        ));
     }
     Ok(())
 }
@@ -382,8 +389,7 @@ fn validate_config(c: &StoreConfig) -> Result<()> {
 pub fn valid_topic(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= TOPIC_LEN_MAX
-        && t
-            .bytes()
+        && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
 }
 
@@ -397,7 +403,9 @@ impl MessageStore {
     pub fn open_with(mut config: StoreConfig, options: StoreOptions) -> Result<Arc<Self>> {
         validate_config(&config)?;
         // RocketMQ rounds the ConsumeQueue file size up to whole units.
-        let cq_size = config.mapped_file_size_consume_queue.div_ceil(CQ_UNIT_SIZE_BYTES)
+        let cq_size = config
+            .mapped_file_size_consume_queue
+            .div_ceil(CQ_UNIT_SIZE_BYTES)
             * CQ_UNIT_SIZE_BYTES;
         config.mapped_file_size_consume_queue = cq_size;
         let root = config.root_dir.clone();
@@ -587,7 +595,14 @@ impl MessageStore {
         // Measure only: no hour matches and no ratio triggers deletion.
         p.delete_when_hours.clear();
         p.disk_max_used_space_ratio = f64::INFINITY;
-        retention::run_round(&p, &self.log, &self.cqs, self.index.as_deref(), &self.probe, 0)
+        retention::run_round(
+            &p,
+            &self.log,
+            &self.cqs,
+            self.index.as_deref(),
+            &self.probe,
+            0,
+        )
     }
 
     /// One retention round now, as if the UTC hour were `hour_utc` (the retention thread calls
@@ -683,7 +698,10 @@ impl MessageStore {
             ));
         }
         if m.properties.len() > record::PROPERTIES_LEN_MAX {
-            return illegal(format!("properties of {} bytes exceed 32767", m.properties.len()));
+            return illegal(format!(
+                "properties of {} bytes exceed 32767",
+                m.properties.len()
+            ));
         }
         if m.properties.as_bytes().contains(&0) {
             return illegal("properties contain a NUL byte".into());
@@ -769,8 +787,7 @@ impl MessageStore {
         for unit in &units {
             let count = res.messages.len() as u64;
             let full = count > 0
-                && (count >= u64::from(max_count)
-                    || bytes + u64::from(unit.size) > max_bytes);
+                && (count >= u64::from(max_count) || bytes + u64::from(unit.size) > max_bytes);
             if full {
                 break;
             }
@@ -800,11 +817,15 @@ impl MessageStore {
 
     /// Exclusive max queue offset of (topic, queue); 0 if unknown.
     pub fn max_offset(&self, topic: &str, queue_id: u32) -> u64 {
-        self.cqs.get(topic, queue_id).map_or(0, |cq| cq.max_offset())
+        self.cqs
+            .get(topic, queue_id)
+            .map_or(0, |cq| cq.max_offset())
     }
 
     pub fn min_offset(&self, topic: &str, queue_id: u32) -> u64 {
-        self.cqs.get(topic, queue_id).map_or(0, |cq| cq.min_offset())
+        self.cqs
+            .get(topic, queue_id)
+            .map_or(0, |cq| cq.min_offset())
     }
 
     /// SEARCH_OFFSET_BY_TIMESTAMP.
@@ -977,7 +998,12 @@ impl MessageStore {
             }
             let _ = crate::commit_log::sync_dir(&self.root);
         } else {
-            tracing::error!(?flushed, ?dispatched, ?ckpt, "unclean shutdown: next open recovers by scanning");
+            tracing::error!(
+                ?flushed,
+                ?dispatched,
+                ?ckpt,
+                "unclean shutdown: next open recovers by scanning"
+            );
         }
         self.lock_file.lock().take();
     }

@@ -161,7 +161,9 @@ pub fn record_len(
     born_v6: bool,
     store_v6: bool,
 ) -> Option<usize> {
-    if topic_len > TOPIC_LEN_MAX || properties_len > PROPERTIES_LEN_MAX || body_len > i32::MAX as usize
+    if topic_len > TOPIC_LEN_MAX
+        || properties_len > PROPERTIES_LEN_MAX
+        || body_len > i32::MAX as usize
     {
         return None;
     }
@@ -307,10 +309,13 @@ impl<'a> Get<'a> {
             need: usize::MAX,
             have: self.buf.len(),
         })?;
-        let s = self.buf.get(self.pos..end).ok_or(RecordError::UnexpectedEof {
-            need: end,
-            have: self.buf.len(),
-        })?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(RecordError::UnexpectedEof {
+                need: end,
+                have: self.buf.len(),
+            })?;
         self.pos = end;
         Ok(s)
     }
@@ -384,10 +389,12 @@ fn shape(buf: &[u8]) -> Result<Shape, RecordError> {
         len: i64::from(body_len),
     })?;
     let body_pos = g.pos;
-    let topic_len_pos = body_pos.checked_add(body_len).ok_or(RecordError::BadLength {
-        field: "BODYLENGTH",
-        len: body_len as i64,
-    })?;
+    let topic_len_pos = body_pos
+        .checked_add(body_len)
+        .ok_or(RecordError::BadLength {
+            field: "BODYLENGTH",
+            len: body_len as i64,
+        })?;
     // The record must hold its body before we read what follows it.
     if topic_len_pos > total_size as usize {
         return Err(RecordError::BadLength {
@@ -462,10 +469,12 @@ pub fn scan(rest: &[u8], phy_offset: u64, check_crc: bool) -> Result<Scan, Recor
             len: i64::from(total_size),
         });
     }
-    let record = rest.get(..total_size as usize).ok_or(RecordError::UnexpectedEof {
-        need: total_size as usize,
-        have: rest.len(),
-    })?;
+    let record = rest
+        .get(..total_size as usize)
+        .ok_or(RecordError::UnexpectedEof {
+            need: total_size as usize,
+            have: rest.len(),
+        })?;
     let shape = shape(record)?;
     let stored_phy = i64::from_be_bytes(array_at(record, PHY_OFFSET_POS)?);
     if stored_phy < 0 || stored_phy as u64 != phy_offset {
@@ -519,10 +528,12 @@ fn array_at<const N: usize>(buf: &[u8], pos: usize) -> Result<[u8; N], RecordErr
 fn check_body_crc(record: &[u8], shape: &Shape) -> Result<(), RecordError> {
     let stored = u32::from_be_bytes(array_at(record, BODY_CRC_POS)?);
     let end = shape.body_pos + shape.body_len;
-    let body = record.get(shape.body_pos..end).ok_or(RecordError::UnexpectedEof {
-        need: end,
-        have: record.len(),
-    })?;
+    let body = record
+        .get(shape.body_pos..end)
+        .ok_or(RecordError::UnexpectedEof {
+            need: end,
+            have: record.len(),
+        })?;
     let computed = body_crc(body);
     if stored != computed {
         return Err(RecordError::CrcMismatch { stored, computed });
@@ -571,8 +582,10 @@ pub fn decode_record(buf: &[u8]) -> Result<RecordView<'_>, RecordError> {
     let topic = std::str::from_utf8(g.bytes(topic_len)?)
         .map_err(|_| RecordError::NotUtf8 { field: "TOPIC" })?;
     let props_len = g.i16()? as usize;
-    let properties = std::str::from_utf8(g.bytes(props_len)?)
-        .map_err(|_| RecordError::NotUtf8 { field: "PROPERTIES" })?;
+    let properties =
+        std::str::from_utf8(g.bytes(props_len)?).map_err(|_| RecordError::NotUtf8 {
+            field: "PROPERTIES",
+        })?;
     debug_assert_eq!(shape.sys_flag, sys_flag);
     Ok(RecordView {
         total_size: shape.total_size as u32,
@@ -638,7 +651,10 @@ pub fn decode_properties(s: &str) -> Vec<(String, String)> {
 
 /// The value of `key` in a properties string (the last pair wins), without allocating.
 pub fn property_value<'a>(s: &'a str, key: &str) -> Option<&'a str> {
-    property_pairs(s).filter(|(k, _)| *k == key).map(|(_, v)| v).last()
+    property_pairs(s)
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+        .last()
 }
 
 fn property_pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
@@ -739,7 +755,10 @@ mod tests {
         assert_eq!(scan(&seg, 0, true), Ok(Scan::EndOfSegment));
         assert_eq!(scan(&[0u8; 16], 0, true), Ok(Scan::End));
         assert!(scan(&[1, 2, 3], 0, true).is_err());
-        assert!(scan(&blank_marker(10), 0, true).is_err(), "blank must fill the segment");
+        assert!(
+            scan(&blank_marker(10), 0, true).is_err(),
+            "blank must fill the segment"
+        );
     }
 
     #[test]
@@ -761,7 +780,10 @@ mod tests {
             scan(&flipped, 1000, true),
             Err(RecordError::CrcMismatch { .. })
         ));
-        assert!(matches!(scan(&v, 999, true), Err(RecordError::PhyOffsetMismatch { .. })));
+        assert!(matches!(
+            scan(&v, 999, true),
+            Err(RecordError::PhyOffsetMismatch { .. })
+        ));
     }
 
     #[test]
@@ -780,8 +802,10 @@ mod tests {
 
     fn arb_addr() -> impl Strategy<Value = SocketAddr> {
         prop_oneof![
-            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::new(Ipv4Addr::from(ip).into(), p)),
-            (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::new(Ipv6Addr::from(ip).into(), p)),
+            (any::<[u8; 4]>(), any::<u16>())
+                .prop_map(|(ip, p)| SocketAddr::new(Ipv4Addr::from(ip).into(), p)),
+            (any::<[u8; 16]>(), any::<u16>())
+                .prop_map(|(ip, p)| SocketAddr::new(Ipv6Addr::from(ip).into(), p)),
         ]
     }
 

@@ -13,7 +13,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::commit_log::{parse_segment_file_name, segment_file_name, sync_dir, RecoveredLog, Segment};
+use crate::commit_log::{
+    parse_segment_file_name, segment_file_name, sync_dir, RecoveredLog, Segment,
+};
 use crate::error::{Result, StoreError};
 use crate::mmap::{MappedFile, MappedWriter, OS_PAGE_SIZE};
 use crate::record::{self, Scan};
@@ -49,10 +51,16 @@ pub fn list_segments(dir: &Path, file_size: u64) -> Result<Vec<u64>> {
             continue;
         }
         let Some(base) = parse_segment_file_name(name) else {
-            tracing::warn!(file = name, "ignoring a stranger in the CommitLog directory");
+            tracing::warn!(
+                file = name,
+                "ignoring a stranger in the CommitLog directory"
+            );
             continue;
         };
-        let len = entry.metadata().map_err(|e| StoreError::io(entry.path(), e))?.len();
+        let len = entry
+            .metadata()
+            .map_err(|e| StoreError::io(entry.path(), e))?
+            .len();
         if len != file_size {
             return Err(StoreError::Corrupt {
                 file: entry.path(),
@@ -118,12 +126,17 @@ pub fn recover(
         if let Some(done) = trust_checkpoint(dir, file_size, &bases, confirm)? {
             return Ok(done);
         }
-        tracing::warn!(confirm, "bytes past the checkpoint after a clean shutdown; scanning");
+        tracing::warn!(
+            confirm,
+            "bytes past the checkpoint after a clean shutdown; scanning"
+        );
     }
     // Scan start: the segment holding `confirm`; without a usable one, the first segment after a
     // crash, or the third-last (RocketMQ 4.x normal recovery) after a clean shutdown.
     let start_idx = if confirm_known {
-        bases.partition_point(|&b| b + file_size <= confirm).min(bases.len() - 1)
+        bases
+            .partition_point(|&b| b + file_size <= confirm)
+            .min(bases.len() - 1)
     } else if clean {
         bases.len().saturating_sub(3)
     } else {
@@ -245,12 +258,18 @@ fn scan_from(
             };
             return Ok((log, report));
         }
-        let zeroed_pages = zero_tail(&mut w, pos, file_size).map_err(|e| StoreError::io(&path, e))?;
+        let zeroed_pages =
+            zero_tail(&mut w, pos, file_size).map_err(|e| StoreError::io(&path, e))?;
         w.publish(pos);
         let deleted_segments = delete_after(dir, bases, idx)?;
         let valid_end = base + pos;
         if zeroed_pages > 0 || deleted_segments > 0 {
-            tracing::warn!(valid_end, zeroed_pages, deleted_segments, "recovery cut a torn CommitLog tail");
+            tracing::warn!(
+                valid_end,
+                zeroed_pages,
+                deleted_segments,
+                "recovery cut a torn CommitLog tail"
+            );
         }
         let log = RecoveredLog {
             segments,

@@ -71,9 +71,15 @@ pub fn run_round(
     round.disk_full = round.used_percent > policy.disk_space_warning_level_ratio;
     let was_full = log.disk_full.swap(round.disk_full, Ordering::AcqRel);
     if round.disk_full && !was_full {
-        tracing::error!(used = round.used_percent, "disk almost full; refusing writes");
+        tracing::error!(
+            used = round.used_percent,
+            "disk almost full; refusing writes"
+        );
     } else if was_full && !round.disk_full {
-        tracing::info!(used = round.used_percent, "disk space recovered; accepting writes");
+        tracing::info!(
+            used = round.used_percent,
+            "disk space recovered; accepting writes"
+        );
     }
     let clean_now = round.used_percent > policy.disk_space_clean_forcibly_ratio;
     let time_up = policy.delete_when_hours.contains(&hour_utc);
@@ -117,7 +123,10 @@ fn newest_time_ms(seg: &Segment, all: &[Arc<Segment>]) -> Option<i64> {
         Some(r.store_timestamp)
     });
     from_next.or_else(|| {
-        let m = std::fs::metadata(seg.mapped().path()).ok()?.modified().ok()?;
+        let m = std::fs::metadata(seg.mapped().path())
+            .ok()?
+            .modified()
+            .ok()?;
         let d = m.duration_since(SystemTime::UNIX_EPOCH).ok()?;
         Some(d.as_millis() as i64)
     })

@@ -59,8 +59,17 @@ fn walk_log(store: &MessageStore) -> Vec<(u64, Vec<u8>, u32, u64)> {
         match store.read_at(phy).unwrap() {
             Some(s) => {
                 let r = decode_record(s.as_bytes()).unwrap();
-                assert_eq!(r.body_crc, body_crc(r.body), "torn record at {phy} survived");
-                out.push((phy, r.body.to_vec(), r.queue_id as u32, r.queue_offset as u64));
+                assert_eq!(
+                    r.body_crc,
+                    body_crc(r.body),
+                    "torn record at {phy} survived"
+                );
+                out.push((
+                    phy,
+                    r.body.to_vec(),
+                    r.queue_id as u32,
+                    r.queue_offset as u64,
+                ));
                 phy += s.len() as u64;
             }
             None => phy = (phy / seg + 1) * seg, // blank marker: next segment
@@ -79,7 +88,10 @@ fn check_queues(store: &MessageStore) {
             let g = store.get(&topic, q, off, 1, u64::MAX, &TagFilter::All);
             assert_eq!(g.status, GetStatus::Found, "{topic}/{q} offset {off}");
             let s = &g.messages[0];
-            assert!(s.phy_offset() + s.len() as u64 <= end, "unit past the log end");
+            assert!(
+                s.phy_offset() + s.len() as u64 <= end,
+                "unit past the log end"
+            );
             let r = decode_record(s.as_bytes()).unwrap();
             assert_eq!((r.queue_id as u32, r.queue_offset as u64), (q, off));
         }
@@ -92,11 +104,15 @@ fn tail_cut_at_every_byte_of_the_last_records() {
     let seg = 16 * 1024;
     let mut ends = Vec::new();
     {
-        let store = MessageStore::open_with(config(src.path(), seg, FlushDiskType::Async), manual()).unwrap();
+        let store =
+            MessageStore::open_with(config(src.path(), seg, FlushDiskType::Async), manual())
+                .unwrap();
         let mut rng = Rng::new(7);
         for i in 0..30u32 {
             let len = 50 + rng.below(400) as usize;
-            let r = store.put(msg(i % 2, vec![b'a' + (i % 26) as u8; len])).unwrap();
+            let r = store
+                .put(msg(i % 2, vec![b'a' + (i % 26) as u8; len]))
+                .unwrap();
             let a = &r.appended[0];
             ends.push((a.phy_offset, a.phy_offset + u64::from(a.size)));
             if i == 10 {
@@ -111,25 +127,42 @@ fn tail_cut_at_every_byte_of_the_last_records() {
     }
     let last_two_from = ends[ends.len() - 2].0;
     let end = ends.last().unwrap().1;
-    for cut in last_two_from..=end {
-        let dst = tempfile::tempdir().unwrap();
-        let img = dst.path().join("store");
-        let spec = CrashSpec { seed: cut, keep_percent: 0, torn_percent: 0 };
-        crash_image(src.path(), &img, cut, spec).unwrap();
-        let store = MessageStore::open_with(config(&img, seg, FlushDiskType::Async), manual()).unwrap();
-        let survivors = ends.iter().filter(|(_, e)| *e <= cut).count();
-        let want_end = ends[survivors - 1].1;
-        assert_eq!(store.commit_log_max_offset(), want_end, "cut at {cut}");
-        let walked = walk_log(&store);
-        assert_eq!(walked.len(), survivors, "cut at {cut}");
-        check_queues(&store);
-        let total: u64 = (0..2).map(|q| store.max_offset(TOPIC, q)).sum();
-        assert_eq!(total as usize, survivors, "cut at {cut}");
-        // The store accepts appends right after the valid end.
-        let r = store.put(msg(0, b"next".to_vec())).unwrap();
-        assert_eq!(r.appended[0].phy_offset, want_end);
-        store.shutdown();
-    }
+    // Each reopen is fsync-bound, so the cuts run on a few threads.
+    let cuts: Vec<u64> = (last_two_from..=end).collect();
+    std::thread::scope(|scope| {
+        for chunk in cuts.chunks(cuts.len().div_ceil(8)) {
+            let (src, ends) = (src.path(), &ends);
+            scope.spawn(move || {
+                for &cut in chunk {
+                    check_cut(src, seg, ends, cut);
+                }
+            });
+        }
+    });
+}
+
+fn check_cut(src: &Path, seg: u64, ends: &[(u64, u64)], cut: u64) {
+    let dst = tempfile::tempdir().unwrap();
+    let img = dst.path().join("store");
+    let spec = CrashSpec {
+        seed: cut,
+        keep_percent: 0,
+        torn_percent: 0,
+    };
+    crash_image(src, &img, cut, spec).unwrap();
+    let store = MessageStore::open_with(config(&img, seg, FlushDiskType::Async), manual()).unwrap();
+    let survivors = ends.iter().filter(|(_, e)| *e <= cut).count();
+    let want_end = ends[survivors - 1].1;
+    assert_eq!(store.commit_log_max_offset(), want_end, "cut at {cut}");
+    let walked = walk_log(&store);
+    assert_eq!(walked.len(), survivors, "cut at {cut}");
+    check_queues(&store);
+    let total: u64 = (0..2).map(|q| store.max_offset(TOPIC, q)).sum();
+    assert_eq!(total as usize, survivors, "cut at {cut}");
+    // The store accepts appends right after the valid end.
+    let r = store.put(msg(0, b"next".to_vec())).unwrap();
+    assert_eq!(r.appended[0].phy_offset, want_end);
+    store.shutdown();
 }
 
 /// One seeded crash run: producers under `flush`, a halt at a random moment, a crash image with
@@ -138,9 +171,14 @@ fn crash_run(seed: u64, flush: FlushDiskType) {
     let src = tempfile::tempdir().unwrap();
     let seg = 8 * 1024;
     // Frequent checkpoints so recovery starts its scan at a checkpointed segment, not at 0.
-    let opts = StoreOptions { flush_interval_consume_queue_ms: 2, ..StoreOptions::default() };
+    let opts = StoreOptions {
+        flush_interval_consume_queue_ms: 2,
+        ..StoreOptions::default()
+    };
     let store = MessageStore::open_with(config(src.path(), seg, flush), opts).unwrap();
-    let acked = Arc::new(parking_lot::Mutex::new(Vec::<(u32, u64, u64, Vec<u8>)>::new()));
+    let acked = Arc::new(parking_lot::Mutex::new(
+        Vec::<(u32, u64, u64, Vec<u8>)>::new(),
+    ));
     let count = Arc::new(AtomicUsize::new(0));
     let producers: Vec<_> = (0..4u32)
         .map(|t| {
@@ -177,13 +215,20 @@ fn crash_run(seed: u64, flush: FlushDiskType) {
     }
     let img_dir = tempfile::tempdir().unwrap();
     let img = img_dir.path().join("store");
-    let spec = CrashSpec { seed, keep_percent: 40, torn_percent: 30 };
+    let spec = CrashSpec {
+        seed,
+        keep_percent: 40,
+        torn_percent: 30,
+    };
     crash_image(src.path(), &img, durable, spec).unwrap();
     drop(store);
 
     let store = MessageStore::open(config(&img, seg, flush)).unwrap();
     assert!(store.recovery_report().scanned, "seed {seed}");
-    assert!(store.commit_log_max_offset() >= durable, "seed {seed}: synced bytes lost");
+    assert!(
+        store.commit_log_max_offset() >= durable,
+        "seed {seed}: synced bytes lost"
+    );
     let walked = walk_log(&store);
     eprintln!(
         "seed {seed} {flush:?}: acked {} durable {durable} recovered {} records to {} ({:?})",
@@ -198,18 +243,28 @@ fn crash_run(seed: u64, flush: FlushDiskType) {
     if flush == FlushDiskType::Sync {
         for (q, off, phy, body) in acked.lock().iter() {
             assert!(phy < &durable, "seed {seed}: ack past the durable offset");
-            assert_eq!(by_pos.get(&(*q, *off)), Some(&body), "seed {seed}: acked q{q}/{off} lost");
+            assert_eq!(
+                by_pos.get(&(*q, *off)),
+                Some(&body),
+                "seed {seed}: acked q{q}/{off} lost"
+            );
         }
     }
     // Every surviving record was written by a producer, and each queue is a gap-free prefix.
     let mut seen = HashSet::new();
     for (_, body, q, off) in &walked {
-        assert!(body.starts_with(format!("s{seed}-p{q}-").as_bytes()), "seed {seed}: stranger record");
+        assert!(
+            body.starts_with(format!("s{seed}-p{q}-").as_bytes()),
+            "seed {seed}: stranger record"
+        );
         assert!(seen.insert((*q, *off)), "seed {seed}: duplicate q{q}/{off}");
     }
     for q in 0..4 {
         let n = store.max_offset(TOPIC, q);
-        assert!((0..n).all(|o| seen.contains(&(q, o))), "seed {seed}: queue {q} has a gap");
+        assert!(
+            (0..n).all(|o| seen.contains(&(q, o))),
+            "seed {seed}: queue {q} has a gap"
+        );
         assert_eq!(n as usize, seen.iter().filter(|(qq, _)| *qq == q).count());
     }
     check_queues(&store);

@@ -52,7 +52,14 @@ fn put_get_and_statuses() {
     let store = MessageStore::open(config(dir.path(), 64 * 1024)).unwrap();
     let mut last_end = 0;
     for i in 0..50u32 {
-        let r = store.put(msg("TopicA", i % 2, &body_of(i, 100), if i % 4 < 2 { "TagA" } else { "TagB" })).unwrap();
+        let r = store
+            .put(msg(
+                "TopicA",
+                i % 2,
+                &body_of(i, 100),
+                if i % 4 < 2 { "TagA" } else { "TagB" },
+            ))
+            .unwrap();
         assert_eq!(r.status, PutStatus::Ok);
         assert_eq!(r.appended.len(), 1);
         assert_eq!(r.appended[0].queue_offset, u64::from(i / 2));
@@ -78,7 +85,10 @@ fn put_get_and_statuses() {
     }
     // Byte cap: the first record always comes, then records while they fit.
     let g = store.get("TopicA", 0, 0, 10, 1, &TagFilter::All);
-    assert_eq!((g.status, g.messages.len(), g.next_begin_offset), (GetStatus::Found, 1, 1));
+    assert_eq!(
+        (g.status, g.messages.len(), g.next_begin_offset),
+        (GetStatus::Found, 1, 1)
+    );
     // Tag filter: queue 0 holds i = 0,2,4,...: TagA for i%4 in {0,1} -> even offsets.
     let tag_b = TagFilter::Codes(vec![i64::from(java_string_hash("TagB"))]);
     let g = store.get("TopicA", 0, 0, 4, 1 << 20, &tag_b);
@@ -92,10 +102,21 @@ fn put_get_and_statuses() {
     assert_eq!(g.status, GetStatus::NoMatchedMessage);
     assert_eq!(g.next_begin_offset, 25, "every unit was scanned");
 
-    assert_eq!(store.get("TopicA", 0, 25, 4, 1 << 20, &TagFilter::All).status, GetStatus::OffsetOverflowOne);
+    assert_eq!(
+        store
+            .get("TopicA", 0, 25, 4, 1 << 20, &TagFilter::All)
+            .status,
+        GetStatus::OffsetOverflowOne
+    );
     let g = store.get("TopicA", 0, 99, 4, 1 << 20, &TagFilter::All);
-    assert_eq!((g.status, g.next_begin_offset), (GetStatus::OffsetOverflowBadly, 0));
-    assert_eq!(store.get("Nope", 0, 0, 4, 1 << 20, &TagFilter::All).status, GetStatus::NoMatchedLogicQueue);
+    assert_eq!(
+        (g.status, g.next_begin_offset),
+        (GetStatus::OffsetOverflowBadly, 0)
+    );
+    assert_eq!(
+        store.get("Nope", 0, 0, 4, 1 << 20, &TagFilter::All).status,
+        GetStatus::NoMatchedLogicQueue
+    );
     assert!(store.read_at(1).unwrap().is_none(), "not a record boundary");
     assert!(store.read_at(last_end).unwrap().is_none());
 
@@ -105,7 +126,10 @@ fn put_get_and_statuses() {
     assert!(store.earliest_store_time("TopicA", 1).is_some());
     let mut tq = store.topics_and_queues();
     tq.sort();
-    assert_eq!(tq, vec![("TopicA".to_string(), 0), ("TopicA".to_string(), 1)]);
+    assert_eq!(
+        tq,
+        vec![("TopicA".to_string(), 0), ("TopicA".to_string(), 1)]
+    );
     store.shutdown();
 }
 
@@ -118,7 +142,11 @@ fn segments_roll_with_blank_markers_and_names() {
     for i in 0..100u32 {
         let r = store.put(msg("Roll", 0, &body_of(i, 1000), "T")).unwrap();
         let a = &r.appended[0];
-        assert_eq!(a.phy_offset / seg, (a.phy_offset + u64::from(a.size) - 1) / seg, "record spans segments");
+        assert_eq!(
+            a.phy_offset / seg,
+            (a.phy_offset + u64::from(a.size) - 1) / seg,
+            "record spans segments"
+        );
         ends.push(a.phy_offset + u64::from(a.size));
     }
     let end = *ends.last().unwrap();
@@ -147,8 +175,16 @@ fn segments_roll_with_blank_markers_and_names() {
     assert!(names.contains(&format!("{seg:020}")));
     // The first segment ends with a blank marker where the next record did not fit.
     let first = std::fs::read(dir.path().join("commitlog/00000000000000000000")).unwrap();
-    let blank_at = ends.iter().take_while(|&&e| e <= seg).last().copied().unwrap() as usize;
-    assert_eq!(&first[blank_at + 4..blank_at + 8], &[0xCB, 0xD4, 0x31, 0x94]);
+    let blank_at = ends
+        .iter()
+        .take_while(|&&e| e <= seg)
+        .last()
+        .copied()
+        .unwrap() as usize;
+    assert_eq!(
+        &first[blank_at + 4..blank_at + 8],
+        &[0xCB, 0xD4, 0x31, 0x94]
+    );
     assert_eq!(
         i32::from_be_bytes(first[blank_at..blank_at + 4].try_into().unwrap()) as u64,
         seg - blank_at as u64
@@ -156,7 +192,10 @@ fn segments_roll_with_blank_markers_and_names() {
     for d in ["config", "consumequeue", "checkpoint", "lock"] {
         assert!(dir.path().join(d).exists(), "{d} missing");
     }
-    assert!(!dir.path().join("abort").exists(), "clean shutdown removes abort");
+    assert!(
+        !dir.path().join("abort").exists(),
+        "clean shutdown removes abort"
+    );
 }
 
 #[test]
@@ -172,12 +211,21 @@ fn batch_gets_consecutive_offsets_and_rejects_mixed_queues() {
         assert_eq!(w[0].phy_offset + u64::from(w[0].size), w[1].phy_offset);
     }
     let mixed = vec![msg("B", 3, b"a", ""), msg("B", 4, b"b", "")];
-    assert!(matches!(store.put_batch(mixed), Err(StoreError::MessageIllegal(_))));
-    assert!(matches!(store.put_batch(vec![]), Err(StoreError::MessageIllegal(_))));
+    assert!(matches!(
+        store.put_batch(mixed),
+        Err(StoreError::MessageIllegal(_))
+    ));
+    assert!(matches!(
+        store.put_batch(vec![]),
+        Err(StoreError::MessageIllegal(_))
+    ));
     let mut big = msg("B", 3, &[], "");
     big.body = vec![0; 5 * 1024 * 1024];
     assert!(matches!(store.put(big), Err(StoreError::MessageIllegal(_))));
-    assert!(matches!(store.put(msg("bad topic!", 0, b"x", "")), Err(StoreError::MessageIllegal(_))));
+    assert!(matches!(
+        store.put(msg("bad topic!", 0, b"x", "")),
+        Err(StoreError::MessageIllegal(_))
+    ));
     let mut nul = msg("B", 3, b"x", "");
     nul.properties.push('\0');
     assert!(matches!(store.put(nul), Err(StoreError::MessageIllegal(_))));
@@ -278,14 +326,26 @@ fn failed_flush_latches_write_disabled_forever() {
     let store = MessageStore::open(c).unwrap();
     store.put(msg("F", 0, b"ok", "")).unwrap();
     store.fail_next_flush();
-    assert!(matches!(store.put(msg("F", 0, b"lost?", "")), Err(StoreError::WriteDisabled(_))));
+    assert!(matches!(
+        store.put(msg("F", 0, b"lost?", "")),
+        Err(StoreError::WriteDisabled(_))
+    ));
     assert!(store.write_disabled().is_some());
-    assert!(matches!(store.put(msg("F", 0, b"again", "")), Err(StoreError::WriteDisabled(_))));
+    assert!(matches!(
+        store.put(msg("F", 0, b"again", "")),
+        Err(StoreError::WriteDisabled(_))
+    ));
     // Reads still work.
     assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
-    assert_eq!(store.get("F", 0, 0, 1, 1 << 20, &TagFilter::All).status, GetStatus::Found);
+    assert_eq!(
+        store.get("F", 0, 0, 1, 1 << 20, &TagFilter::All).status,
+        GetStatus::Found
+    );
     store.shutdown();
-    assert!(dir.path().join("abort").exists(), "an unclean store must be scanned next time");
+    assert!(
+        dir.path().join("abort").exists(),
+        "an unclean store must be scanned next time"
+    );
 }
 
 #[test]
@@ -310,14 +370,24 @@ fn disk_full_refuses_writes_without_corruption() {
     used.store(95, Ordering::Release);
     let round = store.run_retention_round(25);
     assert!(round.disk_full);
-    assert!(matches!(store.put(msg("D", 0, b"refused", "")), Err(StoreError::DiskFull(_))));
+    assert!(matches!(
+        store.put(msg("D", 0, b"refused", "")),
+        Err(StoreError::DiskFull(_))
+    ));
     used.store(60, Ordering::Release);
     assert!(!store.run_retention_round(25).disk_full);
     let r = store.put(msg("D", 0, b"after", "")).unwrap();
-    assert_eq!(r.appended[0].queue_offset, 1, "the refused message took no offset");
+    assert_eq!(
+        r.appended[0].queue_offset, 1,
+        "the refused message took no offset"
+    );
     assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
     let g = store.get("D", 0, 0, 10, 1 << 20, &TagFilter::All);
-    let bodies: Vec<Vec<u8>> = g.messages.iter().map(|s| decode_record(s.as_bytes()).unwrap().body.to_vec()).collect();
+    let bodies: Vec<Vec<u8>> = g
+        .messages
+        .iter()
+        .map(|s| decode_record(s.as_bytes()).unwrap().body.to_vec())
+        .collect();
     assert_eq!(bodies, vec![b"before".to_vec(), b"after".to_vec()]);
     store.shutdown();
 }
@@ -329,7 +399,12 @@ fn retention_deletes_old_segments_a_few_at_a_time() {
     let opts = StoreOptions {
         delete_file_batch_max: 2,
         clean_resource_interval_ms: 3_600_000,
-        disk_probe: Some(Arc::new(|_p: &Path| Ok(DiskSpace { total_bytes: 100, available_bytes: 90 }))),
+        disk_probe: Some(Arc::new(|_p: &Path| {
+            Ok(DiskSpace {
+                total_bytes: 100,
+                available_bytes: 90,
+            })
+        })),
         ..StoreOptions::default()
     };
     let mut c = config(dir.path(), seg);
@@ -340,15 +415,25 @@ fn retention_deletes_old_segments_a_few_at_a_time() {
         store.put(msg("Old", 0, &body_of(i, 1000), "")).unwrap();
     }
     assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
-    let segs_before = std::fs::read_dir(dir.path().join("commitlog")).unwrap().count();
+    let segs_before = std::fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .count();
     assert!(segs_before >= 6);
-    assert!(store.run_retention_round(4).deleted_segments.is_empty(), "not the deletion hour");
+    assert!(
+        store.run_retention_round(4).deleted_segments.is_empty(),
+        "not the deletion hour"
+    );
     let r = store.run_retention_round(3);
     assert_eq!(r.deleted_segments, vec![0, seg]);
     assert_eq!(store.commit_log_min_offset(), 2 * seg);
     let g = store.get("Old", 0, 0, 1, 1 << 20, &TagFilter::All);
     assert_ne!(g.status, GetStatus::Found, "{g:?}");
     let last = store.max_offset("Old", 0) - 1;
-    assert_eq!(store.get("Old", 0, last, 1, 1 << 20, &TagFilter::All).status, GetStatus::Found);
+    assert_eq!(
+        store
+            .get("Old", 0, last, 1, 1 << 20, &TagFilter::All)
+            .status,
+        GetStatus::Found
+    );
     store.shutdown();
 }

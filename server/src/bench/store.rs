@@ -102,7 +102,10 @@ pub fn run(args: StoreBenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn run_async(args: &StoreBenchArgs, store: &Arc<MessageStore>) -> Result<serde_json::Value, String> {
+fn run_async(
+    args: &StoreBenchArgs,
+    store: &Arc<MessageStore>,
+) -> Result<serde_json::Value, String> {
     let start_off = store.commit_log_max_offset();
     let per = args.count / u64::from(args.producers);
     let mut elapsed = Duration::ZERO;
@@ -173,7 +176,8 @@ fn memcpy_baseline(dir: &Path, sizes: &[u32]) -> Result<f64, String> {
     let mut pos = 0u64;
     for &s in sizes {
         let s = s as usize;
-        w.slot_mut(pos, s as u64).copy_from_slice(src.get(..s).unwrap_or_default());
+        w.slot_mut(pos, s as u64)
+            .copy_from_slice(src.get(..s).unwrap_or_default());
         pos += s as u64;
         w.publish(pos);
     }
@@ -209,7 +213,8 @@ fn run_sync(args: &StoreBenchArgs, store: &Arc<MessageStore>) -> Result<serde_js
             })
         })
         .collect();
-    let mut hist = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3).map_err(|e| e.to_string())?;
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3).map_err(|e| e.to_string())?;
     for h in handles {
         let ph = h.join().map_err(|_| "producer panicked".to_string())??;
         hist.add(ph).map_err(|e| e.to_string())?;
@@ -242,16 +247,22 @@ fn run_sync(args: &StoreBenchArgs, store: &Arc<MessageStore>) -> Result<serde_js
 }
 
 /// `rounds` × (pwrite `group_bytes` sequentially + fdatasync) on a zero-filled file.
-fn fsync_baseline(dir: &Path, group_bytes: u64, rounds: u64) -> Result<(f64, Histogram<u64>), String> {
+fn fsync_baseline(
+    dir: &Path,
+    group_bytes: u64,
+    rounds: u64,
+) -> Result<(f64, Histogram<u64>), String> {
     let path = dir.join("baseline.fsync");
     let len = group_bytes * rounds;
     let file = create_zero_filled(&path, len.max(4096)).map_err(|e| e.to_string())?;
     let buf = vec![b'y'; group_bytes as usize];
-    let mut hist = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3).map_err(|e| e.to_string())?;
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3).map_err(|e| e.to_string())?;
     let t = Instant::now();
     for i in 0..rounds {
         let one = Instant::now();
-        file.write_all_at(&buf, i * group_bytes).map_err(|e| e.to_string())?;
+        file.write_all_at(&buf, i * group_bytes)
+            .map_err(|e| e.to_string())?;
         file.sync_data().map_err(|e| e.to_string())?;
         let _ = hist.record((one.elapsed().as_micros() as u64).max(1));
     }
