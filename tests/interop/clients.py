@@ -8,12 +8,13 @@ Two binding quirks are worked around here:
   the first NUL. Tests only use NUL-free bodies.
 """
 
+import ctypes
 import random
 import threading
 import time
 
 from rocketmq.client import Message, Producer, PullConsumer, PushConsumer, SendStatus
-from rocketmq.ffi import MSG_CALLBACK_FUNC, MessageModel, _CLogLevel, dll
+from rocketmq.ffi import MSG_CALLBACK_FUNC, MessageModel, _CLogLevel, _CMessageQueue, _CPullStatus, dll
 from rocketmq.exceptions import ffi_check
 from rocketmq.client import RecvMessage
 
@@ -165,23 +166,70 @@ def shutdown_quietly(*clients):
             print("shutdown failed: %r" % e)
 
 
+class BoundedPuller:
+    """The official pull consumer (FetchSubscriptionMessageQueues + Pull), driven like the
+    binding's `PullConsumer.pull` generator but with a bound on every loop: the generator spins
+    forever when a queue keeps answering without advancing nextBeginOffset."""
+
+    def __init__(self, namesrv, group):
+        self.pc = PullConsumer(group)
+        self.pc.set_namesrv_addr(namesrv)
+        self.pc.start()
+        self.offsets = {}
+        self.statuses = []
+
+    def shutdown(self):
+        self.pc.shutdown()
+
+    def pull_once(self, topic, expression="*", max_num=32, max_rounds=10000):
+        """One pass over every queue until NO_NEW_MSG; returns the messages found."""
+        out = []
+        mqs = ctypes.POINTER(_CMessageQueue)()
+        size = ctypes.c_int()
+        ffi_check(dll.FetchSubscriptionMessageQueues(self.pc._handle, topic.encode(),
+                                                     ctypes.pointer(mqs), ctypes.pointer(size)))
+        try:
+            for i in range(size.value):
+                mq = mqs[i]
+                key = (mq.topic, mq.queueId)
+                off = self.offsets.get(key, 0)
+                for _ in range(max_rounds):
+                    res = dll.Pull(self.pc._handle, ctypes.pointer(mq), expression.encode(),
+                                   ctypes.c_longlong(off), max_num)
+                    try:
+                        st = res.pullStatus
+                        self.statuses.append((mq.queueId, off, st, res.nextBeginOffset))
+                        if st == _CPullStatus.FOUND:
+                            for j in range(res.size):
+                                out.append(Got(RecvMessage(res.msgFoundList[j]), ("seq",)))
+                        progressed = st != _CPullStatus.BROKER_TIMEOUT and res.nextBeginOffset > off
+                        if st != _CPullStatus.BROKER_TIMEOUT:
+                            off = res.nextBeginOffset
+                    finally:
+                        dll.ReleasePullResult(res)
+                    if st == _CPullStatus.NO_NEW_MSG or not progressed:
+                        break
+                self.offsets[key] = off
+        finally:
+            ffi_check(dll.ReleaseSubscriptionMessageQueue(mqs))
+        return out
+
+
 def pull_all(namesrv, group, topic, expression="*", max_num=32, deadline_s=60.0, expect=None):
-    """Pull (official PullConsumer) until `expect` messages arrived or nothing new comes."""
-    pc = PullConsumer(group)
-    pc.set_namesrv_addr(namesrv)
-    pc.start()
+    """Pull with the official pull consumer until `expect` messages arrived (or, without
+    `expect`, until a pass finds nothing new)."""
+    puller = BoundedPuller(namesrv, group)
     out = []
     try:
         t_end = time.monotonic() + deadline_s
         while time.monotonic() < t_end:
             before = len(out)
-            for m in pc.pull(topic, expression, max_num):
-                out.append(Got(m, ("seq",)))
+            out += puller.pull_once(topic, expression, max_num)
             if expect is None and len(out) == before:
                 break
             if expect is not None and len(out) >= expect:
                 break
             time.sleep(0.2)
     finally:
-        pc.shutdown()
+        puller.shutdown()
     return out

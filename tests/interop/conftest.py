@@ -313,7 +313,28 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "soak: long variants, run with --soak or FERROCKET_SOAK=1")
 
 
+def known_failures():
+    """tests/interop/known_failures.txt: `<test name or node id substring>  # reason` per line.
+    Listed tests still run; a failure is reported as xfail (with the reason), a pass as xpass."""
+    path = os.path.join(os.path.dirname(__file__), "known_failures.txt")
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, reason = line.partition("#")
+                if name.strip():
+                    out.append((name.strip(), reason.strip() or "known failure"))
+    except OSError:
+        pass
+    return out
+
+
 def pytest_collection_modifyitems(config, items):
+    known = known_failures()
+    for item in items:
+        for name, reason in known:
+            if name == item.name or name in item.nodeid:
+                item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
     if soak_enabled(config):
         return
     skip = pytest.mark.skip(reason="soak variant: run with FERROCKET_SOAK=1 or --soak")

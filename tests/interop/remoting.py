@@ -273,7 +273,7 @@ def pull(conn, group, topic, queue_id, offset, max_nums=32, expr="*", timeout=10
 class Record:
     __slots__ = ("size", "magic", "body_crc", "queue_id", "flag", "queue_offset", "phy_offset",
                  "sys_flag", "born_ts", "born_host", "store_ts", "store_host", "reconsume_times",
-                 "prepared_tx_offset", "stored_body", "body", "topic", "properties")
+                 "prepared_tx_offset", "stored_body", "body", "topic", "properties", "body_pos")
 
     def __repr__(self):
         return "Record(q=%d, qo=%d, phy=%d, topic=%r, body=%d bytes, props=%r)" % (
@@ -319,6 +319,7 @@ def decode_records(data):
             p += 4
             if blen < 0 or p + blen > len(rec):
                 raise RecordError("body length %d" % blen)
+            r.body_pos = p
             r.stored_body = rec[p:p + blen]
             p += blen
             tlen = rec[p]
