@@ -1,7 +1,15 @@
 //! `RemotingCommand`: one request or response. CONTRACT between `net` and `server`.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::{Result, WireError};
+use crate::frame::{self, SerializeType};
+use crate::header::codes::ResponseCode;
+use crate::header::{binary, json, CommandHeader};
 
 /// Flag bit 0: this command is a response.
 pub const FLAG_RESPONSE: i32 = 1;
@@ -27,6 +35,7 @@ pub trait FileRegion: Send + Sync {
 
 /// A response or request body.
 #[derive(Clone, Default)]
+#[allow(clippy::len_without_is_empty)]
 pub enum Body {
     #[default]
     Empty,
@@ -35,6 +44,8 @@ pub enum Body {
     Regions(Vec<Arc<dyn FileRegion>>),
 }
 
+/// One request or response. Requests carry a request code, responses a response code and
+/// `FLAG_RESPONSE`; both copy the `opaque` that matches them.
 #[derive(Clone, Default)]
 pub struct RemotingCommand {
     pub code: i32,
@@ -49,22 +60,248 @@ pub struct RemotingCommand {
     pub body: Body,
 }
 
-// CONTRACT (implemented by the net helper):
-//   RemotingCommand::request(code) / ::response(code, remark) / .is_response() / .is_oneway()
-//   .response_to(&req, code) -> RemotingCommand   (copies opaque, sets FLAG_RESPONSE)
-//   Typed headers: `FromExtFields` / `ToExtFields` traits with errors naming the field
-//   (WireError::BadField { field, value }) for every header of reference §2.
-//
-//   Server: `Server::bind(config: ServerConfig, processor: Arc<dyn Processor>) -> Result<Server>`
-//     `server.local_addr()`, `server.run()/serve().await`, `server.shutdown_handle()`.
-//   trait Processor: Send + Sync + 'static {
-//       fn process(&self, conn: ConnectionHandle, req: RemotingCommand)
-//           -> futures-style BoxFuture<'static, Option<RemotingCommand>>;   // None = no reply
-//       fn on_close(&self, conn: &ConnectionHandle) {}
-//   }
-//   ConnectionHandle: Clone + Send + Sync: id(), peer_addr(), local_addr(), and
-//     `send_oneway(cmd)` to push a server->client request (NOTIFY_CONSUMER_IDS_CHANGED).
-//   Unknown codes are answered by the processor (REQUEST_CODE_NOT_SUPPORTED helper provided).
-//
-//   Client: `Client::new(ClientConfig)`; `invoke(addr, cmd, timeout).await -> Result<RemotingCommand>`,
-//     `invoke_oneway(addr, cmd).await`, connection reuse and reconnect.
+impl Body {
+    /// Number of body bytes on the wire.
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len(),
+            Body::Regions(rs) => rs.iter().map(|r| r.len()).sum(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body as one contiguous buffer (copies regions; for tests and small bodies).
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            Body::Empty => Bytes::new(),
+            Body::Bytes(b) => b.clone(),
+            Body::Regions(rs) => {
+                let mut out = BytesMut::with_capacity(self.len());
+                for r in rs {
+                    out.extend_from_slice(r.as_bytes());
+                }
+                out.freeze()
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Empty"),
+            Body::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Body::Regions(rs) => write!(f, "Regions({} regions, {} bytes)", rs.len(), self.len()),
+        }
+    }
+}
+
+impl PartialEq for Body {
+    /// Compares the bytes, whatever the representation.
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.to_bytes() == other.to_bytes()
+    }
+}
+
+impl fmt::Debug for RemotingCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemotingCommand")
+            .field("code", &self.code)
+            .field("language", &self.language)
+            .field("version", &self.version)
+            .field("opaque", &self.opaque)
+            .field("flag", &self.flag)
+            .field("remark", &self.remark)
+            .field("ext_fields", &self.ext_fields)
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
+impl PartialEq for RemotingCommand {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code
+            && self.language == other.language
+            && self.version == other.version
+            && self.opaque == other.opaque
+            && self.flag == other.flag
+            && self.remark == other.remark
+            && self.ext_fields == other.ext_fields
+            && self.body == other.body
+    }
+}
+
+/// The `version` Ferrocket puts in the commands it writes (V4_9_8 ordinal, as a 4.9 broker would).
+pub const OUR_VERSION: i32 = 453;
+
+impl RemotingCommand {
+    /// A request with `code`, language JAVA and our version; opaque is set by the sender.
+    pub fn request(code: i32) -> Self {
+        RemotingCommand {
+            code,
+            language: "JAVA".to_owned(),
+            version: OUR_VERSION,
+            ..Default::default()
+        }
+    }
+
+    /// A request carrying a typed header.
+    pub fn request_with<H: CommandHeader>(code: i32, header: &H) -> Self {
+        let mut cmd = Self::request(code);
+        cmd.ext_fields = header.to_ext();
+        cmd
+    }
+
+    /// A response that is not yet matched to a request (see [`RemotingCommand::response_to`]).
+    pub fn response(code: i32, remark: impl Into<String>) -> Self {
+        let remark = remark.into();
+        RemotingCommand {
+            code,
+            language: "JAVA".to_owned(),
+            version: OUR_VERSION,
+            flag: FLAG_RESPONSE,
+            remark: (!remark.is_empty()).then_some(remark),
+            ..Default::default()
+        }
+    }
+
+    /// The response to `req`: copies its opaque and sets `FLAG_RESPONSE`. An empty remark is
+    /// left out of the header.
+    pub fn response_to(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> Self {
+        let mut resp = Self::response(code, remark);
+        resp.opaque = req.opaque;
+        resp
+    }
+
+    /// SUCCESS response to `req` without remark.
+    pub fn success(req: &RemotingCommand) -> Self {
+        Self::response_to(req, ResponseCode::SUCCESS, "")
+    }
+
+    /// REQUEST_CODE_NOT_SUPPORTED with Java's remark `" request type N not supported"`.
+    pub fn not_supported(req: &RemotingCommand) -> Self {
+        Self::response_to(
+            req,
+            ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+            format!(" request type {} not supported", req.code),
+        )
+    }
+
+    /// The answer to a request whose typed header did not decode. Java answers SYSTEM_ERROR with
+    /// the exception text; the remark here names the field (`WireError::MissingField/BadField`).
+    pub fn bad_header(req: &RemotingCommand, err: &WireError) -> Self {
+        let remark = match err {
+            WireError::MissingField { field } => format!("the custom field <{field}> is null"),
+            WireError::BadField {
+                field,
+                value,
+                expected,
+            } => {
+                format!("the custom field <{field}> has a bad value {value:?}: expected {expected}")
+            }
+            other => other.to_string(),
+        };
+        Self::response_to(req, ResponseCode::SYSTEM_ERROR, remark)
+    }
+
+    /// Sets the extFields from a typed header (replaces the previous ones).
+    pub fn with_header<H: CommandHeader>(mut self, header: &H) -> Self {
+        self.ext_fields = header.to_ext();
+        self
+    }
+
+    /// Adds one extFields entry.
+    pub fn with_ext(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.ext_fields.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn with_body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
+    }
+
+    pub fn with_remark(mut self, remark: impl Into<String>) -> Self {
+        self.remark = Some(remark.into());
+        self
+    }
+
+    /// Decodes the typed header from the extFields.
+    pub fn decode_header<H: CommandHeader>(&self) -> Result<H> {
+        H::from_ext(&self.ext_fields)
+    }
+
+    pub fn is_response(&self) -> bool {
+        self.flag & FLAG_RESPONSE != 0
+    }
+
+    /// True if the sender asked for no answer (flag bit 1). The C++ client's oneway requests
+    /// arrive without it: those are answered and the client drops the answer.
+    pub fn is_oneway(&self) -> bool {
+        self.flag & FLAG_ONEWAY != 0
+    }
+
+    /// `remark` or "" (what clients do with a missing remark).
+    pub fn remark_str(&self) -> &str {
+        self.remark.as_deref().unwrap_or("")
+    }
+
+    /// Decodes a frame without its 4-byte length prefix. The body shares `frame`'s buffer.
+    pub fn decode(frame: Bytes) -> Result<RemotingCommand> {
+        let parts = frame::split(&frame)?;
+        let mut cmd = match parts.serialize_type {
+            SerializeType::Json => json::decode(parts.header)?,
+            SerializeType::RocketMq => binary::decode(parts.header)?,
+        };
+        let body_at = frame.len() - parts.body.len();
+        if !parts.body.is_empty() {
+            cmd.body = Body::Bytes(frame.slice(body_at..));
+        }
+        Ok(cmd)
+    }
+
+    /// The header bytes in the given encoding.
+    pub fn encode_header(&self, serialize_type: SerializeType) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128 + 48 * self.ext_fields.len());
+        match serialize_type {
+            SerializeType::Json => json::encode(self, &mut out),
+            SerializeType::RocketMq => binary::encode(self, &mut out),
+        }
+        out
+    }
+
+    /// Length prefix, type word and header: everything before the body.
+    pub fn encode_head(&self, serialize_type: SerializeType) -> Vec<u8> {
+        let header = self.encode_header(serialize_type);
+        let mut out = Vec::with_capacity(8 + header.len());
+        out.extend_from_slice(&frame::prefix(
+            serialize_type,
+            header.len(),
+            self.body.len(),
+        ));
+        out.extend_from_slice(&header);
+        out
+    }
+
+    /// The whole frame in one buffer (copies a region body).
+    pub fn encode(&self, serialize_type: SerializeType) -> Bytes {
+        let header = self.encode_header(serialize_type);
+        let mut out = BytesMut::with_capacity(8 + header.len() + self.body.len());
+        out.put_slice(&frame::prefix(
+            serialize_type,
+            header.len(),
+            self.body.len(),
+        ));
+        out.put_slice(&header);
+        match &self.body {
+            Body::Empty => {}
+            Body::Bytes(b) => out.put_slice(b),
+            Body::Regions(rs) => rs.iter().for_each(|r| out.put_slice(r.as_bytes())),
+        }
+        out.freeze()
+    }
+}

@@ -3,6 +3,24 @@
 //! zero-copy responses whose bodies are file regions sent with sendfile/splice/io_uring.
 //! It does not depend on the store.
 
+pub mod client;
 pub mod command;
+pub mod connection;
+pub mod error;
+pub mod frame;
+pub mod header;
+mod ratelimit;
+pub mod server;
+pub mod transfer;
+#[cfg(feature = "uring")]
+pub mod uring;
 
+pub use client::{Client, ClientConfig};
 pub use command::*;
+pub use connection::ConnectionHandle;
+pub use error::{Result, WireError};
+pub use frame::{SerializeType, FRAME_LEN_MAX};
+pub use header::codes;
+pub use header::{CommandHeader, RequestCode, ResponseCode};
+pub use server::{BoxFuture, Processor, Server, ServerConfig, ShutdownHandle};
+pub use transfer::TransferBackend;

@@ -5,7 +5,10 @@
 //!
 //! The public surface the broker uses is [`MessageStore`] (see `message_store.rs`).
 
+pub mod consume_queue;
 pub mod error;
+pub mod hash;
+pub mod index_file;
 pub mod message_store;
 pub mod mmap;
 

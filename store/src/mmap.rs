@@ -153,7 +153,9 @@ impl MappedFile {
         // published offset (Acquire load above pairs with the writer's Release) are never written
         // again, so this shared slice aliases no write. M2: the slice borrows `self`, which owns
         // the mapping.
-        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos as usize), len as usize) })
+        Some(unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(pos as usize), len as usize)
+        })
     }
 
     /// Takes the single writer of this file. Returns `None` if one was already taken.
@@ -228,7 +230,9 @@ pub struct MappedWriter {
 
 impl std::fmt::Debug for MappedWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MappedWriter").field("file", &self.file).finish()
+        f.debug_struct("MappedWriter")
+            .field("file", &self.file)
+            .finish()
     }
 }
 
@@ -244,8 +248,15 @@ impl MappedWriter {
         let end = pos
             .checked_add(data.len() as u64)
             .expect("write end overflows u64");
-        assert!(pos >= published, "write at {pos} below published {published}");
-        assert!(end <= self.file.len, "write end {end} past file length {}", self.file.len);
+        assert!(
+            pos >= published,
+            "write at {pos} below published {published}"
+        );
+        assert!(
+            end <= self.file.len,
+            "write end {end} past file length {}",
+            self.file.len
+        );
         // SAFETY: M4: [pos, end) is inside the mapping (asserted). M3: pos >= published and this is
         // the only writer (`writer_taken`), so no reader holds a slice of these bytes and no other
         // thread writes them; `data` is a distinct Rust allocation, so the ranges do not overlap.
@@ -279,7 +290,11 @@ impl MappedWriter {
     pub fn publish(&mut self, end: u64) {
         let old = self.file.published();
         assert!(end >= old, "publish going backwards: {end} < {old}");
-        assert!(end <= self.file.len, "publish {end} past file length {}", self.file.len);
+        assert!(
+            end <= self.file.len,
+            "publish {end} past file length {}",
+            self.file.len
+        );
         self.file.published.store(end, Ordering::Release);
     }
 }
@@ -384,7 +399,11 @@ mod tests {
         w.publish(5);
         assert_eq!(f.read(0, 5), Some(&b"hello"[..]));
         assert_eq!(f.read(4, 2), None);
-        assert_eq!(w.view(0, 5), None, "published bytes are no longer the writer's");
+        assert_eq!(
+            w.view(0, 5),
+            None,
+            "published bytes are no longer the writer's"
+        );
         f.flush_range(0, 5).unwrap();
         f.prefault_write(0, 8192).unwrap();
         drop(w);

@@ -1,0 +1,252 @@
+//! The remoting client: request/response with timeouts, oneway, one reused connection per
+//! address, reconnect on the next call after a connection dies.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::command::{RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
+use crate::error::{Result, WireError};
+use crate::frame::{self, SerializeType, FRAME_LEN_MAX, LEN_PREFIX_BYTES};
+
+/// Called with requests the server pushes (NOTIFY_CONSUMER_IDS_CHANGED, ...): the address and
+/// the command.
+pub type PushHandler = Arc<dyn Fn(&str, RemotingCommand) + Send + Sync>;
+
+/// Frames queued to one connection's writer before `invoke` waits.
+const WRITE_QUEUE_FRAMES: usize = 1024;
+
+#[derive(Clone)]
+pub struct ClientConfig {
+    pub connect_timeout: Duration,
+    /// Header encoding of requests (JSON unless testing the binary header).
+    pub serialize_type: SerializeType,
+    pub frame_len_max: usize,
+    pub push_handler: Option<PushHandler>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(3),
+            serialize_type: SerializeType::Json,
+            frame_len_max: FRAME_LEN_MAX,
+            push_handler: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("serialize_type", &self.serialize_type)
+            .field("frame_len_max", &self.frame_len_max)
+            .field("push_handler", &self.push_handler.is_some())
+            .finish()
+    }
+}
+
+/// Cheap to clone; all clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    config: ClientConfig,
+    conns: tokio::sync::Mutex<HashMap<String, Arc<ClientConn>>>,
+    next_opaque: AtomicI32,
+}
+
+type Pending = Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>;
+
+struct ClientConn {
+    addr: String,
+    out: mpsc::Sender<Bytes>,
+    pending: Arc<Pending>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Client {
+        Client {
+            inner: Arc::new(ClientInner {
+                config,
+                conns: tokio::sync::Mutex::new(HashMap::new()),
+                next_opaque: AtomicI32::new(0),
+            }),
+        }
+    }
+
+    /// Sends `cmd` to `addr` ("host:port") and waits for the response with its opaque.
+    pub async fn invoke(
+        &self,
+        addr: &str,
+        mut cmd: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let conn = self.connection(addr, timeout).await?;
+        cmd.opaque = self.next_opaque();
+        cmd.flag &= !(FLAG_RESPONSE | FLAG_ONEWAY);
+        let opaque = cmd.opaque;
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().insert(opaque, tx);
+        let frame = cmd.encode(self.inner.config.serialize_type);
+        let sent = async {
+            conn.out
+                .send(frame)
+                .await
+                .map_err(|_| WireError::ConnectionClosed(addr.to_owned()))?;
+            rx.await
+                .map_err(|_| WireError::ConnectionClosed(addr.to_owned()))
+        };
+        match tokio::time::timeout(timeout, sent).await {
+            Ok(r) => {
+                if r.is_err() {
+                    conn.pending.lock().remove(&opaque);
+                }
+                r
+            }
+            Err(_) => {
+                conn.pending.lock().remove(&opaque);
+                Err(WireError::Timeout {
+                    addr: addr.to_owned(),
+                    opaque,
+                    timeout_ms: timeout.as_millis() as u64,
+                })
+            }
+        }
+    }
+
+    /// Sends `cmd` with the ONEWAY flag; returns once it is queued on the connection.
+    pub async fn invoke_oneway(&self, addr: &str, mut cmd: RemotingCommand) -> Result<()> {
+        let conn = self
+            .connection(addr, self.inner.config.connect_timeout)
+            .await?;
+        cmd.opaque = self.next_opaque();
+        cmd.flag = (cmd.flag | FLAG_ONEWAY) & !FLAG_RESPONSE;
+        conn.out
+            .send(cmd.encode(self.inner.config.serialize_type))
+            .await
+            .map_err(|_| WireError::ConnectionClosed(addr.to_owned()))
+    }
+
+    /// Closes every connection (pending calls fail with `ConnectionClosed`).
+    pub async fn close_all(&self) {
+        let conns: Vec<_> = self.inner.conns.lock().await.drain().collect();
+        for (_, c) in conns {
+            c.closed.store(true, Ordering::Release);
+        }
+    }
+
+    fn next_opaque(&self) -> i32 {
+        self.inner.next_opaque.fetch_add(1, Ordering::Relaxed) & i32::MAX
+    }
+
+    /// The live connection to `addr`, connecting (again) if there is none.
+    async fn connection(&self, addr: &str, timeout: Duration) -> Result<Arc<ClientConn>> {
+        let mut conns = self.inner.conns.lock().await;
+        if let Some(c) = conns.get(addr) {
+            if !c.closed.load(Ordering::Acquire) {
+                return Ok(Arc::clone(c));
+            }
+            conns.remove(addr);
+        }
+        let connect_timeout = timeout.min(self.inner.config.connect_timeout);
+        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| WireError::Timeout {
+                addr: addr.to_owned(),
+                opaque: -1,
+                timeout_ms: connect_timeout.as_millis() as u64,
+            })?
+            .map_err(WireError::io("connect"))?;
+        let _ = stream.set_nodelay(true);
+        let (rd, wr) = stream.into_split();
+        let (out, out_rx) = mpsc::channel(WRITE_QUEUE_FRAMES);
+        let conn = Arc::new(ClientConn {
+            addr: addr.to_owned(),
+            out,
+            pending: Arc::new(Mutex::new(HashMap::new())),
+            closed: Arc::new(AtomicBool::new(false)),
+        });
+        tokio::spawn(client_writer(wr, out_rx, Arc::clone(&conn.closed)));
+        tokio::spawn(client_reader(
+            rd,
+            conn.addr.clone(),
+            Arc::clone(&conn.pending),
+            Arc::clone(&conn.closed),
+            self.inner.config.clone(),
+        ));
+        conns.insert(addr.to_owned(), Arc::clone(&conn));
+        Ok(conn)
+    }
+}
+
+async fn client_writer(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    closed: Arc<AtomicBool>,
+) {
+    while let Some(frame) = rx.recv().await {
+        if closed.load(Ordering::Acquire) || wr.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    closed.store(true, Ordering::Release);
+}
+
+async fn client_reader(
+    mut rd: OwnedReadHalf,
+    addr: String,
+    pending: Arc<Pending>,
+    closed: Arc<AtomicBool>,
+    config: ClientConfig,
+) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    'read: loop {
+        loop {
+            match frame::check(&buf, config.frame_len_max) {
+                Ok(Some(total)) => {
+                    let frame = buf.split_to(total).freeze().slice(LEN_PREFIX_BYTES..);
+                    let Ok(cmd) = RemotingCommand::decode(frame) else {
+                        tracing::warn!(%addr, "undecodable frame from server; closing");
+                        break 'read;
+                    };
+                    if cmd.is_response() {
+                        if let Some(tx) = pending.lock().remove(&cmd.opaque) {
+                            let _ = tx.send(cmd);
+                        }
+                    } else if let Some(h) = &config.push_handler {
+                        h(&addr, cmd);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "bad frame from server; closing");
+                    break 'read;
+                }
+            }
+        }
+        if closed.load(Ordering::Acquire) {
+            break;
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    closed.store(true, Ordering::Release);
+    // Dropping the senders wakes every waiter with ConnectionClosed.
+    pending.lock().clear();
+}

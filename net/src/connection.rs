@@ -1,0 +1,401 @@
+//! One server-side connection: a reader that decodes pipelined frames and dispatches them, a
+//! writer that sends responses (in completion order, matched by opaque) and pushes, and the
+//! `ConnectionHandle` processors keep to talk back to the client.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, Semaphore};
+
+use crate::command::{Body, RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
+use crate::error::{Result, WireError};
+use crate::frame::{self, SerializeType, LEN_PREFIX_BYTES};
+use crate::ratelimit::LogLimiter;
+use crate::server::{wait_true, Shared};
+use crate::transfer::{send_all, ConnTransfer, TransferBackend, COPY_THRESHOLD_BYTES};
+
+/// Initial receive buffer; grows to the size of the frame being received.
+const READ_BUF_BYTES: usize = 64 * 1024;
+/// Small responses queued back to back are coalesced into one send up to this size.
+const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
+/// Room in the outgoing queue beyond the in-flight bound, for server → client pushes.
+const PUSH_QUEUE_EXTRA: usize = 64;
+
+static DECODE_ERR_LOG: LogLimiter = LogLimiter::new(10_000);
+static WRITE_ERR_LOG: LogLimiter = LogLimiter::new(10_000);
+static PUSH_FULL_LOG: LogLimiter = LogLimiter::new(10_000);
+
+/// A cheap handle on one client connection, for processors: who it is, and a way to push
+/// server → client requests (NOTIFY_CONSUMER_IDS_CHANGED, ...). Equality and hash are by id.
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    inner: Arc<ConnInner>,
+}
+
+struct ConnInner {
+    id: u64,
+    peer: SocketAddr,
+    local: SocketAddr,
+    out: mpsc::Sender<RemotingCommand>,
+    /// Language and version of the first request (clients do not change them).
+    client: Mutex<Option<(String, i32)>>,
+    next_opaque: AtomicI32,
+    closed: watch::Sender<bool>,
+    /// Milliseconds since `born` of the last read or write.
+    last_activity_ms: AtomicU64,
+    born: Instant,
+}
+
+impl ConnInner {
+    fn touch(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+    fn idle_for(&self) -> Duration {
+        let now = self.born.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_activity_ms.load(Ordering::Relaxed)))
+    }
+}
+
+impl ConnectionHandle {
+    /// Server-unique connection number (starts at 1).
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.inner.peer
+    }
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+    /// Language of the client's requests ("JAVA", "CPP", ...); "" before the first request.
+    pub fn language(&self) -> String {
+        self.inner
+            .client
+            .lock()
+            .as_ref()
+            .map(|c| c.0.clone())
+            .unwrap_or_default()
+    }
+    /// Version of the client's requests; 0 before the first request.
+    pub fn version(&self) -> i32 {
+        self.inner.client.lock().as_ref().map_or(0, |c| c.1)
+    }
+
+    /// Queues a server → client oneway request. The opaque is assigned here and the flag set
+    /// to ONEWAY. Never waits: a full queue (client not reading) is `Backpressure`.
+    pub fn send_oneway(&self, mut cmd: RemotingCommand) -> Result<()> {
+        if self.is_closed() {
+            return Err(WireError::ConnectionClosed(self.inner.peer.to_string()));
+        }
+        cmd.flag = (cmd.flag | FLAG_ONEWAY) & !FLAG_RESPONSE;
+        cmd.opaque = self.inner.next_opaque.fetch_add(1, Ordering::Relaxed) & i32::MAX;
+        self.inner.out.try_send(cmd).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                if let Some(n) = PUSH_FULL_LOG.allow() {
+                    tracing::warn!(peer = %self.inner.peer, suppressed = n, "push queue full");
+                }
+                WireError::Backpressure
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                WireError::ConnectionClosed(self.inner.peer.to_string())
+            }
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        *self.inner.closed.borrow()
+    }
+
+    /// Asks the connection to close (queued responses are still written).
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
+    }
+}
+
+impl PartialEq for ConnectionHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.id == other.inner.id
+    }
+}
+impl Eq for ConnectionHandle {}
+impl std::hash::Hash for ConnectionHandle {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.id.hash(state)
+    }
+}
+
+impl fmt::Debug for ConnectionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionHandle")
+            .field("id", &self.inner.id)
+            .field("peer", &self.inner.peer)
+            .finish()
+    }
+}
+
+/// Why a connection's reader stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    PeerClosed,
+    Idle,
+    Undecodable,
+    ReadError,
+    Closed,
+    Shutdown,
+}
+
+/// Serves one accepted connection to the end.
+pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, id: u64) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(shared.config.listen);
+    let (rd, wr) = stream.into_split();
+    let inflight_max = shared.config.max_inflight_per_connection.max(1);
+    let (tx, rx) = mpsc::channel(inflight_max + PUSH_QUEUE_EXTRA);
+    let (closed, _) = watch::channel(false);
+    let handle = ConnectionHandle {
+        inner: Arc::new(ConnInner {
+            id,
+            peer,
+            local,
+            out: tx,
+            client: Mutex::new(None),
+            next_opaque: AtomicI32::new(1),
+            closed,
+            last_activity_ms: AtomicU64::new(0),
+            born: Instant::now(),
+        }),
+    };
+    tracing::debug!(id, %peer, "connection open");
+    let writer = tokio::spawn(write_loop(
+        wr,
+        rx,
+        shared.transfer.for_connection(),
+        handle.clone(),
+    ));
+    let inflight = Arc::new(Semaphore::new(inflight_max));
+    let stop = read_loop(&shared, rd, &handle, &inflight).await;
+    if stop == Stop::Shutdown {
+        // Let in-flight requests finish so their responses go out before the socket closes.
+        let all = u32::try_from(inflight_max).unwrap_or(u32::MAX);
+        let _ =
+            tokio::time::timeout(shared.config.shutdown_grace, inflight.acquire_many(all)).await;
+    }
+    handle.close();
+    let _ = writer.await;
+    tracing::debug!(id, %peer, ?stop, "connection closed");
+    shared.processor.on_close(&handle);
+}
+
+async fn read_loop(
+    shared: &Arc<Shared>,
+    mut rd: OwnedReadHalf,
+    handle: &ConnectionHandle,
+    inflight: &Arc<Semaphore>,
+) -> Stop {
+    let frame_len_max = shared.config.frame_len_max;
+    let idle = shared.config.idle_timeout;
+    let mut shutdown = shared.shutdown.clone();
+    let mut closed = handle.inner.closed.subscribe();
+    let mut buf = BytesMut::with_capacity(READ_BUF_BYTES);
+    loop {
+        loop {
+            match frame::check(&buf, frame_len_max) {
+                Ok(Some(total)) => {
+                    let frame = buf.split_to(total).freeze().slice(LEN_PREFIX_BYTES..);
+                    match RemotingCommand::decode(frame) {
+                        Ok(cmd) => {
+                            if !dispatch(shared, handle, inflight, cmd, &mut closed).await {
+                                return Stop::Closed;
+                            }
+                        }
+                        Err(e) => {
+                            log_undecodable(handle, &e);
+                            return Stop::Undecodable;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    if let Some(p) = buf.first_chunk::<LEN_PREFIX_BYTES>() {
+                        // Length already validated by check(); reserve the whole frame once.
+                        let want =
+                            frame::frame_total(i32::from_be_bytes(*p), frame_len_max).unwrap_or(0);
+                        buf.reserve(want.saturating_sub(buf.len()));
+                    } else {
+                        buf.reserve(READ_BUF_BYTES);
+                    }
+                    break;
+                }
+                Err(e) => {
+                    log_undecodable(handle, &e);
+                    return Stop::Undecodable;
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + idle.saturating_sub(handle.inner.idle_for());
+        tokio::select! {
+            biased;
+            _ = wait_true(&mut shutdown) => return Stop::Shutdown,
+            _ = wait_true(&mut closed) => return Stop::Closed,
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) => return Stop::PeerClosed,
+                Ok(_) => handle.inner.touch(),
+                Err(e) => {
+                    tracing::debug!(peer = %handle.inner.peer, error = %e, "read failed");
+                    return Stop::ReadError;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                if handle.inner.idle_for() >= idle {
+                    tracing::info!(peer = %handle.inner.peer, idle_s = idle.as_secs(),
+                        "closing idle connection");
+                    return Stop::Idle;
+                }
+            }
+        }
+    }
+}
+
+fn log_undecodable(handle: &ConnectionHandle, e: &WireError) {
+    if let Some(n) = DECODE_ERR_LOG.allow() {
+        tracing::warn!(peer = %handle.inner.peer, error = %e, suppressed = n,
+            "undecodable frame; closing this connection");
+    }
+}
+
+/// Hands one request to the processor on its own task. Waits for an in-flight slot first: while
+/// it waits, nothing more is read from the socket. Returns false if the connection closed.
+async fn dispatch(
+    shared: &Arc<Shared>,
+    handle: &ConnectionHandle,
+    inflight: &Arc<Semaphore>,
+    req: RemotingCommand,
+    closed: &mut watch::Receiver<bool>,
+) -> bool {
+    if req.is_response() {
+        // Answers to our oneway pushes should not exist; a response to nothing is dropped.
+        tracing::debug!(peer = %handle.inner.peer, opaque = req.opaque, "unexpected response");
+        return true;
+    }
+    {
+        let mut client = handle.inner.client.lock();
+        if client.is_none() {
+            *client = Some((req.language.clone(), req.version));
+        }
+    }
+    let permit = tokio::select! {
+        p = Arc::clone(inflight).acquire_owned() => match p {
+            Ok(p) => p,
+            Err(_) => return false,
+        },
+        _ = wait_true(closed) => return false,
+    };
+    let processor = Arc::clone(&shared.processor);
+    let conn = handle.clone();
+    tokio::spawn(async move {
+        let oneway = req.is_oneway();
+        let opaque = req.opaque;
+        let out = conn.inner.out.clone();
+        let resp = processor.process(conn, req).await;
+        if let (Some(mut resp), false) = (resp, oneway) {
+            resp.opaque = opaque;
+            resp.flag = (resp.flag | FLAG_RESPONSE) & !FLAG_ONEWAY;
+            let _ = out.send(resp).await;
+        }
+        drop(permit);
+    });
+    true
+}
+
+async fn write_loop(
+    wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<RemotingCommand>,
+    mut transfer: ConnTransfer,
+    handle: ConnectionHandle,
+) {
+    let sock: &TcpStream = wr.as_ref();
+    let mut closed = handle.inner.closed.subscribe();
+    let mut batch: Vec<u8> = Vec::with_capacity(READ_BUF_BYTES);
+    loop {
+        let first = tokio::select! {
+            biased;
+            c = rx.recv() => c,
+            _ = wait_true(&mut closed) => rx.try_recv().ok(),
+        };
+        let Some(mut cmd) = first else { break };
+        let result = async {
+            loop {
+                write_one(sock, &mut transfer, &mut batch, cmd).await?;
+                if batch.len() >= WRITE_BATCH_BYTES_MAX {
+                    flush(sock, &mut batch).await?;
+                }
+                match rx.try_recv() {
+                    Ok(next) => cmd = next,
+                    Err(_) => break,
+                }
+            }
+            flush(sock, &mut batch).await
+        }
+        .await;
+        handle.inner.touch();
+        if let Err(e) = result {
+            if let Some(n) = WRITE_ERR_LOG.allow() {
+                tracing::debug!(peer = %handle.inner.peer, error = %e, suppressed = n, "write failed");
+            }
+            handle.close();
+            break;
+        }
+    }
+    // Dropping the write half shuts down our direction; the reader sees `closed`.
+}
+
+async fn flush(sock: &TcpStream, batch: &mut Vec<u8>) -> std::io::Result<()> {
+    if !batch.is_empty() {
+        send_all(sock, batch, false).await?;
+        batch.clear();
+    }
+    Ok(())
+}
+
+/// Appends a command to the batch, or (for a big region body) flushes the batch and sends the
+/// command through the transfer path. Every reply is a JSON frame with type byte 0.
+async fn write_one(
+    sock: &TcpStream,
+    transfer: &mut ConnTransfer,
+    batch: &mut Vec<u8>,
+    cmd: RemotingCommand,
+) -> std::io::Result<()> {
+    match &cmd.body {
+        Body::Regions(regions)
+            if cmd.body.len() >= COPY_THRESHOLD_BYTES
+                && transfer.backend() != TransferBackend::Copy =>
+        {
+            flush(sock, batch).await?;
+            let head = cmd.encode_head(SerializeType::Json);
+            transfer.write_regions(sock, &head, regions).await
+        }
+        Body::Bytes(b) if b.len() >= WRITE_BATCH_BYTES_MAX => {
+            flush(sock, batch).await?;
+            let head = cmd.encode_head(SerializeType::Json);
+            send_all(sock, &head, true).await?;
+            send_all(sock, b, false).await
+        }
+        Body::Regions(regions) if cmd.body.len() >= WRITE_BATCH_BYTES_MAX => {
+            flush(sock, batch).await?;
+            let head = cmd.encode_head(SerializeType::Json);
+            transfer.write_regions(sock, &head, regions).await
+        }
+        _ => {
+            batch.extend_from_slice(&cmd.encode(SerializeType::Json));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Request and response code numbers (RocketMQ `RequestCode`, `ResponseCode`, `LanguageCode`).
+
+/// Request codes (`RequestCode.java`). Associated constants: `RequestCode::SEND_MESSAGE`.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestCode;
+
+macro_rules! codes {
+    ($ty:ident { $($name:ident = $v:expr),* $(,)? }) => {
+        impl $ty {
+            $(pub const $name: i32 = $v;)*
+            /// The constant's name for a code, for logs.
+            pub fn name(code: i32) -> Option<&'static str> {
+                match code {
+                    $($v => Some(stringify!($name)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+codes!(RequestCode {
+    SEND_MESSAGE = 10,
+    PULL_MESSAGE = 11,
+    QUERY_MESSAGE = 12,
+    QUERY_BROKER_OFFSET = 13,
+    QUERY_CONSUMER_OFFSET = 14,
+    UPDATE_CONSUMER_OFFSET = 15,
+    UPDATE_AND_CREATE_TOPIC = 17,
+    UPDATE_AND_CREATE_TOPIC_LIST = 18,
+    GET_ALL_TOPIC_CONFIG = 21,
+    GET_TOPIC_CONFIG_LIST = 22,
+    GET_TOPIC_NAME_LIST = 23,
+    UPDATE_BROKER_CONFIG = 25,
+    GET_BROKER_CONFIG = 26,
+    TRIGGER_DELETE_FILES = 27,
+    GET_BROKER_RUNTIME_INFO = 28,
+    SEARCH_OFFSET_BY_TIMESTAMP = 29,
+    GET_MAX_OFFSET = 30,
+    GET_MIN_OFFSET = 31,
+    GET_EARLIEST_MSG_STORETIME = 32,
+    VIEW_MESSAGE_BY_ID = 33,
+    HEART_BEAT = 34,
+    UNREGISTER_CLIENT = 35,
+    CONSUMER_SEND_MSG_BACK = 36,
+    END_TRANSACTION = 37,
+    GET_CONSUMER_LIST_BY_GROUP = 38,
+    CHECK_TRANSACTION_STATE = 39,
+    NOTIFY_CONSUMER_IDS_CHANGED = 40,
+    LOCK_BATCH_MQ = 41,
+    UNLOCK_BATCH_MQ = 42,
+    GET_ALL_CONSUMER_OFFSET = 43,
+    GET_ALL_DELAY_OFFSET = 45,
+    CHECK_CLIENT_CONFIG = 46,
+    PUT_KV_CONFIG = 100,
+    GET_KV_CONFIG = 101,
+    DELETE_KV_CONFIG = 102,
+    REGISTER_BROKER = 103,
+    UNREGISTER_BROKER = 104,
+    GET_ROUTEINFO_BY_TOPIC = 105,
+    GET_BROKER_CLUSTER_INFO = 106,
+    UPDATE_AND_CREATE_SUBSCRIPTIONGROUP = 200,
+    GET_ALL_SUBSCRIPTIONGROUP_CONFIG = 201,
+    GET_TOPIC_STATS_INFO = 202,
+    GET_CONSUMER_CONNECTION_LIST = 203,
+    GET_PRODUCER_CONNECTION_LIST = 204,
+    WIPE_WRITE_PERM_OF_BROKER = 205,
+    GET_ALL_TOPIC_LIST_FROM_NAMESERVER = 206,
+    DELETE_SUBSCRIPTIONGROUP = 207,
+    GET_CONSUME_STATS = 208,
+    DELETE_TOPIC_IN_BROKER = 215,
+    DELETE_TOPIC_IN_NAMESRV = 216,
+    REGISTER_TOPIC_IN_NAMESRV = 217,
+    GET_KVLIST_BY_NAMESPACE = 219,
+    RESET_CONSUMER_CLIENT_OFFSET = 220,
+    GET_CONSUMER_STATUS_FROM_CLIENT = 221,
+    INVOKE_BROKER_TO_RESET_OFFSET = 222,
+    INVOKE_BROKER_TO_GET_CONSUMER_STATUS = 223,
+    GET_TOPICS_BY_CLUSTER = 224,
+    QUERY_TOPIC_CONSUME_BY_WHO = 300,
+    QUERY_CONSUME_TIME_SPAN = 303,
+    GET_SYSTEM_TOPIC_LIST_FROM_NS = 304,
+    GET_SYSTEM_TOPIC_LIST_FROM_BROKER = 305,
+    CLEAN_EXPIRED_CONSUMEQUEUE = 306,
+    GET_CONSUMER_RUNNING_INFO = 307,
+    QUERY_CORRECTION_OFFSET = 308,
+    CONSUME_MESSAGE_DIRECTLY = 309,
+    SEND_MESSAGE_V2 = 310,
+    GET_UNIT_TOPIC_LIST = 311,
+    GET_HAS_UNIT_SUB_TOPIC_LIST = 312,
+    GET_HAS_UNIT_SUB_UNUNIT_TOPIC_LIST = 313,
+    CLONE_GROUP_OFFSET = 314,
+    VIEW_BROKER_STATS_DATA = 315,
+    CLEAN_UNUSED_TOPIC = 316,
+    GET_BROKER_CONSUME_STATS = 317,
+    UPDATE_NAMESRV_CONFIG = 318,
+    GET_NAMESRV_CONFIG = 319,
+    SEND_BATCH_MESSAGE = 320,
+    QUERY_CONSUME_QUEUE = 321,
+    QUERY_DATA_VERSION = 322,
+    RESUME_CHECK_HALF_MESSAGE = 323,
+    SEND_REPLY_MESSAGE = 324,
+    SEND_REPLY_MESSAGE_V2 = 325,
+    PUSH_REPLY_MESSAGE_TO_CLIENT = 326,
+    ADD_WRITE_PERM_OF_BROKER = 327,
+    GET_ALL_PRODUCER_INFO = 328,
+    DELETE_EXPIRED_COMMITLOG = 329,
+    QUERY_TOPICS_BY_CONSUMER = 343,
+    QUERY_SUBSCRIPTION_BY_CONSUMER = 345,
+    GET_TOPIC_CONFIG = 351,
+    GET_SUBSCRIPTIONGROUP_CONFIG = 352,
+    LITE_PULL_MESSAGE = 361,
+});
+
+/// Response codes (`RemotingSysResponseCode` + `ResponseCode`).
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseCode;
+
+codes!(ResponseCode {
+    SUCCESS = 0,
+    SYSTEM_ERROR = 1,
+    SYSTEM_BUSY = 2,
+    REQUEST_CODE_NOT_SUPPORTED = 3,
+    TRANSACTION_FAILED = 4,
+    FLUSH_DISK_TIMEOUT = 10,
+    SLAVE_NOT_AVAILABLE = 11,
+    FLUSH_SLAVE_TIMEOUT = 12,
+    MESSAGE_ILLEGAL = 13,
+    SERVICE_NOT_AVAILABLE = 14,
+    VERSION_NOT_SUPPORTED = 15,
+    NO_PERMISSION = 16,
+    TOPIC_NOT_EXIST = 17,
+    TOPIC_EXIST_ALREADY = 18,
+    PULL_NOT_FOUND = 19,
+    PULL_RETRY_IMMEDIATELY = 20,
+    PULL_OFFSET_MOVED = 21,
+    QUERY_NOT_FOUND = 22,
+    SUBSCRIPTION_PARSE_FAILED = 23,
+    SUBSCRIPTION_NOT_EXIST = 24,
+    SUBSCRIPTION_NOT_LATEST = 25,
+    SUBSCRIPTION_GROUP_NOT_EXIST = 26,
+    FILTER_DATA_NOT_EXIST = 27,
+    FILTER_DATA_NOT_LATEST = 28,
+    INVALID_PARAMETER = 29,
+    TRANSACTION_SHOULD_COMMIT = 200,
+    TRANSACTION_SHOULD_ROLLBACK = 201,
+    TRANSACTION_STATE_UNKNOW = 202,
+    TRANSACTION_STATE_GROUP_WRONG = 203,
+    NO_BUYER_ID = 204,
+    NOT_IN_CURRENT_UNIT = 205,
+    CONSUMER_NOT_ONLINE = 206,
+    CONSUME_MSG_TIMEOUT = 207,
+    NO_MESSAGE = 208,
+    POLLING_FULL = 209,
+    POLLING_TIMEOUT = 210,
+    BROKER_NOT_EXIST = 211,
+    BROKER_DISPATCH_NOT_COMPLETE = 212,
+    BROADCAST_CONSUMPTION = 213,
+    FLOW_CONTROL = 215,
+    NOT_LEADER_FOR_QUEUE = 501,
+    ILLEGAL_OPERATION = 604,
+    GO_AWAY = 1500,
+});
+
+/// `LanguageCode`: JSON headers carry the name, ROCKETMQ binary headers the byte.
+pub const LANGUAGES: [(&str, u8); 14] = [
+    ("JAVA", 0),
+    ("CPP", 1),
+    ("DOTNET", 2),
+    ("PYTHON", 3),
+    ("DELPHI", 4),
+    ("ERLANG", 5),
+    ("RUBY", 6),
+    ("OTHER", 7),
+    ("HTTP", 8),
+    ("GO", 9),
+    ("PHP", 10),
+    ("OMS", 11),
+    ("RUST", 12),
+    ("NODE_JS", 13),
+];
+
+/// Byte for a language name; unknown names map to OTHER (7).
+pub fn language_code(name: &str) -> u8 {
+    LANGUAGES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map_or(7, |(_, c)| *c)
+}
+
+/// Name for a language byte; unknown bytes map to "OTHER".
+pub fn language_name(code: u8) -> &'static str {
+    LANGUAGES
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map_or("OTHER", |(n, _)| n)
+}

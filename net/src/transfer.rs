@@ -1,0 +1,335 @@
+//! Writing a response body of file regions: the header from memory, then the regions by
+//! sendfile(2), by splice(2) through a pipe, through io_uring, or by copying.
+//!
+//! All paths work on tokio's non-blocking socket: a syscall that returns EAGAIN clears tokio's
+//! readiness (`try_io`) and the loop awaits `writable()`; partial writes advance the offset and
+//! loop. Regions are expected to be in the page cache (the store just wrote or read them); a cold
+//! page makes sendfile/splice read from disk on the runtime thread, as Netty's FileRegion does.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use rustix::net::SendFlags;
+use rustix::pipe::SpliceFlags;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use crate::command::FileRegion;
+
+/// Which path sends region bodies. `Auto` picks the measured default (see docs/design.md,
+/// "Transfer").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransferBackend {
+    #[default]
+    Auto,
+    Sendfile,
+    Splice,
+    IoUring,
+    Copy,
+}
+
+impl std::str::FromStr for TransferBackend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "sendfile" => Ok(Self::Sendfile),
+            "splice" => Ok(Self::Splice),
+            "io_uring" | "iouring" | "uring" => Ok(Self::IoUring),
+            "copy" => Ok(Self::Copy),
+            other => Err(format!("unknown transfer backend {other:?}")),
+        }
+    }
+}
+
+/// The backend `Auto` resolves to.
+pub const AUTO_BACKEND: TransferBackend = TransferBackend::Sendfile;
+
+/// Region bodies smaller than this are copied next to the header: one send beats a send plus a
+/// sendfile per region when the bytes are few.
+pub const COPY_THRESHOLD_BYTES: usize = 16 * 1024;
+
+/// Most bytes one sendfile/splice call is asked to move (the kernel caps at 0x7ffff000 anyway;
+/// a smaller step keeps one connection from holding a runtime thread too long).
+const STEP_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Pipe capacity requested for the splice path (the unprivileged maximum by default).
+const PIPE_CAPACITY_BYTES: usize = 1024 * 1024;
+
+/// The server-wide transfer choice, resolved once at startup.
+pub struct Transfer {
+    backend: TransferBackend,
+    #[cfg(feature = "uring")]
+    ring: Option<Arc<crate::uring::Ring>>,
+}
+
+impl Transfer {
+    /// Resolves `requested`: `Auto` → [`AUTO_BACKEND`]; `IoUring` falls back to sendfile when the
+    /// kernel or the container forbids io_uring. Logs the path that runs.
+    pub fn new(requested: TransferBackend) -> Arc<Transfer> {
+        let mut backend = match requested {
+            TransferBackend::Auto => AUTO_BACKEND,
+            other => other,
+        };
+        #[cfg(feature = "uring")]
+        let mut ring = None;
+        if backend == TransferBackend::IoUring {
+            #[cfg(feature = "uring")]
+            match crate::uring::Ring::start() {
+                Ok(r) => ring = Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "io_uring unavailable; falling back to sendfile");
+                    backend = TransferBackend::Sendfile;
+                }
+            }
+            #[cfg(not(feature = "uring"))]
+            {
+                tracing::warn!("built without the uring feature; falling back to sendfile");
+                backend = TransferBackend::Sendfile;
+            }
+        }
+        tracing::info!(requested = ?requested, running = ?backend, "zero-copy transfer path");
+        Arc::new(Transfer {
+            backend,
+            #[cfg(feature = "uring")]
+            ring,
+        })
+    }
+
+    /// The path that actually runs.
+    pub fn backend(&self) -> TransferBackend {
+        self.backend
+    }
+
+    /// Per-connection state (the splice pipe is made on first use).
+    pub fn for_connection(self: &Arc<Self>) -> ConnTransfer {
+        ConnTransfer {
+            shared: Arc::clone(self),
+            pipe: None,
+        }
+    }
+}
+
+/// A pipe owned by one connection's writer for splice.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    capacity: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let (read, write) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::NONBLOCK | rustix::pipe::PipeFlags::CLOEXEC,
+        )?;
+        // A bigger pipe means fewer splice round trips; the default (64 KiB) still works.
+        let capacity = rustix::pipe::fcntl_setpipe_size(&write, PIPE_CAPACITY_BYTES)
+            .or_else(|_| rustix::pipe::fcntl_getpipe_size(&write))?;
+        Ok(Pipe {
+            read,
+            write,
+            capacity,
+        })
+    }
+}
+
+/// One connection's sender of region bodies.
+pub struct ConnTransfer {
+    shared: Arc<Transfer>,
+    pipe: Option<Pipe>,
+}
+
+impl ConnTransfer {
+    pub fn backend(&self) -> TransferBackend {
+        self.shared.backend
+    }
+
+    /// Writes `head` (frame prefix + header) and then every region, in order.
+    pub async fn write_regions(
+        &mut self,
+        sock: &TcpStream,
+        head: &[u8],
+        regions: &[Arc<dyn FileRegion>],
+    ) -> io::Result<()> {
+        let total: usize = regions.iter().map(|r| r.len()).sum();
+        if total < COPY_THRESHOLD_BYTES || self.shared.backend == TransferBackend::Copy {
+            return copy_regions(sock, head, regions).await;
+        }
+        match self.shared.backend {
+            #[cfg(feature = "uring")]
+            TransferBackend::IoUring => {
+                if let Some(ring) = &self.shared.ring {
+                    return ring.write_regions(sock, head, regions).await;
+                }
+                sendfile_regions(sock, head, regions).await
+            }
+            TransferBackend::Splice => {
+                if self.pipe.is_none() {
+                    self.pipe = Some(Pipe::new()?);
+                }
+                let Some(pipe) = self.pipe.as_mut() else {
+                    unreachable!("pipe was just created")
+                };
+                let result = splice_regions(sock, pipe, head, regions).await;
+                if result.is_err() {
+                    // Bytes may be stranded in the pipe; a fresh one is made next time.
+                    self.pipe = None;
+                }
+                result
+            }
+            _ => sendfile_regions(sock, head, regions).await,
+        }
+    }
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// send(2) until `buf` is gone; `MSG_MORE` when more bytes follow so the header and the first
+/// file bytes share a segment.
+pub async fn send_all(sock: &TcpStream, mut buf: &[u8], more: bool) -> io::Result<()> {
+    let flags = if more {
+        SendFlags::MORE | SendFlags::NOSIGNAL
+    } else {
+        SendFlags::NOSIGNAL
+    };
+    while !buf.is_empty() {
+        sock.writable().await?;
+        match sock.try_io(Interest::WRITABLE, || {
+            rustix::net::send(sock, buf, flags).map_err(io::Error::from)
+        }) {
+            Ok(n) => buf = buf.get(n..).unwrap_or_default(),
+            Err(e) if would_block(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn copy_regions(
+    sock: &TcpStream,
+    head: &[u8],
+    regions: &[Arc<dyn FileRegion>],
+) -> io::Result<()> {
+    let total: usize = regions.iter().map(|r| r.len()).sum();
+    if total < COPY_THRESHOLD_BYTES {
+        let mut buf = Vec::with_capacity(head.len() + total);
+        buf.extend_from_slice(head);
+        regions
+            .iter()
+            .for_each(|r| buf.extend_from_slice(r.as_bytes()));
+        return send_all(sock, &buf, false).await;
+    }
+    send_all(sock, head, true).await?;
+    let last = regions.len().saturating_sub(1);
+    for (i, r) in regions.iter().enumerate() {
+        send_all(sock, r.as_bytes(), i < last).await?;
+    }
+    Ok(())
+}
+
+async fn sendfile_regions(
+    sock: &TcpStream,
+    head: &[u8],
+    regions: &[Arc<dyn FileRegion>],
+) -> io::Result<()> {
+    send_all(sock, head, true).await?;
+    for r in regions {
+        sendfile_region(sock, r.as_ref()).await?;
+    }
+    Ok(())
+}
+
+fn short_file(region: &dyn FileRegion) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!(
+            "file ended inside region [{}, +{})",
+            region.file_offset(),
+            region.len()
+        ),
+    )
+}
+
+/// sendfile(2) one region, looping over partial writes and EAGAIN.
+pub async fn sendfile_region(sock: &TcpStream, region: &dyn FileRegion) -> io::Result<()> {
+    let file = region.file();
+    let mut offset = region.file_offset();
+    let end = offset + region.len() as u64;
+    while offset < end {
+        let step = (end - offset).min(STEP_BYTES_MAX as u64) as usize;
+        sock.writable().await?;
+        match sock.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(sock.as_fd(), file, Some(&mut offset), step)
+                .map_err(io::Error::from)
+        }) {
+            Ok(0) => return Err(short_file(region)),
+            Ok(_) => {} // the kernel advanced `offset`
+            Err(e) if would_block(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn splice_regions(
+    sock: &TcpStream,
+    pipe: &mut Pipe,
+    head: &[u8],
+    regions: &[Arc<dyn FileRegion>],
+) -> io::Result<()> {
+    send_all(sock, head, true).await?;
+    let last = regions.len().saturating_sub(1);
+    for (i, r) in regions.iter().enumerate() {
+        splice_region(sock, pipe, r.as_ref(), i < last).await?;
+    }
+    Ok(())
+}
+
+/// File → pipe (no copy: the pipe references page-cache pages), then pipe → socket, looping
+/// over partial transfers and EAGAIN. The pipe is empty on entry and on successful exit.
+async fn splice_region(
+    sock: &TcpStream,
+    pipe: &mut Pipe,
+    region: &dyn FileRegion,
+    more_follows: bool,
+) -> io::Result<()> {
+    let file = region.file();
+    let mut offset = region.file_offset();
+    let mut file_left = region.len();
+    let mut in_pipe = 0usize;
+    while file_left > 0 || in_pipe > 0 {
+        if in_pipe == 0 {
+            let want = file_left.min(pipe.capacity);
+            let n = rustix::pipe::splice(
+                file,
+                Some(&mut offset),
+                &pipe.write,
+                None,
+                want,
+                SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+            )?;
+            if n == 0 {
+                return Err(short_file(region));
+            }
+            file_left -= n;
+            in_pipe = n;
+        }
+        let mut flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+        if more_follows || file_left > 0 {
+            flags |= SpliceFlags::MORE;
+        }
+        sock.writable().await?;
+        match sock.try_io(Interest::WRITABLE, || {
+            rustix::pipe::splice(&pipe.read, None, sock.as_fd(), None, in_pipe, flags)
+                .map_err(io::Error::from)
+        }) {
+            Ok(n) => in_pipe -= n,
+            Err(e) if would_block(&e) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

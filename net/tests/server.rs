@@ -1,0 +1,431 @@
+//! Server and client over real loopback sockets: matching by opaque, out-of-order and oneway
+//! replies, backpressure, limits, idle timeout, graceful shutdown, pushes, zero-copy bodies.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use ferrocket_net::header::*;
+use ferrocket_net::*;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+const T: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn request_response_not_supported_and_bad_field() {
+    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let client = Client::new(ClientConfig::default());
+    let a = addr.to_string();
+
+    let req = RemotingCommand::request(ECHO)
+        .with_ext("k", "v")
+        .with_body(Body::Bytes("body".into()));
+    let resp = client.invoke(&a, req, T).await.unwrap();
+    assert_eq!(resp.code, ResponseCode::SUCCESS);
+    assert!(resp.is_response());
+    assert_eq!(resp.ext_fields["k"], "v");
+    assert_eq!(resp.ext_fields["lang"], "JAVA");
+    assert_eq!(resp.body.to_bytes(), "body");
+
+    let resp = client
+        .invoke(&a, RemotingCommand::request(4242), T)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, ResponseCode::REQUEST_CODE_NOT_SUPPORTED);
+    assert_eq!(resp.remark_str(), " request type 4242 not supported");
+
+    let ok = RemotingCommand::request_with(
+        RequestCode::GET_MAX_OFFSET,
+        &GetMaxOffsetRequestHeader {
+            topic: "t".into(),
+            queue_id: 4,
+            committed: None,
+        },
+    );
+    let resp = client.invoke(&a, ok, T).await.unwrap();
+    assert_eq!(
+        OffsetResponseHeader::from_ext(&resp.ext_fields)
+            .unwrap()
+            .offset,
+        40
+    );
+
+    let bad = RemotingCommand::request(RequestCode::GET_MAX_OFFSET)
+        .with_ext("topic", "t")
+        .with_ext("queueId", "four");
+    let resp = client.invoke(&a, bad, T).await.unwrap();
+    assert_eq!(resp.code, ResponseCode::SYSTEM_ERROR);
+    assert!(
+        resp.remark_str().contains("queueId"),
+        "{}",
+        resp.remark_str()
+    );
+
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn binary_header_requests_get_json_replies() {
+    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = RemotingCommand::request(ECHO).with_ext("x", "1");
+    req.opaque = 9;
+    use tokio::io::AsyncWriteExt;
+    s.write_all(&req.encode(SerializeType::RocketMq))
+        .await
+        .unwrap();
+    let raw = read_raw_frame(&mut s).await.unwrap();
+    assert_eq!(raw[0], 0, "type byte 0 (JSON)");
+    let text = std::str::from_utf8(&raw[4..]).unwrap();
+    assert!(
+        text.starts_with(r#"{"code":0,"extFields":{"conn":"#),
+        "{text}"
+    );
+    assert!(text.contains(r#""x":"1""#), "{text}");
+    assert!(
+        text.contains(r#""serializeTypeCurrentRPC":"JSON""#),
+        "{text}"
+    );
+    assert!(text.contains(r#""language":"JAVA""#), "{text}");
+    assert!(text.contains(r#""opaque":9"#), "{text}");
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn pipelined_requests_answer_out_of_order_by_opaque() {
+    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut slow = RemotingCommand::request(SLOW).with_ext("ms", "300");
+    slow.opaque = 1;
+    let mut fast = RemotingCommand::request(ECHO);
+    fast.opaque = 2;
+    // Both frames in one write: the server must split them itself.
+    let mut both = slow.encode(SerializeType::Json).to_vec();
+    both.extend_from_slice(&fast.encode(SerializeType::Json));
+    use tokio::io::AsyncWriteExt;
+    s.write_all(&both).await.unwrap();
+    let first = read_frame(&mut s).await.unwrap();
+    let second = read_frame(&mut s).await.unwrap();
+    assert_eq!((first.opaque, second.opaque), (2, 1));
+    assert_eq!(second.ext_fields["ms"], "300");
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn oneway_flag_gets_no_reply_but_flag_zero_does() {
+    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut oneway = RemotingCommand::request(ECHO);
+    oneway.flag = FLAG_ONEWAY;
+    oneway.opaque = 5;
+    write_cmd(&mut s, &oneway).await;
+    // The C++ client's "oneway" UPDATE_CONSUMER_OFFSET arrives with flag 0: it is answered.
+    let mut cpp = RemotingCommand::request(ECHO);
+    cpp.opaque = 6;
+    write_cmd(&mut s, &cpp).await;
+    let resp = read_frame(&mut s).await.unwrap();
+    assert_eq!(resp.opaque, 6, "only the flag-0 request is answered");
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn inflight_bound_limits_concurrency() {
+    let processor = TestProcessor::new();
+    let config = ServerConfig {
+        max_inflight_per_connection: 2,
+        ..local_config()
+    };
+    let (addr, shutdown, task) = start(config, processor.clone()).await;
+    let client = Client::new(ClientConfig::default());
+    let a = addr.to_string();
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let c = client.clone();
+            let a = a.clone();
+            tokio::spawn(async move {
+                c.invoke(&a, RemotingCommand::request(SLOW).with_ext("ms", "30"), T)
+                    .await
+            })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap().unwrap().code, 0);
+    }
+    let max = processor.max_running.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&max), "max concurrent {max}");
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn connection_limit_closes_extra_connections() {
+    let config = ServerConfig {
+        max_connections: 1,
+        ..local_config()
+    };
+    let (addr, shutdown, task) = start(config, TestProcessor::new()).await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let mut req = RemotingCommand::request(ECHO);
+    req.opaque = 1;
+    write_cmd(&mut first, &req).await;
+    assert!(read_frame(&mut first).await.is_some());
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(T, second.read(&mut b))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "second connection closed");
+    drop(first);
+    // Once the first is gone a new one is served (the slot is freed asynchronously).
+    let mut ok = false;
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        write_cmd(&mut s, &req).await;
+        if tokio::time::timeout(T, read_frame(&mut s))
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok);
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let config = ServerConfig {
+        idle_timeout: Duration::from_millis(200),
+        ..local_config()
+    };
+    let (addr, shutdown, task) = start(config, TestProcessor::new()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut b = [0u8; 1];
+    let started = std::time::Instant::now();
+    let n = tokio::time::timeout(T, s.read(&mut b))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_inflight_requests() {
+    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let client = Client::new(ClientConfig::default());
+    let a = addr.to_string();
+    let c = client.clone();
+    let call = tokio::spawn(async move {
+        c.invoke(&a, RemotingCommand::request(SLOW).with_ext("ms", "200"), T)
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    shutdown.shutdown();
+    let resp = call.await.unwrap().unwrap();
+    assert_eq!(resp.code, 0);
+    tokio::time::timeout(T, task).await.unwrap().unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+}
+
+#[tokio::test]
+async fn client_reuses_and_reconnects() {
+    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let client = Client::new(ClientConfig::default());
+    let a = addr.to_string();
+    let c1 = client
+        .invoke(&a, RemotingCommand::request(ECHO), T)
+        .await
+        .unwrap();
+    let c2 = client
+        .invoke(&a, RemotingCommand::request(ECHO), T)
+        .await
+        .unwrap();
+    assert_eq!(
+        c1.ext_fields["conn"], c2.ext_fields["conn"],
+        "one connection reused"
+    );
+    client
+        .invoke_oneway(&a, RemotingCommand::request(ECHO))
+        .await
+        .unwrap();
+    shutdown.shutdown();
+    task.await.unwrap();
+
+    // Same port, new server: the next call reconnects.
+    let config = ServerConfig {
+        listen: addr,
+        ..local_config()
+    };
+    let (_, shutdown, task) = start(config, TestProcessor::new()).await;
+    let mut ok = None;
+    for _ in 0..3 {
+        if let Ok(r) = client.invoke(&a, RemotingCommand::request(ECHO), T).await {
+            ok = Some(r);
+            break;
+        }
+    }
+    assert_eq!(ok.expect("reconnected").code, 0);
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn client_times_out() {
+    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let client = Client::new(ClientConfig::default());
+    let r = client
+        .invoke(
+            &addr.to_string(),
+            RemotingCommand::request(SLOW).with_ext("ms", "500"),
+            Duration::from_millis(50),
+        )
+        .await;
+    assert!(matches!(r, Err(WireError::Timeout { .. })), "{r:?}");
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn server_pushes_oneway_requests_to_the_client() {
+    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = Client::new(ClientConfig {
+        push_handler: Some(Arc::new(move |_addr: &str, cmd: RemotingCommand| {
+            let _ = tx.send(cmd);
+        })),
+        ..ClientConfig::default()
+    });
+    let resp = client
+        .invoke(&addr.to_string(), RemotingCommand::request(PUSH), T)
+        .await
+        .unwrap();
+    assert_eq!(resp.ext_fields["pushed"], "true");
+    let push = tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap();
+    assert_eq!(push.code, RequestCode::NOTIFY_CONSUMER_IDS_CHANGED);
+    assert!(push.is_oneway());
+    assert_eq!(push.ext_fields["consumerGroup"], "g");
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+async fn zero_copy_through(backend: TransferBackend) {
+    let len = 3 * 1024 * 1024 + 517;
+    let (_tmp, file, data) = pattern_file(len, 0xfeed);
+    let config = ServerConfig {
+        transfer: backend,
+        ..local_config()
+    };
+    let (addr, shutdown, task) = start(config, TestProcessor::with_file(file, data.clone())).await;
+    let client = Client::new(ClientConfig::default());
+    let a = addr.to_string();
+    // Several regions, one tiny (copied), one spanning most of the file, odd offsets.
+    for spans in [
+        "7:100",
+        "0:3145728",
+        "1:65536,70000:1000000,2000000:1145728,3145000:1044",
+    ] {
+        let resp = client
+            .invoke(
+                &a,
+                RemotingCommand::request(REGIONS).with_ext("spans", spans),
+                T,
+            )
+            .await
+            .unwrap();
+        let mut expected = Vec::new();
+        for s in spans.split(',') {
+            let (o, l) = s.split_once(':').unwrap();
+            let (o, l): (usize, usize) = (o.parse().unwrap(), l.parse().unwrap());
+            expected.extend_from_slice(&data[o..o + l]);
+        }
+        let got = resp.body.to_bytes();
+        assert_eq!(got.len(), expected.len(), "{backend:?} {spans}");
+        assert!(got == expected, "{backend:?} {spans}: bytes differ");
+    }
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn zero_copy_sendfile_body_is_byte_exact() {
+    zero_copy_through(TransferBackend::Sendfile).await;
+}
+
+#[tokio::test]
+async fn zero_copy_splice_body_is_byte_exact() {
+    zero_copy_through(TransferBackend::Splice).await;
+}
+
+#[tokio::test]
+async fn zero_copy_io_uring_body_is_byte_exact() {
+    zero_copy_through(TransferBackend::IoUring).await;
+}
+
+#[tokio::test]
+async fn copy_backend_body_is_byte_exact() {
+    zero_copy_through(TransferBackend::Copy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_copy_under_a_slow_reader_handles_partial_writes() {
+    // The client reads slowly in small pieces, so the socket buffer fills and sendfile/splice
+    // return EAGAIN and partial counts many times.
+    for backend in [
+        TransferBackend::Sendfile,
+        TransferBackend::Splice,
+        TransferBackend::IoUring,
+    ] {
+        let len = 2 * 1024 * 1024;
+        let (_tmp, file, data) = pattern_file(len, 0xabc);
+        let config = ServerConfig {
+            transfer: backend,
+            ..local_config()
+        };
+        let (addr, shutdown, task) =
+            start(config, TestProcessor::with_file(file, data.clone())).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut req = RemotingCommand::request(REGIONS).with_ext("spans", "0:2097152");
+        req.opaque = 3;
+        write_cmd(&mut s, &req).await;
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 7919];
+        let mut reads = 0;
+        loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "{backend:?}: early EOF");
+            got.extend_from_slice(&chunk[..n]);
+            reads += 1;
+            if reads % 16 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            if got.len() >= 4 {
+                let total = 4 + u32::from_be_bytes(got[..4].try_into().unwrap()) as usize;
+                if got.len() >= total {
+                    break;
+                }
+            }
+        }
+        let cmd = RemotingCommand::decode(bytes::Bytes::from(got).slice(4..)).unwrap();
+        assert_eq!(cmd.opaque, 3);
+        assert!(cmd.body.to_bytes() == data, "{backend:?}: bytes differ");
+        shutdown.shutdown();
+        task.await.unwrap();
+    }
+}

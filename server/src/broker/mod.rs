@@ -1,0 +1,145 @@
+//! The broker: shared state ([`Broker`]) and the dispatch of request codes to handler modules.
+//!
+//! Handler modules each export `CODES` and
+//! `async fn handle(b: &Arc<Broker>, conn: &ConnectionHandle, req: RemotingCommand) -> Option<RemotingCommand>`
+//! (`None` = no reply). server-core owns send, pull, pull_hold, consumer, clients and register;
+//! server-extra owns topics, offsets, groups, persist, validate, retry, schedule, lock, query
+//! and admin.
+
+pub mod admin;
+pub mod groups;
+pub mod lock;
+pub mod offsets;
+pub mod persist;
+pub mod query;
+pub mod retry;
+pub mod schedule;
+pub mod topics;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use ferrocket_net::RemotingCommand;
+use parking_lot::RwLock;
+
+use crate::config::BrokerConfig;
+pub use crate::conn_shim::ConnectionHandle;
+use crate::reply::not_supported;
+
+/// Errors while starting the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("loading {what}: {source}")]
+    Persist {
+        what: &'static str,
+        #[source]
+        source: persist::PersistError,
+    },
+}
+
+/// Everything the request handlers share.
+pub struct Broker {
+    conf: RwLock<Arc<BrokerConfig>>,
+    /// `brokerIP1:listenPort` (IPv4): the registered address and every record's STOREHOST.
+    pub store_host: SocketAddr,
+    pub topics: topics::TopicConfigManager,
+    pub offsets: offsets::ConsumerOffsetManager,
+    pub groups: groups::SubscriptionGroupManager,
+    pub locks: lock::LockManager,
+    pub schedule: schedule::ScheduleService,
+    topics_changed: tokio::sync::Notify,
+    shutting_down: AtomicBool,
+}
+
+impl Broker {
+    /// Loads the config/*.json managers. `conf.listen_port` must be the bound port.
+    pub fn new(conf: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+        let dir = conf.config_dir();
+        let p = |what| move |source| BrokerError::Persist { what, source };
+        let b = Broker {
+            store_host: conf.broker_addr(),
+            topics: topics::TopicConfigManager::load(&dir, &conf).map_err(p("topics.json"))?,
+            offsets: offsets::ConsumerOffsetManager::load(&dir)
+                .map_err(p("consumerOffset.json"))?,
+            groups: groups::SubscriptionGroupManager::load(&dir, &conf)
+                .map_err(p("subscriptionGroup.json"))?,
+            locks: lock::LockManager::new(conf.lock_max_live_time),
+            schedule: schedule::ScheduleService::load(&dir, &conf)
+                .map_err(p("delayOffset.json"))?,
+            conf: RwLock::new(Arc::new(conf)),
+            topics_changed: tokio::sync::Notify::new(),
+            shutting_down: AtomicBool::new(false),
+        };
+        Ok(Arc::new(b))
+    }
+
+    /// The current configuration (a snapshot; cheap to clone).
+    pub fn conf(&self) -> Arc<BrokerConfig> {
+        self.conf.read().clone()
+    }
+
+    /// Applies a change to the configuration (UPDATE_BROKER_CONFIG).
+    pub fn update_conf(&self, f: impl FnOnce(&mut BrokerConfig)) {
+        let mut guard = self.conf.write();
+        let mut next = BrokerConfig::clone(&guard);
+        f(&mut next);
+        *guard = Arc::new(next);
+    }
+
+    /// `<storePathRootDir>/config`.
+    pub fn config_dir(&self) -> PathBuf {
+        self.conf().config_dir()
+    }
+
+    /// Call after creating, updating or deleting a topic: re-registers with the nameservers now.
+    pub fn topics_changed(&self) {
+        self.topics_changed.notify_one();
+    }
+
+    /// Resolves when `topics_changed` was called (used by the registration loop).
+    pub async fn wait_topics_changed(&self) {
+        self.topics_changed.notified().await;
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Writes every config/*.json file (periodically and at shutdown).
+    pub fn persist_all(&self) {
+        let results = [
+            ("topics.json", self.topics.persist()),
+            ("consumerOffset.json", self.offsets.persist()),
+            ("subscriptionGroup.json", self.groups.persist()),
+            ("delayOffset.json", self.schedule.persist()),
+        ];
+        for (what, r) in results {
+            if let Err(e) = r {
+                tracing::error!(file = what, error = %e, "persisting broker state failed");
+            }
+        }
+    }
+
+    /// Dispatches one request to its handler.
+    pub async fn dispatch(
+        self: &Arc<Self>,
+        conn: &ConnectionHandle,
+        req: RemotingCommand,
+    ) -> Option<RemotingCommand> {
+        let code = req.code;
+        match code {
+            c if retry::CODES.contains(&c) => retry::handle(self, conn, req).await,
+            c if lock::CODES.contains(&c) => lock::handle(self, conn, req).await,
+            c if query::CODES.contains(&c) => query::handle(self, conn, req).await,
+            c if admin::CODES.contains(&c) => admin::handle(self, conn, req).await,
+            _ => Some(not_supported(&req)),
+        }
+    }
+}
