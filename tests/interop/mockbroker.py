@@ -39,7 +39,7 @@ def log_frame(direction, peer, header, body):
         return
     with LOCK:
         WIRE.write("%s %s %s body=%d %r\n" % (direction, peer, json.dumps(header), len(body),
-                                             body[:300]))
+                                             body[:3000]))
         WIRE.flush()
 
 

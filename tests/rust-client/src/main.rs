@@ -41,7 +41,11 @@ struct Expected {
 
 fn expected(i: usize) -> Expected {
     // One in ten bodies is larger than the client's 4 KiB compression threshold.
-    let len = if i % 10 == 3 { 6000 + i } else { 1 + (i * 37) % 300 };
+    let len = if i % 10 == 3 {
+        6000 + i
+    } else {
+        1 + (i * 37) % 300
+    };
     let mut body = format!("rust-client-{i}:").into_bytes();
     let mut x: u32 = 0x9e37_79b9 ^ (i as u32);
     while body.len() < len {
@@ -54,7 +58,11 @@ fn expected(i: usize) -> Expected {
     body.truncate(len);
     Expected {
         body,
-        tag: if i % 2 == 0 { "TagA".into() } else { "TagB".into() },
+        tag: if i.is_multiple_of(2) {
+            "TagA".into()
+        } else {
+            "TagB".into()
+        },
         key: format!("rkey-{i}"),
         seq_prop: i.to_string(),
     }
@@ -86,7 +94,8 @@ fn parse_args() -> Result<Args, String> {
             "--topic" => a.topic = val()?,
             "--group" => a.group = val()?,
             "--timeout-secs" => {
-                a.timeout = Duration::from_secs(val()?.parse().map_err(|e| format!("--timeout-secs: {e}"))?)
+                a.timeout =
+                    Duration::from_secs(val()?.parse().map_err(|e| format!("--timeout-secs: {e}"))?)
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -139,7 +148,10 @@ async fn run(args: &Args, client_runtime: Arc<ClientRuntime>) -> Result<(), Stri
         .producer_group(format!("{}_P", args.group))
         .name_server_addr(args.namesrv.clone())
         .build();
-    producer.start().await.map_err(|e| format!("producer start: {e}"))?;
+    producer
+        .start()
+        .await
+        .map_err(|e| format!("producer start: {e}"))?;
     let t0 = Instant::now();
     let mut sent: HashMap<usize, Expected> = HashMap::new();
     for i in 0..args.count {
@@ -168,7 +180,11 @@ async fn run(args: &Args, client_runtime: Arc<ClientRuntime>) -> Result<(), Stri
         }
         sent.insert(i, e);
     }
-    println!("rust-client: sent {} messages in {:?}", args.count, t0.elapsed());
+    println!(
+        "rust-client: sent {} messages in {:?}",
+        args.count,
+        t0.elapsed()
+    );
     producer.shutdown().await;
 
     let received: Received = Arc::new(Mutex::new(BTreeMap::new()));
@@ -186,7 +202,10 @@ async fn run(args: &Args, client_runtime: Arc<ClientRuntime>) -> Result<(), Stri
         received: received.clone(),
         problems: problems.clone(),
     });
-    consumer.start().await.map_err(|e| format!("consumer start: {e}"))?;
+    consumer
+        .start()
+        .await
+        .map_err(|e| format!("consumer start: {e}"))?;
     let deadline = Instant::now() + args.timeout;
     loop {
         let n = received.lock().map(|r| r.len()).unwrap_or(0);
@@ -258,9 +277,10 @@ fn main() -> ExitCode {
         }
     };
     let outcome: Result<(), String> = (|| {
-        let telemetry =
-            rocketmq_observability::install_global(&rocketmq_observability::TelemetryBootstrapConfig::default())
-                .map_err(|e| format!("telemetry: {e}"))?;
+        let telemetry = rocketmq_observability::install_global(
+            &rocketmq_observability::TelemetryBootstrapConfig::default(),
+        )
+        .map_err(|e| format!("telemetry: {e}"))?;
         let client_runtime = ClientRuntime::try_new(
             owner.root_context().component("client"),
             ClientRuntimeConfig::default(),
@@ -274,9 +294,11 @@ fn main() -> ExitCode {
         let r = rt.block_on(async {
             let r = run(&args, client_runtime.clone()).await;
             let _ = client_runtime.shutdown().await;
+            let _ = owner.shutdown_tasks().await;
             r
         });
-        drop(telemetry);
+        let _ = owner.shutdown_background();
+        let _ = telemetry.shutdown();
         r
     })();
     match outcome {
