@@ -7,13 +7,19 @@
 //! and admin.
 
 pub mod admin;
+pub mod clients;
 pub mod groups;
+pub mod heartbeat;
 pub mod lock;
+pub mod message;
 pub mod offsets;
 pub mod persist;
+pub mod pull_hold;
 pub mod query;
+pub mod register;
 pub mod retry;
 pub mod schedule;
+pub mod subscription;
 pub mod topics;
 pub mod validate;
 
@@ -26,8 +32,8 @@ use ferrocket_net::RemotingCommand;
 use parking_lot::RwLock;
 
 use crate::config::BrokerConfig;
-pub use crate::conn_shim::ConnectionHandle;
 use crate::reply::not_supported;
+pub use ferrocket_net::ConnectionHandle;
 
 /// Errors while starting the broker.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +56,10 @@ pub struct Broker {
     pub groups: groups::SubscriptionGroupManager,
     pub locks: lock::LockManager,
     pub schedule: schedule::ScheduleService,
+    /// Producer and consumer channels, consumer subscriptions.
+    pub clients: clients::ClientManager<ConnectionHandle>,
+    /// Parked long-polling pulls.
+    pub pull_hold: pull_hold::PullHold,
     topics_changed: tokio::sync::Notify,
     shutting_down: AtomicBool,
 }
@@ -69,11 +79,39 @@ impl Broker {
             locks: lock::LockManager::new(conf.lock_max_live_time),
             schedule: schedule::ScheduleService::load(&dir, &conf)
                 .map_err(p("delayOffset.json"))?,
+            clients: clients::ClientManager::new(),
+            pull_hold: pull_hold::PullHold::new(conf.max_suspended_pulls as usize),
             conf: RwLock::new(Arc::new(conf)),
             topics_changed: tokio::sync::Notify::new(),
             shutting_down: AtomicBool::new(false),
         };
         Ok(Arc::new(b))
+    }
+
+    /// Opens everything the broker needs on disk (blocking: run off the async threads).
+    pub fn open(conf: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+        Self::new(conf)
+    }
+
+    /// Starts services that need the shared `Arc` (delay-level delivery).
+    pub fn start_services(b: &Arc<Self>) {
+        schedule::ScheduleService::start(b);
+    }
+
+    /// Periodic persistence (consumer offsets, delay offsets).
+    pub fn persist_periodic(&self) {
+        if let Err(e) = self.offsets.persist() {
+            tracing::error!(error = %e, "persisting consumerOffset.json failed");
+        }
+        if let Err(e) = self.schedule.persist() {
+            tracing::error!(error = %e, "persisting delayOffset.json failed");
+        }
+    }
+
+    /// Final step of shutdown (blocking): persist config/*.json, then flush the store and
+    /// write its checkpoint.
+    pub fn close(&self) {
+        self.persist_all();
     }
 
     /// The current configuration (a snapshot; cheap to clone).
@@ -124,6 +162,43 @@ impl Broker {
             if let Err(e) = r {
                 tracing::error!(file = what, error = %e, "persisting broker state failed");
             }
+        }
+    }
+
+    /// Tells every client of `group` that its membership changed (NOTIFY_CONSUMER_IDS_CHANGED,
+    /// oneway), so they rebalance now instead of at their next 20 s timer.
+    pub fn notify_consumer_ids_changed(&self, group: &str) {
+        if !self.conf().notify_consumer_ids_changed_enable {
+            return;
+        }
+        if let Some(g) = self.groups.get(group) {
+            if !g.notify_consumer_ids_changed_enable {
+                return;
+            }
+        }
+        for ch in self.clients.consumer_channels(group) {
+            let cmd = RemotingCommand::request(crate::reply::req::NOTIFY_CONSUMER_IDS_CHANGED)
+                .with_ext("consumerGroup", group);
+            if let Err(e) = ch.send_oneway(cmd) {
+                tracing::debug!(group, peer = %ch.peer_addr(), error = %e, "notify consumer ids changed failed");
+            }
+        }
+    }
+
+    /// A client connection closed: forget its registrations and tell the affected groups.
+    pub fn connection_closed(&self, conn: &ConnectionHandle) {
+        for group in self.clients.connection_closed(conn.id()) {
+            tracing::info!(group = %group, peer = %conn.peer_addr(), "consumer channel closed");
+            self.notify_consumer_ids_changed(&group);
+        }
+    }
+
+    /// Drops clients silent for longer than `channelExpiredTimeout`.
+    pub fn scan_expired_clients(&self, now_ms: i64) {
+        let timeout = i64::try_from(self.conf().channel_expired_timeout).unwrap_or(i64::MAX);
+        for group in self.clients.scan_expired(now_ms, timeout) {
+            tracing::warn!(group = %group, "consumer channel expired (no heartbeat)");
+            self.notify_consumer_ids_changed(&group);
         }
     }
 
