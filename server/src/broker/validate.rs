@@ -1,17 +1,36 @@
 //! Topic and group name validation (owned by server-extra; agreed-signature stub).
 
-/// Err = the Java remark text.
-pub fn validate_topic(topic: &str) -> Result<(), String> {
+use crate::reply::code;
+
+/// A refused name; `remark()` is Java's text, `code()` the response code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameError(String);
+
+impl NameError {
+    pub fn remark(&self) -> String {
+        self.0.clone()
+    }
+    pub fn code(&self) -> i32 {
+        code::INVALID_PARAMETER
+    }
+}
+
+impl std::fmt::Display for NameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub fn validate_topic(topic: &str) -> Result<(), NameError> {
     if topic.is_empty() {
-        return Err("The specified topic is blank.".to_string());
+        return Err(NameError("The specified topic is blank.".to_string()));
     }
     Ok(())
 }
 
-/// Err = the Java remark text.
-pub fn validate_group(group: &str) -> Result<(), String> {
+pub fn validate_group(group: &str) -> Result<(), NameError> {
     if group.is_empty() {
-        return Err("the specified group is blank".to_string());
+        return Err(NameError("the specified group is blank".to_string()));
     }
     Ok(())
 }
@@ -27,4 +46,11 @@ pub fn is_not_allowed_send_topic(topic: &str) -> bool {
             | "SELF_TEST_TOPIC"
             | "OFFSET_MOVED_EVENT"
     )
+}
+
+pub const RETRY_GROUP_TOPIC_PREFIX: &str = "%RETRY%";
+pub const DLQ_GROUP_TOPIC_PREFIX: &str = "%DLQ%";
+
+pub fn retry_topic(group: &str) -> String {
+    format!("{RETRY_GROUP_TOPIC_PREFIX}{group}")
 }
