@@ -139,7 +139,7 @@ fn check_and_route(
     if let Err(e) = validate::validate_topic(&h.topic) {
         return Err(reply(req, e.code(), e.remark()));
     }
-    if validate::is_not_allowed_send_topic(&h.topic) {
+    if super::topics::is_not_allowed_send_topic(&h.topic) {
         return Err(reply(
             req,
             code::NO_PERMISSION,
