@@ -115,7 +115,8 @@ fn heart_beat(b: &Broker, conn: &ConnectionHandle, req: &RemotingCommand) -> Rem
             let retry = validate::retry_topic(&c.group_name);
             if b.topics.get(&retry).is_none() {
                 match b.topics.create_if_absent(&retry, group.retry_queue_nums, PERM_READ | PERM_WRITE, 0) {
-                    Ok(_) => b.topics_changed(),
+                    Ok(Some(_)) => b.topics_changed(),
+                    Ok(None) => tracing::warn!(topic = %retry, "retry topic not created"),
                     Err(e) => tracing::error!(topic = %retry, error = %e, "creating retry topic failed"),
                 }
             }

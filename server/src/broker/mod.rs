@@ -120,11 +120,6 @@ impl Broker {
         Ok(b)
     }
 
-    /// Starts services that need the shared `Arc` (delay-level delivery).
-    pub fn start_services(b: &Arc<Self>) {
-        schedule::ScheduleService::start(b);
-    }
-
     /// Periodic persistence (consumer offsets, delay offsets).
     pub fn persist_periodic(&self) {
         if let Err(e) = self.offsets.persist() {

@@ -202,11 +202,10 @@ fn topic_for_send(b: &Broker, req: &RemotingCommand, h: &SendMessageRequestHeade
         None if h.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) => {
             let group = h.topic.trim_start_matches(validate::RETRY_GROUP_TOPIC_PREFIX);
             match b.groups.get_or_create(group) {
-                Some(g) => Some(
-                    b.topics
-                        .create_if_absent(&h.topic, g.retry_queue_nums.max(1), PERM_READ | PERM_WRITE, 0)
-                        .map_err(persist_failed)?,
-                ),
+                Some(g) => b
+                    .topics
+                    .create_if_absent(&h.topic, g.retry_queue_nums.max(1), PERM_READ | PERM_WRITE, 0)
+                    .map_err(persist_failed)?,
                 None => None,
             }
         }
