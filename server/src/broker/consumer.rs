@@ -32,7 +32,11 @@ pub const CODES: &[i32] = &[
     req::GET_EARLIEST_MSG_STORETIME,
 ];
 
-pub async fn handle(b: &Arc<Broker>, conn: &ConnectionHandle, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn handle(
+    b: &Arc<Broker>,
+    conn: &ConnectionHandle,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let r = match req.code {
         req::HEART_BEAT => heart_beat(b, conn, &req),
         req::UNREGISTER_CLIENT => with_header(&req, |h| unregister_client(b, conn, &req, h)),
@@ -41,32 +45,45 @@ pub async fn handle(b: &Arc<Broker>, conn: &ConnectionHandle, req: RemotingComma
         req::QUERY_CONSUMER_OFFSET => with_header(&req, |h| query_offset(b, &req, h)),
         req::UPDATE_CONSUMER_OFFSET => with_header(&req, |h| update_offset(b, &req, h)),
         req::GET_MAX_OFFSET => with_header(&req, |h: GetMaxOffsetRequestHeader| {
-            offset_reply(&req, queue(h.queue_id).map_or(0, |q| b.store.max_offset(&h.topic, q)))
+            offset_reply(
+                &req,
+                queue(h.queue_id).map_or(0, |q| b.store.max_offset(&h.topic, q)),
+            )
         }),
         req::GET_MIN_OFFSET => with_header(&req, |h: GetMinOffsetRequestHeader| {
-            offset_reply(&req, queue(h.queue_id).map_or(0, |q| b.store.min_offset(&h.topic, q)))
+            offset_reply(
+                &req,
+                queue(h.queue_id).map_or(0, |q| b.store.min_offset(&h.topic, q)),
+            )
         }),
         req::SEARCH_OFFSET_BY_TIMESTAMP => with_header(&req, |h: SearchOffsetRequestHeader| {
             let boundary = match h.boundary_type.unwrap_or_default() {
                 BoundaryType::Lower => Boundary::Lower,
                 BoundaryType::Upper => Boundary::Upper,
             };
-            let o = queue(h.queue_id).map_or(0, |q| b.store.offset_by_time(&h.topic, q, h.timestamp, boundary));
+            let o = queue(h.queue_id).map_or(0, |q| {
+                b.store.offset_by_time(&h.topic, q, h.timestamp, boundary)
+            });
             offset_reply(&req, o)
         }),
-        req::GET_EARLIEST_MSG_STORETIME => with_header(&req, |h: GetEarliestMsgStoretimeRequestHeader| {
-            let ts = queue(h.queue_id)
-                .and_then(|q| b.store.earliest_store_time(&h.topic, q))
-                .unwrap_or(-1);
-            ok(&req).with_ext("timestamp", ts.to_string())
-        }),
+        req::GET_EARLIEST_MSG_STORETIME => {
+            with_header(&req, |h: GetEarliestMsgStoretimeRequestHeader| {
+                let ts = queue(h.queue_id)
+                    .and_then(|q| b.store.earliest_store_time(&h.topic, q))
+                    .unwrap_or(-1);
+                ok(&req).with_ext("timestamp", ts.to_string())
+            })
+        }
         _ => RemotingCommand::not_supported(&req),
     };
     Some(r)
 }
 
 /// Decodes the typed header or answers with the field named.
-fn with_header<H: CommandHeader>(req: &RemotingCommand, f: impl FnOnce(H) -> RemotingCommand) -> RemotingCommand {
+fn with_header<H: CommandHeader>(
+    req: &RemotingCommand,
+    f: impl FnOnce(H) -> RemotingCommand,
+) -> RemotingCommand {
     match req.decode_header::<H>() {
         Ok(h) => f(h),
         Err(e) => RemotingCommand::bad_header(req, &e),
@@ -114,10 +131,17 @@ fn heart_beat(b: &Broker, conn: &ConnectionHandle, req: &RemotingCommand) -> Rem
         if group.retry_queue_nums > 0 {
             let retry = validate::retry_topic(&c.group_name);
             if b.topics.get(&retry).is_none() {
-                match b.topics.create_if_absent(&retry, group.retry_queue_nums, PERM_READ | PERM_WRITE, 0) {
+                match b.topics.create_if_absent(
+                    &retry,
+                    group.retry_queue_nums,
+                    PERM_READ | PERM_WRITE,
+                    0,
+                ) {
                     Ok(Some(_)) => b.topics_changed(),
                     Ok(None) => tracing::warn!(topic = %retry, "retry topic not created"),
-                    Err(e) => tracing::error!(topic = %retry, error = %e, "creating retry topic failed"),
+                    Err(e) => {
+                        tracing::error!(topic = %retry, error = %e, "creating retry topic failed")
+                    }
                 }
             }
         }
@@ -151,7 +175,11 @@ fn unregister_client(
     ok(req)
 }
 
-fn consumer_list(b: &Broker, req: &RemotingCommand, h: GetConsumerListByGroupRequestHeader) -> RemotingCommand {
+fn consumer_list(
+    b: &Broker,
+    req: &RemotingCommand,
+    h: GetConsumerListByGroupRequestHeader,
+) -> RemotingCommand {
     let ids = b.clients.consumer_ids(&h.consumer_group);
     if ids.is_empty() {
         return reply(
@@ -166,26 +194,50 @@ fn consumer_list(b: &Broker, req: &RemotingCommand, h: GetConsumerListByGroupReq
 
 /// §7.2: the committed offset; else 0 for a queue that still starts at 0 (unless the client
 /// said `setZeroIfNotFound=false`); else QUERY_NOT_FOUND.
-fn query_offset(b: &Broker, req: &RemotingCommand, h: QueryConsumerOffsetRequestHeader) -> RemotingCommand {
+fn query_offset(
+    b: &Broker,
+    req: &RemotingCommand,
+    h: QueryConsumerOffsetRequestHeader,
+) -> RemotingCommand {
     let Some(q) = queue(h.queue_id) else {
-        return reply(req, code::QUERY_NOT_FOUND, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first");
+        return reply(
+            req,
+            code::QUERY_NOT_FOUND,
+            "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
+        );
     };
     if let Some(o) = b.offsets.query(&h.consumer_group, &h.topic, q) {
         return offset_reply(req, o);
     }
     if h.set_zero_if_not_found == Some(false) {
-        return reply(req, code::QUERY_NOT_FOUND, "Not found, do not set to zero, maybe this group boot first");
+        return reply(
+            req,
+            code::QUERY_NOT_FOUND,
+            "Not found, do not set to zero, maybe this group boot first",
+        );
     }
     // Java: minOffset <= 0 and the message at offset 0 is still in memory.
     if b.store.min_offset(&h.topic, q) == 0 && b.store.max_offset(&h.topic, q) > 0 {
         return offset_reply(req, 0);
     }
-    reply(req, code::QUERY_NOT_FOUND, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first")
+    reply(
+        req,
+        code::QUERY_NOT_FOUND,
+        "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
+    )
 }
 
-fn update_offset(b: &Broker, req: &RemotingCommand, h: UpdateConsumerOffsetRequestHeader) -> RemotingCommand {
+fn update_offset(
+    b: &Broker,
+    req: &RemotingCommand,
+    h: UpdateConsumerOffsetRequestHeader,
+) -> RemotingCommand {
     if b.topics.get(&h.topic).is_none() {
-        return reply(req, code::TOPIC_NOT_EXIST, format!("Topic {} not exist!", h.topic));
+        return reply(
+            req,
+            code::TOPIC_NOT_EXIST,
+            format!("Topic {} not exist!", h.topic),
+        );
     }
     if b.groups.get_or_create(&h.consumer_group).is_none() {
         return reply(

@@ -109,14 +109,18 @@ impl Broker {
         let b = Self::new(conf, Arc::clone(&store))?;
         // Weak: the store outlives no broker, and an Arc here would be a cycle.
         let weak = Arc::downgrade(&b);
-        store.set_arrival_listener(Arc::new(move |topic: &str, queue_id: u32, max_offset: u64| {
-            if let Some(b) = weak.upgrade() {
-                b.pull_hold.notify(topic, queue_id, max_offset);
-            }
-        }));
+        store.set_arrival_listener(Arc::new(
+            move |topic: &str, queue_id: u32, max_offset: u64| {
+                if let Some(b) = weak.upgrade() {
+                    b.pull_hold.notify(topic, queue_id, max_offset);
+                }
+            },
+        ));
         let s = Arc::clone(&store);
         b.offsets
-            .set_max_offset_source(Arc::new(move |topic: &str, queue_id: u32| s.max_offset(topic, queue_id)));
+            .set_max_offset_source(Arc::new(move |topic: &str, queue_id: u32| {
+                s.max_offset(topic, queue_id)
+            }));
         Ok(b)
     }
 

@@ -50,10 +50,16 @@ impl FileRegion for SliceRegion {
 enum Pulled {
     Reply(RemotingCommand),
     /// Nothing yet and the client allows suspension: park, then run again.
-    Suspend { timeout: Duration },
+    Suspend {
+        timeout: Duration,
+    },
 }
 
-pub async fn handle(b: &Arc<Broker>, _conn: &ConnectionHandle, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn handle(
+    b: &Arc<Broker>,
+    _conn: &ConnectionHandle,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let h = match PullMessageRequestHeader::from_ext(&req.ext_fields) {
         Ok(h) => h,
         Err(e) => return Some(RemotingCommand::bad_header(&req, &e)),
@@ -67,7 +73,9 @@ pub async fn handle(b: &Arc<Broker>, _conn: &ConnectionHandle, req: RemotingComm
             let topic = h.topic.clone();
             let outcome = b
                 .pull_hold
-                .wait(&h.topic, queue_id, offset, timeout, move || store.max_offset(&topic, queue_id))
+                .wait(&h.topic, queue_id, offset, timeout, move || {
+                    store.max_offset(&topic, queue_id)
+                })
                 .await;
             if outcome == WaitOutcome::Full {
                 tracing::debug!(topic = %h.topic, queue_id, "pull hold full; answering at once");
@@ -75,7 +83,9 @@ pub async fn handle(b: &Arc<Broker>, _conn: &ConnectionHandle, req: RemotingComm
             match process(b, &req, &h, false) {
                 Pulled::Reply(r) => Some(r),
                 // unreachable: suspension is off on the second run; answer "nothing" anyway
-                Pulled::Suspend { .. } => Some(reply(&req, code::PULL_NOT_FOUND, "OFFSET_OVERFLOW_ONE")),
+                Pulled::Suspend { .. } => {
+                    Some(reply(&req, code::PULL_NOT_FOUND, "OFFSET_OVERFLOW_ONE"))
+                }
             }
         }
     }
@@ -122,20 +132,34 @@ fn process(b: &Broker, req: &RemotingCommand, h: &PullMessageRequestHeader, firs
 }
 
 /// §7.1 steps 1–8; Ok = the subscription to filter with.
-fn check(b: &Broker, req: &RemotingCommand, h: &PullMessageRequestHeader) -> Result<SubscriptionData, RemotingCommand> {
+// The Err is the reply itself, built only when a request is refused.
+#[allow(clippy::result_large_err)]
+fn check(
+    b: &Broker,
+    req: &RemotingCommand,
+    h: &PullMessageRequestHeader,
+) -> Result<SubscriptionData, RemotingCommand> {
     let conf = b.conf();
     if conf.broker_permission & PERM_READ == 0 {
         return Err(reply(
             req,
             code::NO_PERMISSION,
-            format!("the broker[{}] pulling message is forbidden", conf.broker_ip1),
+            format!(
+                "the broker[{}] pulling message is forbidden",
+                conf.broker_ip1
+            ),
         ));
     }
-    if (req.code == req::LITE_PULL_MESSAGE || h.sys_flag & FLAG_LITE_PULL != 0) && !conf.lite_pull_message_enable {
+    if (req.code == req::LITE_PULL_MESSAGE || h.sys_flag & FLAG_LITE_PULL != 0)
+        && !conf.lite_pull_message_enable
+    {
         return Err(reply(
             req,
             code::NO_PERMISSION,
-            format!("the broker[{}] for lite pull consumer is forbidden", conf.broker_ip1),
+            format!(
+                "the broker[{}] for lite pull consumer is forbidden",
+                conf.broker_ip1
+            ),
         ));
     }
     let Some(group) = b.groups.get_or_create(&h.consumer_group) else {
@@ -179,6 +203,8 @@ fn check(b: &Broker, req: &RemotingCommand, h: &PullMessageRequestHeader) -> Res
     subscription_for(b, req, h, group.consume_broadcast_enable)
 }
 
+// The Err is the reply itself, built only when a request is refused.
+#[allow(clippy::result_large_err)]
 fn subscription_for(
     b: &Broker,
     req: &RemotingCommand,
@@ -194,13 +220,14 @@ fn subscription_for(
         ));
     }
     if h.sys_flag & FLAG_SUBSCRIPTION != 0 {
-        return SubscriptionData::parse(&h.topic, h.subscription.as_deref(), h.sub_version).map_err(|e| {
-            reply(
-                req,
-                code::SUBSCRIPTION_PARSE_FAILED,
-                format!("parse the consumer's subscription failed: {e}"),
-            )
-        });
+        return SubscriptionData::parse(&h.topic, h.subscription.as_deref(), h.sub_version)
+            .map_err(|e| {
+                reply(
+                    req,
+                    code::SUBSCRIPTION_PARSE_FAILED,
+                    format!("parse the consumer's subscription failed: {e}"),
+                )
+            });
     }
     let Some(info) = b.clients.consumer_group(&h.consumer_group) else {
         return Err(reply(
@@ -213,7 +240,10 @@ fn subscription_for(
         return Err(reply(
             req,
             code::NO_PERMISSION,
-            format!("the consumer group[{}] can not consume by broadcast way", h.consumer_group),
+            format!(
+                "the consumer group[{}] can not consume by broadcast way",
+                h.consumer_group
+            ),
         ));
     }
     let Some(sub) = info.subscriptions.get(&h.topic).cloned() else {
@@ -259,7 +289,12 @@ fn status_code(got: &GetResult, requested: u64) -> (i32, &'static str) {
 }
 
 /// The response: header fields as strings, body = the records (only for FOUND).
-fn response(req: &RemotingCommand, resp_code: i32, remark: &str, got: GetResult) -> RemotingCommand {
+fn response(
+    req: &RemotingCommand,
+    resp_code: i32,
+    remark: &str,
+    got: GetResult,
+) -> RemotingCommand {
     let mut r = reply(req, resp_code, remark)
         .with_ext("suggestWhichBrokerId", "0")
         .with_ext("nextBeginOffset", got.next_begin_offset.to_string())

@@ -17,7 +17,11 @@ use super::topics::TopicConfig;
 use super::{retry, validate, Broker, ConnectionHandle};
 use crate::reply::{code, now_ms, reply, req};
 
-pub const CODES: &[i32] = &[req::SEND_MESSAGE, req::SEND_MESSAGE_V2, req::SEND_BATCH_MESSAGE];
+pub const CODES: &[i32] = &[
+    req::SEND_MESSAGE,
+    req::SEND_MESSAGE_V2,
+    req::SEND_BATCH_MESSAGE,
+];
 
 /// PermName bits.
 pub const PERM_READ: u32 = 4;
@@ -29,7 +33,11 @@ const MULTI_TAGS_FLAG: i32 = 0x2;
 /// Rotates the queue picked for sends with `queueId < 0`.
 static NEXT_QUEUE: AtomicU32 = AtomicU32::new(0);
 
-pub async fn handle(b: &Arc<Broker>, conn: &ConnectionHandle, req: RemotingCommand) -> Option<RemotingCommand> {
+pub async fn handle(
+    b: &Arc<Broker>,
+    conn: &ConnectionHandle,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
     let header = match SendMessageRequestHeader::decode_for(req.code, &req.ext_fields) {
         Ok(h) => h,
         Err(e) => return Some(RemotingCommand::bad_header(&req, &e)),
@@ -56,7 +64,12 @@ pub fn v4_mapped(a: SocketAddr) -> SocketAddr {
 }
 
 /// The whole send, synchronously.
-fn send(b: &Broker, req: &RemotingCommand, h: SendMessageRequestHeader, born_host: SocketAddr) -> RemotingCommand {
+fn send(
+    b: &Broker,
+    req: &RemotingCommand,
+    h: SendMessageRequestHeader,
+    born_host: SocketAddr,
+) -> RemotingCommand {
     let (tc, queue_id) = match check_and_route(b, req, &h) {
         Ok(x) => x,
         Err(resp) => return resp,
@@ -86,7 +99,11 @@ fn send(b: &Broker, req: &RemotingCommand, h: SendMessageRequestHeader, born_hos
     };
     let msgs = if batch {
         if h.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
-            return reply(req, code::MESSAGE_ILLEGAL, "Retry group topic is not allowed for batch message");
+            return reply(
+                req,
+                code::MESSAGE_ILLEGAL,
+                "Retry group topic is not allowed for batch message",
+            );
         }
         let items = match message::parse_batch(body) {
             Ok(items) => items,
@@ -109,7 +126,9 @@ fn send(b: &Broker, req: &RemotingCommand, h: SendMessageRequestHeader, born_hos
         m.properties = h.properties.clone().unwrap_or_default();
         complete_properties(&mut m.properties, &cluster, born_host.ip());
         if m.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
-            if let Err((c, remark)) = retry::adjust_retry_send(b, m.reconsume_times, h.max_reconsume_times, &mut m) {
+            if let Err((c, remark)) =
+                retry::adjust_retry_send(b, m.reconsume_times, h.max_reconsume_times, &mut m)
+            {
                 return reply(req, c, remark);
             }
         }
@@ -120,6 +139,8 @@ fn send(b: &Broker, req: &RemotingCommand, h: SendMessageRequestHeader, born_hos
 }
 
 /// Validation in Java's order (§7.8) and the target queue. Err is the reply to send.
+// The Err is the reply itself, built only when a request is refused.
+#[allow(clippy::result_large_err)]
 fn check_and_route(
     b: &Broker,
     req: &RemotingCommand,
@@ -127,13 +148,20 @@ fn check_and_route(
 ) -> Result<(TopicConfig, u32), RemotingCommand> {
     let conf = b.conf();
     if b.is_shutting_down() {
-        return Err(reply(req, code::SERVICE_NOT_AVAILABLE, "service not available now. It may be caused by the broker shutting down"));
+        return Err(reply(
+            req,
+            code::SERVICE_NOT_AVAILABLE,
+            "service not available now. It may be caused by the broker shutting down",
+        ));
     }
     if conf.broker_permission & PERM_WRITE == 0 {
         return Err(reply(
             req,
             code::NO_PERMISSION,
-            format!("the broker[{}] sending message is forbidden", conf.broker_ip1),
+            format!(
+                "the broker[{}] sending message is forbidden",
+                conf.broker_ip1
+            ),
         ));
     }
     if let Err(e) = validate::validate_topic(&h.topic) {
@@ -177,7 +205,13 @@ fn check_and_route(
 
 /// The topic's config, auto-creating it from the default topic (TBW102) or, for a retry topic,
 /// with the group's retry queue count.
-fn topic_for_send(b: &Broker, req: &RemotingCommand, h: &SendMessageRequestHeader) -> Result<TopicConfig, RemotingCommand> {
+// The Err is the reply itself, built only when a request is refused.
+#[allow(clippy::result_large_err)]
+fn topic_for_send(
+    b: &Broker,
+    req: &RemotingCommand,
+    h: &SendMessageRequestHeader,
+) -> Result<TopicConfig, RemotingCommand> {
     if let Some(tc) = b.topics.get(&h.topic) {
         return Ok(tc);
     }
@@ -190,9 +224,15 @@ fn topic_for_send(b: &Broker, req: &RemotingCommand, h: &SendMessageRequestHeade
     };
     let persist_failed = |e: super::persist::PersistError| {
         tracing::error!(topic = %h.topic, error = %e, "creating topic failed");
-        reply(req, code::SYSTEM_ERROR, format!("create topic {} failed: {e}", h.topic))
+        reply(
+            req,
+            code::SYSTEM_ERROR,
+            format!("create topic {} failed: {e}", h.topic),
+        )
     };
-    let default_queue_nums = u32::try_from(h.default_topic_queue_nums).unwrap_or(0).max(1);
+    let default_queue_nums = u32::try_from(h.default_topic_queue_nums)
+        .unwrap_or(0)
+        .max(1);
     let created = b
         .topics
         .create_in_send(&h.topic, &h.default_topic, default_queue_nums, 0)
@@ -200,11 +240,18 @@ fn topic_for_send(b: &Broker, req: &RemotingCommand, h: &SendMessageRequestHeade
     let created = match created {
         Some(tc) => Some(tc),
         None if h.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) => {
-            let group = h.topic.trim_start_matches(validate::RETRY_GROUP_TOPIC_PREFIX);
+            let group = h
+                .topic
+                .trim_start_matches(validate::RETRY_GROUP_TOPIC_PREFIX);
             match b.groups.get_or_create(group) {
                 Some(g) => b
                     .topics
-                    .create_if_absent(&h.topic, g.retry_queue_nums.max(1), PERM_READ | PERM_WRITE, 0)
+                    .create_if_absent(
+                        &h.topic,
+                        g.retry_queue_nums.max(1),
+                        PERM_READ | PERM_WRITE,
+                        0,
+                    )
                     .map_err(persist_failed)?,
                 None => None,
             }
@@ -224,7 +271,11 @@ fn topic_for_send(b: &Broker, req: &RemotingCommand, h: &SendMessageRequestHeade
 /// Adds CLUSTER and, when the producer did not set one, a UNIQ_KEY (as the 5.x broker does).
 fn complete_properties(props: &mut String, cluster: &str, ip: IpAddr) {
     if message::property(props, PROPERTY_UNIQ_KEY).is_none() {
-        message::push_property(props, PROPERTY_UNIQ_KEY, &message::new_uniq_key(ip, now_ms()));
+        message::push_property(
+            props,
+            PROPERTY_UNIQ_KEY,
+            &message::new_uniq_key(ip, now_ms()),
+        );
     }
     if message::property(props, PROPERTY_CLUSTER).is_none() && !cluster.is_empty() {
         message::push_property(props, PROPERTY_CLUSTER, cluster);
