@@ -623,8 +623,11 @@ impl ConsumeQueue {
             last_phy_end(&segs, self.file_size, new_min, cut),
             Ordering::Release,
         );
+        let new_end = end_pos(&segs);
+        // `flush` takes `flushed_pos` before the segment lock: release ours first.
+        drop(segs);
         let mut flushed = self.flushed_pos.lock();
-        *flushed = (*flushed).min(end_pos(&segs));
+        *flushed = (*flushed).min(new_end);
         Ok(())
     }
 
@@ -1459,6 +1462,42 @@ mod tests {
             ConsumeQueue::open(dir.path(), "T", 0, SMALL),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    /// Readers running while the dispatcher appends, rolls and flushes only ever see whole,
+    /// correct units below `max_offset`.
+    #[test]
+    fn concurrent_readers_see_whole_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let cq = Arc::new(ConsumeQueue::open(dir.path(), "T", 0, 64 * CQ_UNIT_SIZE_BYTES).unwrap());
+        let n = 2_000u64;
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let cq = Arc::clone(&cq);
+                std::thread::spawn(move || {
+                    let mut seen = 0;
+                    while seen < n {
+                        let max = cq.max_offset();
+                        for (i, u) in cq.read_units(seen.saturating_sub(3), 16).iter().enumerate() {
+                            assert_eq!(*u, unit(seen.saturating_sub(3) + i as u64));
+                        }
+                        if max > 0 {
+                            assert_eq!(cq.get(max - 1), Some(unit(max - 1)));
+                        }
+                        seen = max;
+                    }
+                })
+            })
+            .collect();
+        for i in 0..n {
+            cq.append(i, unit(i)).unwrap();
+            if i % 97 == 0 {
+                cq.flush().unwrap();
+            }
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
     }
 
     #[test]

@@ -932,7 +932,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        #![proptest_config(ProptestConfig::with_cases(24))]
         /// Put/query against the model, with tiny slot counts (many bucket collisions) and tiny
         /// files (many rolls). Times are whole seconds so stored times are exact.
         #[test]
