@@ -1130,11 +1130,7 @@ mod tests {
             conn(),
             &request(admin_req::GET_ALL_CONSUMER_OFFSET, &[], ""),
         );
-        assert!(
-            body_text(&r).contains("\"T@g\":{2:0}"),
-            "{}",
-            body_text(&r)
-        );
+        assert!(body_text(&r).contains("\"T@g\":{2:0}"), "{}", body_text(&r));
         let r = handle_sync(
             &b,
             conn(),
