@@ -124,11 +124,15 @@ impl Broker {
         Ok(b)
     }
 
-    /// Periodic persistence (consumer offsets, delay offsets).
-    pub fn persist_periodic(&self) {
+    /// Periodic persistence of consumer offsets (`flushConsumerOffsetInterval`).
+    pub fn persist_offsets(&self) {
         if let Err(e) = self.offsets.persist() {
             tracing::error!(error = %e, "persisting consumerOffset.json failed");
         }
+    }
+
+    /// Periodic persistence of delay-level progress (`flushDelayOffsetInterval`).
+    pub fn persist_delay_offsets(&self) {
         if let Err(e) = self.schedule.persist() {
             tracing::error!(error = %e, "persisting delayOffset.json failed");
         }

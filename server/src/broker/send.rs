@@ -79,11 +79,27 @@ fn send(
         Body::Bytes(bytes) => bytes,
         _ => &[],
     };
+    let conf = b.conf();
+    if conf.reject_transaction_message
+        && h.properties
+            .as_deref()
+            .and_then(|p| message::property(p, message::PROPERTY_TRANSACTION_PREPARED))
+            == Some("true")
+    {
+        return reply(
+            req,
+            code::NO_PERMISSION,
+            format!(
+                "the broker[{}] sending transaction message is forbidden",
+                conf.broker_ip1
+            ),
+        );
+    }
     let mut sys_flag = h.sys_flag;
     if tc.topic_filter_type == "MULTI_TAG" {
         sys_flag |= MULTI_TAGS_FLAG;
     }
-    let cluster = b.conf().broker_cluster_name.clone();
+    let cluster = conf.broker_cluster_name.clone();
     let base = MessageInput {
         topic: h.topic.clone(),
         queue_id,
