@@ -61,7 +61,10 @@ fn pull_response() -> RemotingCommand {
 }
 
 fn bench(c: &mut Criterion) {
-    for (name, cmd) in [("send_v2_request", send_request()), ("pull_response", pull_response())] {
+    for (name, cmd) in [
+        ("send_v2_request", send_request()),
+        ("pull_response", pull_response()),
+    ] {
         for st in [SerializeType::Json, SerializeType::RocketMq] {
             let enc = match st {
                 SerializeType::Json => "json",
@@ -119,16 +122,28 @@ fn bench(c: &mut Criterion) {
 
 fn print_ratios() {
     let r = RESULTS.lock().unwrap();
-    let ns = |k: &str| r.get(k).map(|(n, d)| d.as_nanos() as f64 / (*n).max(1) as f64);
+    let ns = |k: &str| {
+        r.get(k)
+            .map(|(n, d)| d.as_nanos() as f64 / (*n).max(1) as f64)
+    };
     println!("\ncodec: ns per op and ratio to memcpy of the same frame (same run)");
-    println!("{:<34} {:>10} {:>10} {:>8}", "op", "ns/op", "memcpy", "ratio");
+    println!(
+        "{:<34} {:>10} {:>10} {:>8}",
+        "op", "ns/op", "memcpy", "ratio"
+    );
     for key in r.keys() {
         if key.ends_with("/memcpy") {
             continue;
         }
-        let base = key.rsplit_once('/').map(|(p, _)| format!("{p}/memcpy")).unwrap_or_default();
+        let base = key
+            .rsplit_once('/')
+            .map(|(p, _)| format!("{p}/memcpy"))
+            .unwrap_or_default();
         if let (Some(op), Some(mc)) = (ns(key), ns(&base)) {
-            println!("{key:<34} {op:>10.1} {mc:>10.1} {:>7.1}x", op / mc.max(0.001));
+            println!(
+                "{key:<34} {op:>10.1} {mc:>10.1} {:>7.1}x",
+                op / mc.max(0.001)
+            );
         }
     }
 }

@@ -50,7 +50,9 @@ impl FileRegion for Region {
         self.len
     }
     fn as_bytes(&self) -> &[u8] {
-        self.map.read(self.offset as u64, self.len as u64).unwrap_or_default()
+        self.map
+            .read(self.offset as u64, self.len as u64)
+            .unwrap_or_default()
     }
 }
 
@@ -81,9 +83,21 @@ struct RegionServer {
 }
 
 impl Processor for RegionServer {
-    fn process(&self, _: ConnectionHandle, req: RemotingCommand) -> BoxFuture<Option<RemotingCommand>> {
-        let count: usize = req.ext_fields.get("n").and_then(|v| v.parse().ok()).unwrap_or(1);
-        let len: usize = req.ext_fields.get("len").and_then(|v| v.parse().ok()).unwrap_or(1 << 20);
+    fn process(
+        &self,
+        _: ConnectionHandle,
+        req: RemotingCommand,
+    ) -> BoxFuture<Option<RemotingCommand>> {
+        let count: usize = req
+            .ext_fields
+            .get("n")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let len: usize = req
+            .ext_fields
+            .get("len")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1 << 20);
         let resp = RemotingCommand::success(&req)
             .with_ext("nextBeginOffset", "1")
             .with_body(Body::Regions(self.cutter.regions(count, len)));
@@ -111,7 +125,8 @@ fn read_frame(s: &mut TcpStream, scratch: &mut Vec<u8>) -> std::io::Result<usize
     let len = u32::from_be_bytes(len) as usize;
     scratch.resize(len, 0);
     s.read_exact(scratch)?;
-    let header_len = (u32::from_be_bytes([scratch[0], scratch[1], scratch[2], scratch[3]]) & 0xFF_FFFF) as usize;
+    let header_len =
+        (u32::from_be_bytes([scratch[0], scratch[1], scratch[2], scratch[3]]) & 0xFF_FFFF) as usize;
     Ok(len - 4 - header_len)
 }
 
@@ -141,10 +156,15 @@ fn receive(addr: SocketAddr, request: &[u8], responses: u64) -> (u64, Duration, 
 
 /// Raw baseline: a blocking thread answers each request with a pre-encoded header and
 /// sendfile(2) of the regions; no runtime, no encoding.
-fn raw_sendfile_server(cutter: Arc<Cutter>, count: usize, len: usize) -> (SocketAddr, Arc<Mutex<Duration>>) {
+fn raw_sendfile_server(
+    cutter: Arc<Cutter>,
+    count: usize,
+    len: usize,
+) -> (SocketAddr, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let cpu = Arc::new(Mutex::new(Duration::ZERO));
+    // Sender CPU nanoseconds, summed over every response of every connection.
+    let cpu = Arc::new(AtomicU64::new(0));
     let cpu_out = Arc::clone(&cpu);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
@@ -155,8 +175,8 @@ fn raw_sendfile_server(cutter: Arc<Cutter>, count: usize, len: usize) -> (Socket
                 .with_body(Body::Bytes(vec![0u8; count * len].into()))
                 .encode_head(SerializeType::Json);
             let mut scratch = Vec::new();
-            let c0 = thread_cpu();
             while read_frame(&mut s, &mut scratch).is_ok() {
+                let c0 = thread_cpu();
                 if s.write_all(&head).is_err() {
                     break;
                 }
@@ -171,7 +191,7 @@ fn raw_sendfile_server(cutter: Arc<Cutter>, count: usize, len: usize) -> (Socket
                         }
                     }
                 }
-                *cpu_out.lock().unwrap() = thread_cpu() - c0;
+                cpu_out.fetch_add((thread_cpu() - c0).as_nanos() as u64, Ordering::Relaxed);
             }
         }
     });
@@ -217,7 +237,10 @@ fn bench(c: &mut Criterion) {
     tmp.flush().expect("flush");
     warm(tmp.path());
     let map = Arc::new(MappedFile::open(tmp.path(), FILE_BYTES as u64).expect("map"));
-    let cutter = Arc::new(Cutter { map, next: AtomicU64::new(0) });
+    let cutter = Arc::new(Cutter {
+        map,
+        next: AtomicU64::new(0),
+    });
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -232,11 +255,21 @@ fn bench(c: &mut Criterion) {
     ];
     let mut servers: Vec<(&str, SocketAddr, ShutdownHandle)> = Vec::new();
     for (name, backend) in backends {
-        let processor = Arc::new(RegionServer { cutter: Arc::clone(&cutter) });
-        let config = ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), transfer: backend, ..ServerConfig::default() };
+        let processor = Arc::new(RegionServer {
+            cutter: Arc::clone(&cutter),
+        });
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            transfer: backend,
+            ..ServerConfig::default()
+        };
         let server = rt.block_on(Server::bind(config, processor)).expect("bind");
         let running = server.transfer_backend();
-        let name = if running == backend { name } else { "io_uring(fell back to sendfile)" };
+        let name = if running == backend {
+            name
+        } else {
+            "io_uring(fell back to sendfile)"
+        };
         let addr = server.local_addr();
         let sd = server.shutdown_handle();
         rt.spawn(async move { server.serve().await.ok() });
@@ -261,12 +294,17 @@ fn bench(c: &mut Criterion) {
         let id = format!("{shape}/raw_sendfile");
         g.bench_function("raw_sendfile", |b| {
             b.iter_custom(|iters| {
-                let before = *raw_cpu.lock().unwrap();
+                let before = raw_cpu.load(Ordering::Relaxed);
                 let (bytes, wall, _) = receive(raw_addr, &request, iters);
                 // The raw sender updates its CPU after each response; give it a moment to land.
                 std::thread::sleep(Duration::from_millis(2));
-                let after = *raw_cpu.lock().unwrap();
-                add(&id, bytes, wall, after.saturating_sub(before));
+                let after = raw_cpu.load(Ordering::Relaxed);
+                add(
+                    &id,
+                    bytes,
+                    wall,
+                    Duration::from_nanos(after.saturating_sub(before)),
+                );
                 wall
             })
         });
@@ -301,7 +339,10 @@ fn print_table() {
         let gbps = gb / a.wall.as_secs_f64().max(1e-9);
         let cpu_gb = a.sender_cpu.as_secs_f64() / gb.max(1e-12);
         let shape = id.split('/').next().unwrap_or("");
-        let base = r.get(&format!("{shape}/raw_sendfile")).copied().unwrap_or_default();
+        let base = r
+            .get(&format!("{shape}/raw_sendfile"))
+            .copied()
+            .unwrap_or_default();
         let bgb = base.bytes as f64 / 1e9;
         let b_gbps = bgb / base.wall.as_secs_f64().max(1e-9);
         let b_cpu = base.sender_cpu.as_secs_f64() / bgb.max(1e-12);

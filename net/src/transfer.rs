@@ -72,7 +72,10 @@ impl Transfer {
         return Self::with_ring_starter(requested, crate::uring::Ring::start);
         #[cfg(not(feature = "uring"))]
         return Self::with_ring_starter(requested, || {
-            Err(io::Error::new(io::ErrorKind::Unsupported, "built without the uring feature"))
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "built without the uring feature",
+            ))
         });
     }
 
@@ -367,7 +370,10 @@ mod tests {
         });
         assert_eq!(t.backend(), TransferBackend::Sendfile);
         assert_eq!(Transfer::new(TransferBackend::Auto).backend(), AUTO_BACKEND);
-        assert_eq!(Transfer::new(TransferBackend::Splice).backend(), TransferBackend::Splice);
+        assert_eq!(
+            Transfer::new(TransferBackend::Splice).backend(),
+            TransferBackend::Splice
+        );
     }
 
     #[cfg(feature = "uring")]

@@ -29,10 +29,16 @@ fn closing_attacks() -> Vec<(&'static str, Vec<u8>)> {
         ("length -1", (-1i32).to_be_bytes().to_vec()),
         ("length i32::MIN", i32::MIN.to_be_bytes().to_vec()),
         ("length 2^31-1", i32::MAX.to_be_bytes().to_vec()),
-        ("length 16 MiB (cap counts the prefix)", (16i32 << 20).to_be_bytes().to_vec()),
+        (
+            "length 16 MiB (cap counts the prefix)",
+            (16i32 << 20).to_be_bytes().to_vec(),
+        ),
         ("garbage", pattern(4096, 42)),
         ("http", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
-        ("tls client hello", vec![0x16, 3, 1, 0, 0xa5, 1, 0, 0, 0xa1, 3, 3]),
+        (
+            "tls client hello",
+            vec![0x16, 3, 1, 0, 0xa5, 1, 0, 0, 0xa1, 3, 3],
+        ),
     ];
     // Header length past the end of the frame.
     let mut f = Vec::new();
@@ -48,7 +54,10 @@ fn closing_attacks() -> Vec<(&'static str, Vec<u8>)> {
         "[".repeat(200_000),
         "]".repeat(200_000)
     );
-    v.push(("deeply nested JSON", frame_with_header(0, deep.as_bytes(), b"")));
+    v.push((
+        "deeply nested JSON",
+        frame_with_header(0, deep.as_bytes(), b""),
+    ));
     let mut many = String::from(r#"{"code":1000,"extFields":{"#);
     for i in 0..200_000 {
         if i > 0 {
@@ -57,21 +66,30 @@ fn closing_attacks() -> Vec<(&'static str, Vec<u8>)> {
         many.push_str(&format!(r#""k{i}":"v""#));
     }
     many.push_str("}}");
-    v.push(("huge JSON: 200k extFields", frame_with_header(0, many.as_bytes(), b"")));
+    v.push((
+        "huge JSON: 200k extFields",
+        frame_with_header(0, many.as_bytes(), b""),
+    ));
     let mut utf8 = br#"{"code":1000,"remark":""#.to_vec();
     utf8.extend_from_slice(&[0xc3, 0x28, 0xff, b'"', b'}']);
     v.push(("invalid UTF-8 in JSON", frame_with_header(0, &utf8, b"")));
     // Binary header with a remark length of 2^31-1 and one with invalid UTF-8 in a key.
     let mut bin = vec![0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0];
     bin.extend_from_slice(&i32::MAX.to_be_bytes());
-    v.push(("binary remark length 2^31-1", frame_with_header(1, &bin, b"")));
+    v.push((
+        "binary remark length 2^31-1",
+        frame_with_header(1, &bin, b""),
+    ));
     let mut bin = vec![0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
     bin.extend_from_slice(&9u32.to_be_bytes());
     bin.extend_from_slice(&[0, 2, 0xff, 0xfe, 0, 0, 0, 1, b'v']);
     v.push(("binary key invalid UTF-8", frame_with_header(1, &bin, b"")));
     let mut bin = vec![0, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
     bin.extend_from_slice(&(-5i32).to_be_bytes());
-    v.push(("binary negative ext length", frame_with_header(1, &bin, b"")));
+    v.push((
+        "binary negative ext length",
+        frame_with_header(1, &bin, b""),
+    ));
     v
 }
 
@@ -99,7 +117,11 @@ async fn undecodable_input_closes_only_that_connection() {
         let mut req = RemotingCommand::request(ECHO);
         req.opaque = 1;
         write_cmd(&mut bystander, &req).await;
-        assert_eq!(read_frame(&mut bystander).await.unwrap().opaque, 1, "{what}");
+        assert_eq!(
+            read_frame(&mut bystander).await.unwrap().opaque,
+            1,
+            "{what}"
+        );
     }
     shutdown.shutdown();
     task.await.unwrap();
@@ -117,7 +139,11 @@ async fn truncated_frames_wait_then_close_cleanly() {
         s.write_all(&full[..cut]).await.unwrap();
         // Nothing comes back for a partial frame...
         let mut b = [0u8; 1];
-        assert!(tokio::time::timeout(Duration::from_millis(50), s.read(&mut b)).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), s.read(&mut b))
+                .await
+                .is_err()
+        );
         // ...the rest completes it...
         s.write_all(&full[cut..]).await.unwrap();
         assert!(read_frame(&mut s).await.is_some(), "cut {cut}");
@@ -133,7 +159,10 @@ async fn truncated_frames_wait_then_close_cleanly() {
 
 #[tokio::test]
 async fn big_but_legal_frames_are_served_and_the_cap_is_configurable() {
-    let config = ServerConfig { frame_len_max: 1 << 20, ..local_config() };
+    let config = ServerConfig {
+        frame_len_max: 1 << 20,
+        ..local_config()
+    };
     let (addr, shutdown, task) = start(config, TestProcessor::new()).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let mut req = RemotingCommand::request(ECHO).with_body(Body::Bytes(pattern(900_000, 1).into()));
@@ -168,7 +197,10 @@ async fn odd_but_valid_headers_are_answered() {
     for h in headers {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(&frame_with_header(0, &h, b"")).await.unwrap();
-        let resp = tokio::time::timeout(T, read_frame(&mut s)).await.unwrap().unwrap();
+        let resp = tokio::time::timeout(T, read_frame(&mut s))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(resp.opaque, 11);
         assert!(resp.code == 0 || resp.code == ResponseCode::REQUEST_CODE_NOT_SUPPORTED);
     }

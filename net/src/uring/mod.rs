@@ -413,7 +413,10 @@ fn apply_results(job: &mut Job, results: [Option<i32>; 3]) {
         if n > 0 {
             job.in_pipe = job.in_pipe.saturating_sub(n as usize);
         } else if n == 0 && job.in_pipe > 0 {
-            job.error = Some(io::Error::new(io::ErrorKind::WriteZero, "socket took no bytes"));
+            job.error = Some(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "socket took no bytes",
+            ));
         } else if n < 0 && n != -libc::EAGAIN && n != -libc::ECANCELED && n != -libc::EINTR {
             job.error = Some(io::Error::from_raw_os_error(-n));
         }
@@ -457,10 +460,16 @@ fn chain(slot: usize, job: &Job) -> Vec<squeue::Entry> {
     let more_follows = job.file_left > len || job.region + 1 < job.regions.len();
     let flags = libc::SPLICE_F_MOVE | if more_follows { libc::SPLICE_F_MORE } else { 0 };
     out.push(
-        opcode::Splice::new(types::Fd(pipe.read.as_raw_fd()), -1, types::Fd(sock), -1, len as u32)
-            .flags(flags)
-            .build()
-            .user_data(ud(STEP_OUT)),
+        opcode::Splice::new(
+            types::Fd(pipe.read.as_raw_fd()),
+            -1,
+            types::Fd(sock),
+            -1,
+            len as u32,
+        )
+        .flags(flags)
+        .build()
+        .user_data(ud(STEP_OUT)),
     );
     out
 }
@@ -491,8 +500,14 @@ mod tests {
             done: None,
         };
         // Short fill: 400 of 1000; the rest of the chain was cancelled.
-        apply_results(&mut job, [Some(400), Some(-libc::ECANCELED), Some(-libc::ECANCELED)]);
-        assert_eq!((job.in_pipe, job.file_left, job.file_offset), (400, 600, 500));
+        apply_results(
+            &mut job,
+            [Some(400), Some(-libc::ECANCELED), Some(-libc::ECANCELED)],
+        );
+        assert_eq!(
+            (job.in_pipe, job.file_left, job.file_offset),
+            (400, 600, 500)
+        );
         assert!(job.error.is_none());
         // Partial drain, then EAGAIN.
         apply_results(&mut job, [None, Some(4), Some(150)]);
