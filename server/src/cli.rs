@@ -1,4 +1,5 @@
-//! The command line (contract D): `standalone`, `namesrv`, `broker`, `bench store`.
+//! The command line (contract D): the `standalone`, `namesrv` and `broker` arguments and how
+//! they become a [`BrokerConfig`]. `main.rs` assembles the subcommands (plus `bench`).
 //!
 //! Precedence for the broker's settings: built-in defaults < broker.conf (`-c`) < flags.
 
@@ -34,11 +35,8 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Append to a fresh store and compare with this machine's limits.
-    Store(crate::bench::store::StoreBenchArgs),
-}
+/// `ferrocket bench ...` (store, produce, consume, limits), defined by the bench module.
+pub use crate::bench::BenchCmd as BenchCommand;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FlushArg {
@@ -152,39 +150,48 @@ pub fn broker_config(a: &BrokerArgs) -> Result<BrokerConfig, ConfigError> {
 /// Runs a parsed command line to completion.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.cmd {
-        Command::Bench {
-            what: BenchCommand::Store(args),
-        } => crate::bench::store::run(args).map_err(CliError::Runtime),
-        Command::Standalone(a) => {
-            crate::logging::init();
-            let conf = standalone_config(&a)?;
-            Err(CliError::Runtime(format!(
-                "standalone not wired yet (config ok: {} at {})",
-                conf.broker_name,
-                conf.broker_addr()
-            )))
-        }
-        Command::Namesrv(a) => {
-            crate::logging::init();
-            Err(CliError::Runtime(format!(
-                "namesrv not wired yet (port {})",
-                a.port
-            )))
-        }
-        Command::Broker(a) => {
-            crate::logging::init();
-            let conf = broker_config(&a)?;
-            Err(CliError::Runtime(format!(
-                "broker not wired yet ({})",
-                conf.broker_addr()
-            )))
-        }
+        Command::Bench { what } => crate::bench::run(what).map_err(CliError::Runtime),
+        Command::Standalone(a) => run_standalone(a),
+        Command::Namesrv(a) => run_namesrv(a),
+        Command::Broker(a) => run_broker(a),
     }
+}
+
+/// Runs `standalone` to completion (until SIGINT/SIGTERM).
+pub fn run_standalone(a: StandaloneArgs) -> Result<(), CliError> {
+    crate::logging::init();
+    let conf = standalone_config(&a)?;
+    crate::runtime::run_standalone(conf, a.namesrv_port)
+        .map_err(|e| CliError::Runtime(e.to_string()))
+}
+
+/// Runs `namesrv` to completion.
+pub fn run_namesrv(a: NamesrvArgs) -> Result<(), CliError> {
+    crate::logging::init();
+    let ip: std::net::IpAddr = a
+        .bind
+        .parse()
+        .map_err(|_| CliError::Runtime(format!("--bind {:?} is not an IP address", a.bind)))?;
+    crate::runtime::run_namesrv(std::net::SocketAddr::new(ip, a.port))
+        .map_err(|e| CliError::Runtime(e.to_string()))
+}
+
+/// Runs `broker` to completion.
+pub fn run_broker(a: BrokerArgs) -> Result<(), CliError> {
+    crate::logging::init();
+    let conf = broker_config(&a)?;
+    crate::runtime::run_broker(conf).map_err(|e| CliError::Runtime(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    enum Cmd {
+        Standalone(StandaloneArgs),
+        Broker(BrokerArgs),
+    }
 
     #[test]
     fn standalone_flags_override_conf() {
@@ -195,7 +202,7 @@ mod tests {
             "brokerName=b1\nlistenPort=1234\nflushDiskType=SYNC_FLUSH\n",
         )
         .unwrap();
-        let cli = Cli::try_parse_from([
+        let cmd = <Cmd as clap::Parser>::try_parse_from([
             "ferrocket",
             "standalone",
             "-c",
@@ -208,7 +215,7 @@ mod tests {
             "/tmp/x",
         ])
         .unwrap();
-        let Command::Standalone(a) = cli.cmd else {
+        let Cmd::Standalone(a) = cmd else {
             panic!("wrong subcommand")
         };
         let c = standalone_config(&a).unwrap();
@@ -221,14 +228,24 @@ mod tests {
 
     #[test]
     fn broker_subcommand_parses_namesrv_list() {
-        let cli =
-            Cli::try_parse_from(["ferrocket", "broker", "-n", "127.0.0.1:9876;127.0.0.1:9877"])
-                .unwrap();
-        let Command::Broker(a) = cli.cmd else {
+        let cmd = <Cmd as clap::Parser>::try_parse_from([
+            "ferrocket",
+            "broker",
+            "-n",
+            "127.0.0.1:9876;127.0.0.1:9877",
+        ])
+        .unwrap();
+        let Cmd::Broker(a) = cmd else {
             panic!("wrong subcommand")
         };
         let c = broker_config(&a).unwrap();
         assert_eq!(c.namesrv_addrs().len(), 2);
-        assert!(Cli::try_parse_from(["ferrocket", "standalone", "--flush", "maybe"]).is_err());
+        assert!(<Cmd as clap::Parser>::try_parse_from([
+            "ferrocket",
+            "standalone",
+            "--flush",
+            "maybe"
+        ])
+        .is_err());
     }
 }

@@ -328,12 +328,26 @@ impl BrokerConfig {
         origin: &Path,
     ) -> Result<LoadReport, ConfigError> {
         let mut pairs = Vec::new();
-        java_properties::PropertiesIter::new(input)
-            .read_into(|k, v| pairs.push((k, v)))
-            .map_err(|e| ConfigError::Syntax {
-                path: origin.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+        // java-properties 2.0 can panic inside its decoder on some invalid bytes; a bad file
+        // must be an error, never a crash.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            java_properties::PropertiesIter::new(input).read_into(|k, v| pairs.push((k, v)))
+        }));
+        match parsed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(ConfigError::Syntax {
+                    path: origin.to_path_buf(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(ConfigError::Syntax {
+                    path: origin.to_path_buf(),
+                    reason: "undecodable bytes".to_string(),
+                })
+            }
+        }
         let mut report = LoadReport::default();
         for (key, value) in pairs {
             match self.set(&key, &value) {
@@ -655,6 +669,14 @@ mod tests {
                 Err(ConfigError::BadValue { key: k, .. }) => assert_eq!(k, key, "{text}"),
                 other => panic!("{text}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn garbage_files_are_errors_not_panics() {
+        for bytes in [&b"\xff"[..], b"\xff\xfe=\x00\n", b"a=\\u12", b"\\"] {
+            let mut c = BrokerConfig::default();
+            let _ = c.apply_properties(bytes, Path::new("x"));
         }
     }
 

@@ -9,5 +9,6 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stdout)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .try_init();
 }

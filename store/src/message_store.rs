@@ -112,14 +112,6 @@ pub enum GetStatus {
     NoMessageInQueue,
 }
 
-/// A borrowed byte range of a CommitLog segment file. The segment stays mapped and its file open
-/// while any `Slice` of it lives, so the network layer can sendfile/splice from `file()`.
-#[derive(Clone)]
-pub struct Slice {
-    // filled in by the store implementation (Arc<Segment> + position + length)
-    _private: Arc<()>,
-}
-
 /// Tag filter evaluated against ConsumeQueue tag hash codes (Java `String.hashCode` of the tag).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TagFilter {
@@ -155,40 +147,925 @@ pub struct QueryResult {
 /// queue offset (exclusive)). Used by the broker's long polling.
 pub type ArrivalListener = Arc<dyn Fn(&str, u32, u64) + Send + Sync>;
 
-// CONTRACT (methods the store implements on `MessageStore`; all synchronous, thread-safe,
-// `MessageStore: Send + Sync`, shared as `Arc<MessageStore>`):
-//
-//   MessageStore::open(config: StoreConfig) -> Result<Arc<MessageStore>, StoreError>
-//       takes the lock file (second opener gets Err(StoreError::Locked)), recovers, starts the
-//       flush, dispatch, pre-allocation and retention threads.
-//   fn set_arrival_listener(&self, l: ArrivalListener)
-//   fn put(&self, msg: MessageInput) -> Result<PutResult, StoreError>
-//       blocks under SYNC_FLUSH until durable (or FlushDiskTimeout after syncFlushTimeout).
-//   fn put_batch(&self, msgs: Vec<MessageInput>) -> Result<PutResult, StoreError>
-//       same topic/queue for all; consecutive queue offsets; one lock, one sync wait.
-//   fn get(&self, topic: &str, queue_id: u32, offset: u64, max_count: u32, max_bytes: u64,
-//          filter: &TagFilter) -> GetResult
-//   fn max_offset(&self, topic: &str, queue_id: u32) -> u64      // exclusive; 0 if unknown
-//   fn min_offset(&self, topic: &str, queue_id: u32) -> u64
-//   fn offset_by_time(&self, topic: &str, queue_id: u32, ts_ms: i64, b: Boundary) -> u64
-//   fn earliest_store_time(&self, topic: &str, queue_id: u32) -> Option<i64>
-//   fn store_time_at(&self, topic: &str, queue_id: u32, offset: u64) -> Option<i64>
-//   fn read_at(&self, phy_offset: u64) -> Result<Option<Slice>, StoreError>   // one whole record
-//   fn query_by_key(&self, topic: &str, key: &str, max: u32, begin_ms: i64, end_ms: i64)
-//          -> QueryResult
-//   fn commit_log_min_offset(&self) -> u64; fn commit_log_max_offset(&self) -> u64
-//   fn topics_and_queues(&self) -> Vec<(String, u32)>   // what the ConsumeQueues hold
-//   fn shutdown(&self)  // flush everything, write checkpoint, remove abort; idempotent
-//
-//   Slice: fn file(&self) -> &std::fs::File; fn file_offset(&self) -> u64 (offset in that file);
-//          fn len(&self) -> usize; fn as_bytes(&self) -> &[u8]; fn phy_offset(&self) -> u64
-//
-//   StoreError (thiserror): MessageIllegal(String) (body/properties/topic too long),
-//   DiskFull, WriteDisabled(String) (after a failed fsync), Locked(PathBuf), Io{..}, Corrupt{..}
-//   The server maps MessageIllegal -> 13 MESSAGE_ILLEGAL, DiskFull/WriteDisabled -> 14
-//   SERVICE_NOT_AVAILABLE, others -> 1 SYSTEM_ERROR.
-//
-//   Helpers exported for the broker: `java_string_hash(&str) -> i32` (tag hash),
-//   `encode_properties`/`decode_properties`, `decode_record(&[u8]) -> Result<RecordView, _>`
-//   (to read topic/body/properties/reconsume_times of one stored record, e.g. for
-//   CONSUMER_SEND_MSG_BACK and the schedule service), and `PROPERTY_*` key constants.
+// ---------------------------------------------------------------------------------------------
+// Implementation.
+// ---------------------------------------------------------------------------------------------
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::checkpoint::{Checkpoint, CheckpointData};
+use crate::commit_log::{CommitLog, Segment, WriteLatch};
+use crate::consume_queue::{ConsumeQueues, CQ_UNIT_SIZE_BYTES};
+use crate::dispatch::{Dispatcher, DEFAULT_DELAY_LEVELS_MS};
+use crate::error::{Result, StoreError};
+use crate::flush::{async_flush_tick, Durable, GroupCommit, Ticker};
+use crate::index_file::IndexService;
+use crate::mmap::{disk_space, try_lock_exclusive};
+use crate::record;
+use crate::recovery::{self, RecoveryReport};
+use crate::retention::{self, DiskProbe, RetentionPolicy, RetentionRound};
+
+/// Smallest CommitLog segment accepted (one page).
+pub const COMMIT_LOG_FILE_SIZE_MIN: u64 = 4096;
+/// Largest CommitLog segment: the blank marker's TOTALSIZE is an i32.
+pub const COMMIT_LOG_FILE_SIZE_MAX: u64 = i32::MAX as u64;
+/// Longest topic accepted (RocketMQ allows 255 for %RETRY%/%DLQ% topics).
+pub const TOPIC_LEN_MAX: usize = 255;
+/// A record may exceed `maxMessageSize` by this much (topic, properties, header).
+pub const RECORD_OVERHEAD_MAX: usize = 64 * 1024;
+/// ConsumeQueue units scanned per `get` at least (`maxFilterMessageSize` 16000 / 20).
+pub const GET_SCAN_UNITS_MIN: usize = 800;
+
+impl StoreConfig {
+    /// RocketMQ's defaults under `root_dir`.
+    pub fn new(root_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            root_dir: root_dir.into(),
+            commit_log_dir: None,
+            mapped_file_size_commit_log: 1 << 30,
+            mapped_file_size_consume_queue: 300_000 * 20,
+            flush_disk_type: FlushDiskType::Async,
+            flush_interval_commit_log_ms: 500,
+            flush_commit_log_least_pages: 4,
+            sync_flush_timeout_ms: 5000,
+            max_message_size: 4 * 1024 * 1024,
+            file_reserved_time_hours: 72,
+            delete_when: "04".into(),
+            disk_max_used_space_ratio: 75,
+            max_hash_slot_num: 5_000_000,
+            max_index_num: 20_000_000,
+            message_index_enable: true,
+            check_crc_on_recover: true,
+        }
+    }
+
+    /// `storePathCommitLog`, defaulting to `<root>/commitlog`.
+    pub fn commit_log_path(&self) -> PathBuf {
+        self.commit_log_dir
+            .clone()
+            .unwrap_or_else(|| self.root_dir.join("commitlog"))
+    }
+}
+
+/// Knobs beyond [`StoreConfig`] (RocketMQ keys with their defaults) and test seams.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// `flushIntervalConsumeQueue`: how often ConsumeQueues, the index and the checkpoint are
+    /// flushed (ms).
+    pub flush_interval_consume_queue_ms: u64,
+    /// `cleanResourceInterval` (ms).
+    pub clean_resource_interval_ms: u64,
+    /// `deleteFileBatchMax`.
+    pub delete_file_batch_max: usize,
+    /// `diskSpaceCleanForciblyRatio` (percent).
+    pub disk_space_clean_forcibly_ratio: u32,
+    /// `diskSpaceWarningLevelRatio` (percent): above it puts fail with `DiskFull`.
+    pub disk_space_warning_level_ratio: u32,
+    /// `messageDelayLevel` in ms per level (SCHEDULE_TOPIC_XXXX tagsCode = store time + delay).
+    pub message_delay_level_ms: Vec<u64>,
+    /// How disk space is measured (statvfs by default).
+    pub disk_probe: Option<DiskProbe>,
+    /// Start the background threads (flush, dispatch, retention). Tests that step by hand turn
+    /// this off; then `put` under SYNC_FLUSH flushes inline.
+    pub background: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            flush_interval_consume_queue_ms: 1000,
+            clean_resource_interval_ms: 10_000,
+            delete_file_batch_max: 10,
+            disk_space_clean_forcibly_ratio: 85,
+            disk_space_warning_level_ratio: 90,
+            message_delay_level_ms: DEFAULT_DELAY_LEVELS_MS.to_vec(),
+            disk_probe: None,
+            background: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field(
+                "flush_interval_consume_queue_ms",
+                &self.flush_interval_consume_queue_ms,
+            )
+            .field(
+                "clean_resource_interval_ms",
+                &self.clean_resource_interval_ms,
+            )
+            .field("background", &self.background)
+            .finish()
+    }
+}
+
+/// A borrowed byte range of a CommitLog segment file. The segment stays mapped and its file open
+/// while any `Slice` of it lives, so the network layer can sendfile/splice from `file()`.
+#[derive(Clone)]
+pub struct Slice {
+    seg: Arc<Segment>,
+    pos: u64,
+    len: u32,
+}
+
+impl Slice {
+    /// `seg.mapped().read(pos, len)` must have succeeded (published bytes never unpublish).
+    pub(crate) fn new(seg: Arc<Segment>, pos: u64, len: u32) -> Self {
+        debug_assert!(seg.mapped().read(pos, u64::from(len)).is_some());
+        Self { seg, pos, len }
+    }
+    /// The segment file (for sendfile/splice).
+    pub fn file(&self) -> &File {
+        self.seg.mapped().file()
+    }
+    /// Offset of the first byte within `file()`.
+    pub fn file_offset(&self) -> u64 {
+        self.pos
+    }
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// CommitLog offset of the first byte.
+    pub fn phy_offset(&self) -> u64 {
+        self.seg.base() + self.pos
+    }
+    /// The bytes, straight from the mapping.
+    pub fn as_bytes(&self) -> &[u8] {
+        // Published bytes stay published and mapped while `seg` lives, so this cannot fail.
+        self.seg
+            .mapped()
+            .read(self.pos, u64::from(self.len))
+            .unwrap_or_default()
+    }
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+}
+
+impl std::fmt::Debug for Slice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slice")
+            .field("phy_offset", &self.phy_offset())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for GetResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetResult")
+            .field("status", &self.status)
+            .field("next_begin_offset", &self.next_begin_offset)
+            .field("min_offset", &self.min_offset)
+            .field("max_offset", &self.max_offset)
+            .field("messages", &self.messages.len())
+            .finish()
+    }
+}
+
+impl TagFilter {
+    /// Java's `codeSet.contains((int) tagsCode)`.
+    pub fn matches(&self, tags_code: i64) -> bool {
+        match self {
+            TagFilter::All => true,
+            TagFilter::Codes(codes) => codes.contains(&i64::from(tags_code as i32)),
+        }
+    }
+}
+
+/// The storage engine: CommitLog + ConsumeQueues + IndexFile, flush, dispatch and retention.
+pub struct MessageStore {
+    config: StoreConfig,
+    root: PathBuf,
+    log: Arc<CommitLog>,
+    cqs: Arc<ConsumeQueues>,
+    index: Option<Arc<IndexService>>,
+    checkpoint: Arc<Checkpoint>,
+    dispatcher: Arc<Dispatcher>,
+    group_commit: Option<Arc<GroupCommit>>,
+    policy: RetentionPolicy,
+    probe: DiskProbe,
+    tickers: Mutex<Vec<Ticker>>,
+    lock_file: Mutex<Option<File>>,
+    shut: AtomicBool,
+    report: RecoveryReport,
+}
+
+impl std::fmt::Debug for MessageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageStore")
+            .field("root", &self.root)
+            .field("log", &self.log)
+            .finish()
+    }
+}
+
+fn validate_config(c: &StoreConfig) -> Result<()> {
+    let size = c.mapped_file_size_commit_log;
+    if !(COMMIT_LOG_FILE_SIZE_MIN..=COMMIT_LOG_FILE_SIZE_MAX).contains(&size) {
+        return Err(StoreError::Config(format!(
+            "mappedFileSizeCommitLog {size} outside {COMMIT_LOG_FILE_SIZE_MIN}..={COMMIT_LOG_FILE_SIZE_MAX}"
+        )));
+    }
+    if c.mapped_file_size_consume_queue < CQ_UNIT_SIZE_BYTES {
+        return Err(StoreError::Config(
+            "mappedFileSizeConsumeQueue below one unit".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// RocketMQ's topic charset `^[%|a-zA-Z0-9_-]+$`, at most [`TOPIC_LEN_MAX`] bytes.
+pub fn valid_topic(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= TOPIC_LEN_MAX
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+}
+
+impl MessageStore {
+    /// Opens (or creates) the store with default [`StoreOptions`].
+    pub fn open(config: StoreConfig) -> Result<Arc<Self>> {
+        Self::open_with(config, StoreOptions::default())
+    }
+
+    /// Takes the lock file, recovers, and starts the background threads.
+    pub fn open_with(mut config: StoreConfig, options: StoreOptions) -> Result<Arc<Self>> {
+        validate_config(&config)?;
+        // RocketMQ rounds the ConsumeQueue file size up to whole units.
+        let cq_size = config
+            .mapped_file_size_consume_queue
+            .div_ceil(CQ_UNIT_SIZE_BYTES)
+            * CQ_UNIT_SIZE_BYTES;
+        config.mapped_file_size_consume_queue = cq_size;
+        let root = config.root_dir.clone();
+        for d in [root.clone(), root.join("config"), config.commit_log_path()] {
+            std::fs::create_dir_all(&d).map_err(|e| StoreError::io(&d, e))?;
+        }
+        let lock_file = take_lock(&root)?;
+        let abort_path = root.join("abort");
+        let clean = !abort_path.exists();
+        let checkpoint = Arc::new(Checkpoint::open(&root.join("checkpoint"))?);
+        let ckpt = checkpoint.get();
+        let cqs = Arc::new(ConsumeQueues::open(&root.join("consumequeue"), cq_size)?);
+        let index = if config.message_index_enable {
+            Some(Arc::new(IndexService::open(
+                &root.join("index"),
+                config.max_hash_slot_num,
+                config.max_index_num,
+                ckpt.index_msg_timestamp,
+                clean,
+            )?))
+        } else {
+            None
+        };
+        let confirm = u64::try_from(ckpt.confirm_phy_offset).unwrap_or(0);
+        let (rec, report) = recovery::recover(
+            &config.commit_log_path(),
+            config.mapped_file_size_commit_log,
+            confirm,
+            clean,
+            config.check_crc_on_recover,
+        )?;
+        tracing::info!(?report, clean, "CommitLog recovered");
+        let valid_end = report.valid_end;
+        cqs.truncate_from_phy(valid_end)?;
+        if let Some(ix) = &index {
+            ix.truncate_from_phy(valid_end)?;
+        }
+        let latch = Arc::new(WriteLatch::default());
+        let log = Arc::new(CommitLog::new(
+            &config.commit_log_path(),
+            config.mapped_file_size_commit_log,
+            rec,
+            latch,
+        ));
+        // Units whose records retention already deleted: move each queue's min offset past them.
+        cqs.delete_files_below_phy(log.min_offset())?;
+        let dispatch_from = dispatch_start(&report, &log, &cqs, index.as_deref());
+        let dispatcher = Arc::new(Dispatcher::new(
+            Arc::clone(&log),
+            Arc::clone(&cqs),
+            index.clone(),
+            options.message_delay_level_ms.clone(),
+            dispatch_from,
+        ));
+        dispatcher.catch_up(valid_end)?;
+        log.set_queue_offsets(
+            cqs.all()
+                .iter()
+                .map(|cq| (cq.topic().to_string(), cq.queue_id(), cq.max_offset()))
+                .collect(),
+        );
+        std::fs::write(&abort_path, std::process::id().to_string())
+            .map_err(|e| StoreError::io(&abort_path, e))?;
+        crate::commit_log::sync_dir(&root)?;
+        let probe = options
+            .disk_probe
+            .clone()
+            .unwrap_or_else(|| Arc::new(|p: &Path| disk_space(p)));
+        let policy = RetentionPolicy {
+            file_reserved_time_ms: config.file_reserved_time_hours.saturating_mul(3_600_000),
+            delete_when_hours: retention::parse_delete_when(&config.delete_when),
+            disk_max_used_space_ratio: f64::from(config.disk_max_used_space_ratio),
+            disk_space_clean_forcibly_ratio: f64::from(options.disk_space_clean_forcibly_ratio),
+            disk_space_warning_level_ratio: f64::from(options.disk_space_warning_level_ratio),
+            delete_file_batch_max: options.delete_file_batch_max,
+        };
+        let group_commit = (config.flush_disk_type == FlushDiskType::Sync && options.background)
+            .then(|| GroupCommit::new(Arc::clone(&log)));
+        let store = Arc::new(Self {
+            config,
+            root,
+            log,
+            cqs,
+            index,
+            checkpoint,
+            dispatcher,
+            group_commit,
+            policy,
+            probe,
+            tickers: Mutex::new(Vec::new()),
+            lock_file: Mutex::new(Some(lock_file)),
+            shut: AtomicBool::new(false),
+            report,
+        });
+        store.write_checkpoint()?;
+        // Measure the disk once before accepting writes.
+        store.check_disk();
+        if options.background {
+            store.start_threads(&options)?;
+        }
+        Ok(store)
+    }
+
+    fn start_threads(self: &Arc<Self>, options: &StoreOptions) -> Result<()> {
+        let io_err = |e| StoreError::io(&self.root, e);
+        self.log.start()?;
+        self.dispatcher.start()?;
+        let mut tickers = self.tickers.lock();
+        match &self.group_commit {
+            Some(gc) => gc.start()?,
+            None => {
+                let log = Arc::clone(&self.log);
+                let least = self.config.flush_commit_log_least_pages;
+                let mut last = Instant::now();
+                tickers.push(
+                    Ticker::spawn(
+                        "ferrocket-flush",
+                        Duration::from_millis(self.config.flush_interval_commit_log_ms.max(1)),
+                        move || async_flush_tick(&log, least, &mut last),
+                    )
+                    .map_err(io_err)?,
+                );
+            }
+        }
+        let me = Arc::downgrade(self);
+        tickers.push(
+            Ticker::spawn(
+                "ferrocket-cq-flush",
+                Duration::from_millis(options.flush_interval_consume_queue_ms.max(1)),
+                move || {
+                    if let Some(s) = me.upgrade() {
+                        if let Err(e) = s.write_checkpoint() {
+                            tracing::warn!(error = %e, "ConsumeQueue flush / checkpoint failed");
+                        }
+                    }
+                },
+            )
+            .map_err(io_err)?,
+        );
+        let me = Arc::downgrade(self);
+        tickers.push(
+            Ticker::spawn(
+                "ferrocket-retention",
+                Duration::from_millis(options.clean_resource_interval_ms.max(1)),
+                move || {
+                    if let Some(s) = me.upgrade() {
+                        s.run_retention_round(retention::hour_utc_now());
+                    }
+                },
+            )
+            .map_err(io_err)?,
+        );
+        Ok(())
+    }
+
+    /// Flushes the ConsumeQueues and the index, then records in the checkpoint the offset below
+    /// which the CommitLog and its ConsumeQueue units are durable.
+    fn write_checkpoint(&self) -> Result<()> {
+        let dispatched = self.dispatcher.dispatched();
+        let logics_ts = self.dispatcher.last_store_ts();
+        self.cqs.flush_all()?;
+        if let Some(ix) = &self.index {
+            ix.flush()?;
+        }
+        let flushed = self.log.flushed();
+        let old = self.checkpoint.get();
+        let confirm = flushed.min(dispatched);
+        let data = CheckpointData {
+            physic_msg_timestamp: nonzero_or(self.log.flushed_store_ts(), old.physic_msg_timestamp),
+            logics_msg_timestamp: nonzero_or(logics_ts, old.logics_msg_timestamp),
+            index_msg_timestamp: self
+                .index
+                .as_ref()
+                .map(|ix| ix.last_full_file_end_ts())
+                .unwrap_or(old.index_msg_timestamp),
+            master_flushed_offset: old.master_flushed_offset,
+            confirm_phy_offset: confirm as i64,
+        };
+        if data != old {
+            self.checkpoint.write(data)?;
+        }
+        Ok(())
+    }
+
+    fn check_disk(&self) -> RetentionRound {
+        let mut p = self.policy.clone();
+        // Measure only: no hour matches and no ratio triggers deletion.
+        p.delete_when_hours.clear();
+        p.disk_max_used_space_ratio = f64::INFINITY;
+        retention::run_round(
+            &p,
+            &self.log,
+            &self.cqs,
+            self.index.as_deref(),
+            &self.probe,
+            0,
+        )
+    }
+
+    /// One retention round now, as if the UTC hour were `hour_utc` (the retention thread calls
+    /// this every `cleanResourceInterval`; tests call it directly).
+    pub fn run_retention_round(&self, hour_utc: u32) -> RetentionRound {
+        retention::run_round(
+            &self.policy,
+            &self.log,
+            &self.cqs,
+            self.index.as_deref(),
+            &self.probe,
+            hour_utc,
+        )
+    }
+
+    pub fn set_arrival_listener(&self, l: ArrivalListener) {
+        self.dispatcher.set_listener(l);
+    }
+
+    /// Appends one message. Under SYNC_FLUSH blocks until it is durable (or `FlushDiskTimeout`).
+    pub fn put(&self, msg: MessageInput) -> Result<PutResult> {
+        self.put_many(std::slice::from_ref(&msg))
+    }
+
+    /// Appends messages of one topic and queue as consecutive records under one lock, with one
+    /// durability wait.
+    pub fn put_batch(&self, msgs: Vec<MessageInput>) -> Result<PutResult> {
+        let Some(first) = msgs.first() else {
+            return Err(StoreError::MessageIllegal("empty batch".into()));
+        };
+        if msgs
+            .iter()
+            .any(|m| m.topic != first.topic || m.queue_id != first.queue_id)
+        {
+            return Err(StoreError::MessageIllegal(
+                "a batch must have one topic and queue".into(),
+            ));
+        }
+        self.put_many(&msgs)
+    }
+
+    fn put_many(&self, msgs: &[MessageInput]) -> Result<PutResult> {
+        if self.shut.load(Ordering::Acquire) {
+            return Err(StoreError::WriteDisabled("store is shut down".into()));
+        }
+        let mut crcs = Vec::with_capacity(msgs.len());
+        let mut lens = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            lens.push(self.validate(m)?);
+            crcs.push(record::body_crc(&m.body));
+        }
+        let (appended, end) = self.log.append(msgs, &crcs, &lens)?;
+        self.dispatcher.wake();
+        let status = self.await_durable(msgs, end)?;
+        Ok(PutResult { status, appended })
+    }
+
+    fn await_durable(&self, msgs: &[MessageInput], end: u64) -> Result<PutStatus> {
+        if self.config.flush_disk_type != FlushDiskType::Sync {
+            return Ok(PutStatus::Ok);
+        }
+        let wait = msgs.first().is_none_or(|m| {
+            record::property_value(&m.properties, record::PROPERTY_WAIT_STORE_MSG_OK)
+                != Some("false")
+        });
+        let Some(gc) = &self.group_commit else {
+            // No background threads: flush inline.
+            self.log.flush(0)?;
+            return Ok(PutStatus::Ok);
+        };
+        if !wait {
+            gc.request(end);
+            return Ok(PutStatus::Ok);
+        }
+        let timeout = Duration::from_millis(self.config.sync_flush_timeout_ms);
+        Ok(match gc.wait(end, timeout)? {
+            Durable::Yes => PutStatus::Ok,
+            Durable::TimedOut => PutStatus::FlushDiskTimeout,
+        })
+    }
+
+    /// Checks a message against the limits; returns its encoded record length.
+    fn validate(&self, m: &MessageInput) -> Result<usize> {
+        let illegal = |s: String| Err(StoreError::MessageIllegal(s));
+        if !valid_topic(&m.topic) {
+            return illegal(format!("topic {:?} is not a valid topic name", m.topic));
+        }
+        if m.body.len() > self.config.max_message_size as usize {
+            return illegal(format!(
+                "body of {} bytes exceeds maxMessageSize {}",
+                m.body.len(),
+                self.config.max_message_size
+            ));
+        }
+        if m.properties.len() > record::PROPERTIES_LEN_MAX {
+            return illegal(format!(
+                "properties of {} bytes exceed 32767",
+                m.properties.len()
+            ));
+        }
+        if m.properties.as_bytes().contains(&0) {
+            return illegal("properties contain a NUL byte".into());
+        }
+        if m.queue_id > i32::MAX as u32 {
+            return illegal(format!("queue id {} out of range", m.queue_id));
+        }
+        let len = record::record_len(
+            m.body.len(),
+            m.topic.len(),
+            m.properties.len(),
+            m.born_host.is_ipv6(),
+            m.store_host.is_ipv6(),
+        );
+        match len {
+            Some(l) if l <= self.config.max_message_size as usize + RECORD_OVERHEAD_MAX => Ok(l),
+            _ => illegal("record too large".into()),
+        }
+    }
+
+    /// Up to `max_count` records (and about `max_bytes`) of (topic, queue) from `offset`, with
+    /// RocketMQ's statuses and next offset. The first matching record is always returned whole.
+    pub fn get(
+        &self,
+        topic: &str,
+        queue_id: u32,
+        offset: u64,
+        max_count: u32,
+        max_bytes: u64,
+        filter: &TagFilter,
+    ) -> GetResult {
+        let mut res = GetResult {
+            status: GetStatus::NoMatchedLogicQueue,
+            next_begin_offset: 0,
+            min_offset: 0,
+            max_offset: 0,
+            messages: Vec::new(),
+        };
+        let Some(cq) = self.cqs.get(topic, queue_id) else {
+            return res;
+        };
+        let (min, max) = (cq.min_offset(), cq.max_offset());
+        res.min_offset = min;
+        res.max_offset = max;
+        if max == 0 {
+            res.status = GetStatus::NoMessageInQueue;
+        } else if offset < min {
+            res.status = GetStatus::OffsetTooSmall;
+            res.next_begin_offset = min;
+        } else if offset == max {
+            res.status = GetStatus::OffsetOverflowOne;
+            res.next_begin_offset = offset;
+        } else if offset > max {
+            res.status = GetStatus::OffsetOverflowBadly;
+            res.next_begin_offset = if min == 0 { min } else { max };
+        } else {
+            self.collect(&cq, offset, max_count, max_bytes, filter, &mut res);
+        }
+        res
+    }
+
+    fn collect(
+        &self,
+        cq: &crate::consume_queue::ConsumeQueue,
+        offset: u64,
+        max_count: u32,
+        max_bytes: u64,
+        filter: &TagFilter,
+        res: &mut GetResult,
+    ) {
+        let scan_max = GET_SCAN_UNITS_MIN.max(max_count as usize);
+        let units = cq.read_units(offset, scan_max);
+        if units.is_empty() {
+            res.status = GetStatus::OffsetFoundNull;
+            let per_file = self.config.mapped_file_size_consume_queue / CQ_UNIT_SIZE_BYTES;
+            res.next_begin_offset = (offset / per_file + 1) * per_file;
+            return;
+        }
+        res.status = GetStatus::NoMatchedMessage;
+        let mut bytes = 0u64;
+        let mut skip_below = 0u64;
+        let mut consumed = 0u64;
+        for unit in &units {
+            let count = res.messages.len() as u64;
+            let full = count > 0
+                && (count >= u64::from(max_count) || bytes + u64::from(unit.size) > max_bytes);
+            if full {
+                break;
+            }
+            consumed += 1;
+            if unit.is_blank() || unit.phy_offset < skip_below || !filter.matches(unit.tags_code) {
+                continue;
+            }
+            match self.log.slice(unit.phy_offset, unit.size) {
+                Some(s) => {
+                    bytes += u64::from(unit.size);
+                    res.messages.push(s);
+                    res.status = GetStatus::Found;
+                    skip_below = 0;
+                }
+                None => {
+                    if res.messages.is_empty() {
+                        res.status = GetStatus::MessageWasRemoving;
+                    }
+                    // The segment is gone: skip units pointing into it.
+                    let fs = self.log.file_size();
+                    skip_below = (unit.phy_offset / fs + 1) * fs;
+                }
+            }
+        }
+        res.next_begin_offset = offset + consumed;
+    }
+
+    /// Exclusive max queue offset of (topic, queue); 0 if unknown.
+    pub fn max_offset(&self, topic: &str, queue_id: u32) -> u64 {
+        self.cqs
+            .get(topic, queue_id)
+            .map_or(0, |cq| cq.max_offset())
+    }
+
+    pub fn min_offset(&self, topic: &str, queue_id: u32) -> u64 {
+        self.cqs
+            .get(topic, queue_id)
+            .map_or(0, |cq| cq.min_offset())
+    }
+
+    /// SEARCH_OFFSET_BY_TIMESTAMP.
+    pub fn offset_by_time(&self, topic: &str, queue_id: u32, ts_ms: i64, b: Boundary) -> u64 {
+        let Some(cq) = self.cqs.get(topic, queue_id) else {
+            return 0;
+        };
+        let log = &self.log;
+        cq.search_offset_by_time(ts_ms, b, &|u| log.store_timestamp_at(u.phy_offset))
+    }
+
+    /// Store time of the oldest message still in (topic, queue).
+    pub fn earliest_store_time(&self, topic: &str, queue_id: u32) -> Option<i64> {
+        let cq = self.cqs.get(topic, queue_id)?;
+        let unit = cq.get(cq.min_offset())?;
+        self.log.store_timestamp_at(unit.phy_offset)
+    }
+
+    /// Store time of the message at `offset` in (topic, queue).
+    pub fn store_time_at(&self, topic: &str, queue_id: u32, offset: u64) -> Option<i64> {
+        let unit = self.cqs.get(topic, queue_id)?.get(offset)?;
+        self.log.store_timestamp_at(unit.phy_offset)
+    }
+
+    /// The whole record at CommitLog offset `phy_offset`; `None` if no record starts there.
+    pub fn read_at(&self, phy_offset: u64) -> Result<Option<Slice>> {
+        Ok(self.log.read_record(phy_offset))
+    }
+
+    /// QUERY_MESSAGE: records whose KEYS or UNIQ_KEY hold `key`, newest first. Hash collisions
+    /// are possible; callers filter by key again.
+    pub fn query_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max: u32,
+        begin_ms: i64,
+        end_ms: i64,
+    ) -> QueryResult {
+        let Some(ix) = &self.index else {
+            return QueryResult {
+                index_last_update_timestamp: 0,
+                index_last_update_phy_offset: 0,
+                messages: Vec::new(),
+            };
+        };
+        let (ts, phy) = ix.last_update();
+        let messages = ix
+            .query(topic, key, max as usize, begin_ms, end_ms)
+            .into_iter()
+            .filter_map(|p| self.log.read_record(p))
+            .collect();
+        QueryResult {
+            index_last_update_timestamp: ts,
+            index_last_update_phy_offset: phy,
+            messages,
+        }
+    }
+
+    pub fn commit_log_min_offset(&self) -> u64 {
+        self.log.min_offset()
+    }
+
+    /// End of the CommitLog (exclusive).
+    pub fn commit_log_max_offset(&self) -> u64 {
+        self.log.max_offset()
+    }
+
+    /// Bytes below this CommitLog offset are on disk.
+    pub fn flushed_offset(&self) -> u64 {
+        self.log.flushed()
+    }
+
+    /// How many CommitLog flushes (group commits under SYNC_FLUSH) completed since open.
+    pub fn flush_count(&self) -> u64 {
+        self.log.sync_count()
+    }
+
+    /// Records below this CommitLog offset are in the ConsumeQueues.
+    pub fn dispatched_offset(&self) -> u64 {
+        self.dispatcher.dispatched()
+    }
+
+    /// Blocks until the dispatcher has handled everything below `phy_end` (or `timeout` passes).
+    pub fn wait_dispatched(&self, phy_end: u64, timeout: Duration) -> bool {
+        if !self.has_threads() {
+            let _ = self.dispatcher.catch_up(phy_end);
+        }
+        self.dispatcher.wait_dispatched(phy_end, timeout)
+    }
+
+    fn has_threads(&self) -> bool {
+        self.group_commit.is_some() || !self.tickers.lock().is_empty()
+    }
+
+    /// Dispatches synchronously up to the CommitLog end (stepping by hand without threads).
+    pub fn dispatch_now(&self) -> Result<()> {
+        self.dispatcher.catch_up(self.log.max_offset())
+    }
+
+    /// Flushes the CommitLog now (stepping by hand without threads).
+    pub fn flush_now(&self) -> Result<u64> {
+        self.log.flush(0)
+    }
+
+    /// Flushes the ConsumeQueues and the index and writes the checkpoint now (the
+    /// `ferrocket-cq-flush` thread does this every `flushIntervalConsumeQueue`).
+    pub fn checkpoint_now(&self) -> Result<()> {
+        self.write_checkpoint()
+    }
+
+    /// What (topic, queue id) pairs the ConsumeQueues hold.
+    pub fn topics_and_queues(&self) -> Vec<(String, u32)> {
+        self.cqs
+            .all()
+            .iter()
+            .map(|cq| (cq.topic().to_string(), cq.queue_id()))
+            .collect()
+    }
+
+    /// How recovery went when this store was opened.
+    pub fn recovery_report(&self) -> RecoveryReport {
+        self.report
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// `Some(reason)` once writes are refused for good (failed flush or shutdown).
+    pub fn write_disabled(&self) -> Option<String> {
+        self.log.latch.check().err().map(|e| e.to_string())
+    }
+
+    /// Test seam: the next CommitLog flush fails as if msync reported EIO.
+    #[doc(hidden)]
+    pub fn fail_next_flush(&self) {
+        self.log.fail_next_flush.store(true, Ordering::Release);
+    }
+
+    fn stop_threads(&self) {
+        for mut t in self.tickers.lock().drain(..) {
+            t.stop();
+        }
+        if let Some(gc) = &self.group_commit {
+            gc.stop();
+        }
+        self.dispatcher.stop();
+        self.log.stop();
+    }
+
+    /// Flushes everything, writes the checkpoint, removes the abort file and releases the lock.
+    /// Idempotent; puts fail with `WriteDisabled` afterwards.
+    pub fn shutdown(&self) {
+        if self.shut.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let flushed = self.log.flush(0);
+        self.stop_threads();
+        let dispatched = self.dispatcher.catch_up(self.log.max_offset());
+        let ckpt = self.write_checkpoint();
+        let clean = flushed.is_ok()
+            && dispatched.is_ok()
+            && ckpt.is_ok()
+            && self.dispatcher.dispatched() >= self.log.max_offset();
+        if clean {
+            let abort = self.root.join("abort");
+            if let Err(e) = std::fs::remove_file(&abort) {
+                tracing::warn!(error = %e, "removing the abort file failed");
+            }
+            let _ = crate::commit_log::sync_dir(&self.root);
+        } else {
+            tracing::error!(
+                ?flushed,
+                ?dispatched,
+                ?ckpt,
+                "unclean shutdown: next open recovers by scanning"
+            );
+        }
+        self.lock_file.lock().take();
+    }
+
+    /// Test seam for crash tests: stops every thread without flushing, checkpointing or removing
+    /// the abort file, and releases the lock, as if the process died here. The files hold what
+    /// the page cache holds; `crash::crash_image` then decides what "reached the disk".
+    #[doc(hidden)]
+    pub fn halt(&self) {
+        if self.shut.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.stop_threads();
+        self.lock_file.lock().take();
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn nonzero_or(v: i64, old: i64) -> i64 {
+    if v != 0 {
+        v
+    } else {
+        old
+    }
+}
+
+/// Where dispatching resumes after recovery. After a clean shutdown the ConsumeQueues are
+/// complete up to their max physical end. After a crash, everything from the scan start is handed
+/// to them again (ConsumeQueue appends are idempotent), and from the index's end if it is behind.
+fn dispatch_start(
+    report: &RecoveryReport,
+    log: &CommitLog,
+    cqs: &ConsumeQueues,
+    index: Option<&IndexService>,
+) -> u64 {
+    let min = log.min_offset();
+    let from = if report.scanned {
+        let ix = index.map_or(u64::MAX, |ix| ix.max_phy_end());
+        report.scan_start.min(ix).min(cqs.max_phy_end())
+    } else {
+        cqs.max_phy_end()
+    };
+    from.clamp(min, report.valid_end.max(min))
+}
+
+fn take_lock(root: &Path) -> Result<File> {
+    let path = root.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    if !try_lock_exclusive(&file).map_err(|e| StoreError::io(&path, e))? {
+        return Err(StoreError::Locked(root.to_path_buf()));
+    }
+    let _ = std::fs::write(&path, b"lock");
+    Ok(file)
+}

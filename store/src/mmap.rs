@@ -153,7 +153,9 @@ impl MappedFile {
         // published offset (Acquire load above pairs with the writer's Release) are never written
         // again, so this shared slice aliases no write. M2: the slice borrows `self`, which owns
         // the mapping.
-        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(pos as usize), len as usize) })
+        Some(unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(pos as usize), len as usize)
+        })
     }
 
     /// Takes the single writer of this file. Returns `None` if one was already taken.
@@ -228,7 +230,9 @@ pub struct MappedWriter {
 
 impl std::fmt::Debug for MappedWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MappedWriter").field("file", &self.file).finish()
+        f.debug_struct("MappedWriter")
+            .field("file", &self.file)
+            .finish()
     }
 }
 
@@ -244,8 +248,15 @@ impl MappedWriter {
         let end = pos
             .checked_add(data.len() as u64)
             .expect("write end overflows u64");
-        assert!(pos >= published, "write at {pos} below published {published}");
-        assert!(end <= self.file.len, "write end {end} past file length {}", self.file.len);
+        assert!(
+            pos >= published,
+            "write at {pos} below published {published}"
+        );
+        assert!(
+            end <= self.file.len,
+            "write end {end} past file length {}",
+            self.file.len
+        );
         // SAFETY: M4: [pos, end) is inside the mapping (asserted). M3: pos >= published and this is
         // the only writer (`writer_taken`), so no reader holds a slice of these bytes and no other
         // thread writes them; `data` is a distinct Rust allocation, so the ranges do not overlap.
@@ -274,12 +285,43 @@ impl MappedWriter {
         })
     }
 
+    /// A mutable window `[pos, pos + len)` at or above the published offset, so a record can be
+    /// encoded straight into the mapping (one copy of the body). Panics (a bug of ours) if the
+    /// window is below the published offset or past the end of the file.
+    pub fn slot_mut(&mut self, pos: u64, len: u64) -> &mut [u8] {
+        let published = self.file.published();
+        let end = pos.checked_add(len).expect("slot end overflows u64");
+        assert!(
+            pos >= published,
+            "slot at {pos} below published {published}"
+        );
+        assert!(
+            end <= self.file.len,
+            "slot end {end} past file length {}",
+            self.file.len
+        );
+        // SAFETY: M4: [pos, end) is inside the mapping (asserted). M3: pos >= published and this is
+        // the only writer, so no reader holds a slice of these bytes and no other thread writes
+        // them; `&mut self` ties the slice's lifetime to an exclusive borrow of the writer, so no
+        // `view` or `write` of this writer overlaps it either.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.file.map.as_mut_ptr().add(pos as usize),
+                len as usize,
+            )
+        }
+    }
+
     /// Makes `[old published, end)` visible to readers. `end` must not go backwards or past the end
     /// of the file (asserted: a bug of ours).
     pub fn publish(&mut self, end: u64) {
         let old = self.file.published();
         assert!(end >= old, "publish going backwards: {end} < {old}");
-        assert!(end <= self.file.len, "publish {end} past file length {}", self.file.len);
+        assert!(
+            end <= self.file.len,
+            "publish {end} past file length {}",
+            self.file.len
+        );
         self.file.published.store(end, Ordering::Release);
     }
 }
@@ -288,6 +330,68 @@ impl Drop for MappedWriter {
     fn drop(&mut self) {
         self.file.writer_taken.store(false, Ordering::Release);
     }
+}
+
+/// Takes an exclusive, non-blocking `flock` on `file` (the store's `lock` file, invariant M1).
+/// Returns `Ok(false)` if another process (or another open file description) holds it. The lock
+/// lives as long as the descriptor.
+pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: M1 is what this establishes. `flock` only reads the descriptor number, which is
+    // valid for the call because `file` is borrowed; it touches no memory of ours.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
+/// Space on the file system holding `path` (statvfs), in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSpace {
+    pub total_bytes: u64,
+    /// Available to unprivileged users (`f_bavail`).
+    pub available_bytes: u64,
+}
+
+impl DiskSpace {
+    /// Used share in percent, as RocketMQ computes it: `(total - available) / total`.
+    pub fn used_percent(&self) -> f64 {
+        if self.total_bytes == 0 {
+            return 0.0;
+        }
+        let used = self.total_bytes.saturating_sub(self.available_bytes);
+        used as f64 * 100.0 / self.total_bytes as f64
+    }
+}
+
+/// Asks the kernel how much space the file system of `path` has (statvfs).
+pub fn disk_space(path: &Path) -> io::Result<DiskSpace> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: no mapping is involved (M1-M4 are not at stake): `c_path` is a valid NUL-terminated
+    // string for the call, and `st` points to writable memory of the right type, which statvfs
+    // fills completely when it returns 0.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it initialised `st` (see above).
+    let st = unsafe { st.assume_init() };
+    // c_ulong and fsblkcnt_t are u64 here but not on every target.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let (frag, blocks, avail) = (st.f_frsize as u64, st.f_blocks as u64, st.f_bavail as u64);
+    Ok(DiskSpace {
+        total_bytes: blocks.saturating_mul(frag),
+        available_bytes: avail.saturating_mul(frag),
+    })
 }
 
 /// A read/write mapping guarded by Rust's borrow rules (wrap it in a lock to share it).
@@ -384,7 +488,11 @@ mod tests {
         w.publish(5);
         assert_eq!(f.read(0, 5), Some(&b"hello"[..]));
         assert_eq!(f.read(4, 2), None);
-        assert_eq!(w.view(0, 5), None, "published bytes are no longer the writer's");
+        assert_eq!(
+            w.view(0, 5),
+            None,
+            "published bytes are no longer the writer's"
+        );
         f.flush_range(0, 5).unwrap();
         f.prefault_write(0, 8192).unwrap();
         drop(w);

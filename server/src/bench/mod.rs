@@ -1,3 +1,41 @@
-//! `ferrocket bench ...`: load and storage benchmarks.
+//! `ferrocket bench ...`: the load tool (produce, consume), this machine's limits, and the store
+//! benchmark. Every command prints one JSON object as its last line.
 
+pub mod consume;
+pub mod cpu;
+pub mod limits;
+pub mod net_client;
+pub mod plot;
+pub mod produce;
+pub mod report;
+pub mod rpc;
+pub mod sched;
 pub mod store;
+pub mod wire;
+
+#[cfg(test)]
+mod mock;
+
+use std::sync::Arc;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCmd {
+    /// Append to a fresh store and compare with this machine's limits.
+    Store(store::StoreBenchArgs),
+    /// Send messages to a topic (closed loop, or open loop with --rate) and report ack latency.
+    Produce(produce::ProduceArgs),
+    /// Pull a topic with long polling and report throughput and end-to-end latency.
+    Consume(consume::ConsumeArgs),
+    /// Measure this machine's limits (loopback TCP, memcpy into mmap, fdatasync, sendfile).
+    Limits(limits::LimitsArgs),
+}
+
+/// Runs one bench command.
+pub fn run(cmd: BenchCmd) -> Result<(), String> {
+    match cmd {
+        BenchCmd::Store(a) => store::run(a),
+        BenchCmd::Produce(a) => produce::run(a, Arc::new(net_client::NetConnector)),
+        BenchCmd::Consume(a) => consume::run(a, Arc::new(net_client::NetConnector)),
+        BenchCmd::Limits(a) => limits::run(a),
+    }
+}

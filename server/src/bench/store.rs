@@ -1,13 +1,273 @@
-//! `ferrocket bench store`: append to a fresh store and compare with this machine's limits.
-//! (Placeholder until the store lands; owned by the store-log work.)
+//! `ferrocket bench store`: appends to a fresh store and compares with this machine's limits,
+//! measured in the same run. Prints one JSON object as its last line.
+//!
+//! * `--flush async`: throughput against a memcpy of the same record bytes into a pre-faulted
+//!   mapping of the same size (`ratio = gb_per_s / baseline_gb_per_s`).
+//! * `--flush sync`: group commits per second against write+fdatasync of the same group size on a
+//!   zero-filled file (`ratio = commits_per_s / baseline_commits_per_s`), and the acknowledgement
+//!   latency distribution (hdrhistogram) next to the fdatasync latency of the baseline.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrocket_store::mmap::{create_zero_filled, MappedFile};
+use ferrocket_store::{FlushDiskType, MessageInput, MessageStore, PutStatus, StoreConfig};
+use hdrhistogram::Histogram;
+
+/// Messages prepared (untimed) and then appended (timed) per chunk in async mode.
+const CHUNK_MSGS: usize = 4096;
+/// Longest latency the histograms record (µs).
+const LATENCY_MAX_US: u64 = 60_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchFlush {
+    Async,
+    Sync,
+}
 
 #[derive(Debug, clap::Args)]
 pub struct StoreBenchArgs {
     /// Store directory (created; must be empty or absent).
     #[arg(long)]
-    pub dir: std::path::PathBuf,
+    pub dir: PathBuf,
+    /// Message body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Number of messages.
+    #[arg(long, default_value_t = 100_000)]
+    pub count: u64,
+    /// Flush mode.
+    #[arg(long, value_enum, default_value_t = BenchFlush::Async)]
+    pub flush: BenchFlush,
+    /// Concurrent producers (threads).
+    #[arg(long, default_value_t = 1)]
+    pub producers: u32,
+    /// CommitLog segment size (mappedFileSizeCommitLog).
+    #[arg(long, default_value_t = 1 << 30)]
+    pub segment_bytes: u64,
 }
 
-pub fn run(_args: StoreBenchArgs) -> Result<(), String> {
-    Err("bench store is not built yet".to_string())
+fn template(size: usize, queue_id: u32) -> MessageInput {
+    MessageInput {
+        topic: "BenchTopic".into(),
+        queue_id,
+        flag: 0,
+        body: vec![b'x'; size],
+        properties: "UNIQ_KEY\u{1}0A00000100002A9F0000000000000000\u{2}TAGS\u{1}bench\u{2}".into(),
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        born_host: "127.0.0.1:50000".parse().expect("literal address"),
+        store_host: "127.0.0.1:10911".parse().expect("literal address"),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+    }
+}
+
+fn open_store(args: &StoreBenchArgs) -> Result<Arc<MessageStore>, String> {
+    if args.dir.exists()
+        && std::fs::read_dir(&args.dir)
+            .map_err(|e| format!("{}: {e}", args.dir.display()))?
+            .next()
+            .is_some()
+    {
+        return Err(format!("{} is not empty", args.dir.display()));
+    }
+    let mut c = StoreConfig::new(&args.dir);
+    c.mapped_file_size_commit_log = args.segment_bytes;
+    c.flush_disk_type = match args.flush {
+        BenchFlush::Async => FlushDiskType::Async,
+        BenchFlush::Sync => FlushDiskType::Sync,
+    };
+    c.message_index_enable = false;
+    MessageStore::open(c).map_err(|e| e.to_string())
+}
+
+pub fn run(args: StoreBenchArgs) -> Result<(), String> {
+    if args.count == 0 || args.producers == 0 {
+        return Err("--count and --producers must be positive".into());
+    }
+    let store = open_store(&args)?;
+    // Warm-up: the first put waits for the first segment; the next one pre-allocates behind.
+    store
+        .put(template(args.size, 0))
+        .map_err(|e| e.to_string())?;
+    let json = match args.flush {
+        BenchFlush::Async => run_async(&args, &store)?,
+        BenchFlush::Sync => run_sync(&args, &store)?,
+    };
+    store.shutdown();
+    println!("{json}");
+    Ok(())
+}
+
+fn run_async(
+    args: &StoreBenchArgs,
+    store: &Arc<MessageStore>,
+) -> Result<serde_json::Value, String> {
+    let start_off = store.commit_log_max_offset();
+    let per = args.count / u64::from(args.producers);
+    let mut elapsed = Duration::ZERO;
+    let mut sizes = Vec::new();
+    if args.producers == 1 {
+        let mut left = args.count;
+        while left > 0 {
+            let n = left.min(CHUNK_MSGS as u64) as usize;
+            let msgs: Vec<MessageInput> = (0..n).map(|_| template(args.size, 0)).collect();
+            let t = Instant::now();
+            for m in msgs {
+                let r = store.put(m).map_err(|e| e.to_string())?;
+                sizes.push(r.appended[0].size);
+            }
+            elapsed += t.elapsed();
+            left -= n as u64;
+        }
+    } else {
+        let t = Instant::now();
+        let handles: Vec<_> = (0..args.producers)
+            .map(|p| {
+                let s = Arc::clone(store);
+                let size = args.size;
+                std::thread::spawn(move || -> Result<Vec<u32>, String> {
+                    let mut out = Vec::with_capacity(per as usize);
+                    for _ in 0..per {
+                        let r = s.put(template(size, p)).map_err(|e| e.to_string())?;
+                        out.push(r.appended[0].size);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        for h in handles {
+            sizes.extend(h.join().map_err(|_| "producer panicked".to_string())??);
+        }
+        elapsed = t.elapsed();
+    }
+    let bytes = store.commit_log_max_offset() - start_off;
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let msgs = sizes.len() as f64;
+    let baseline = memcpy_baseline(&args.dir, &sizes)?;
+    let gb_per_s = bytes as f64 / secs / 1e9;
+    Ok(serde_json::json!({
+        "mode": "async",
+        "size": args.size,
+        "count": sizes.len(),
+        "producers": args.producers,
+        "record_bytes": bytes,
+        "secs": secs,
+        "msgs_per_s": msgs / secs,
+        "gb_per_s": gb_per_s,
+        "baseline_gb_per_s": baseline,
+        "ratio": gb_per_s / baseline,
+    }))
+}
+
+/// memcpy of records of the same sizes into a pre-faulted, zero-filled mapping of the same size.
+fn memcpy_baseline(dir: &Path, sizes: &[u32]) -> Result<f64, String> {
+    let total: u64 = sizes.iter().map(|&s| u64::from(s)).sum();
+    let path = dir.join("baseline.memcpy");
+    let len = total.max(4096);
+    let file = Arc::new(MappedFile::create(&path, len).map_err(|e| e.to_string())?);
+    let _ = file.prefault_write(0, len);
+    let mut w = file.writer().ok_or("baseline writer")?;
+    let src = vec![b'x'; sizes.iter().copied().max().unwrap_or(0) as usize];
+    let t = Instant::now();
+    let mut pos = 0u64;
+    for &s in sizes {
+        let s = s as usize;
+        w.slot_mut(pos, s as u64)
+            .copy_from_slice(src.get(..s).unwrap_or_default());
+        pos += s as u64;
+        w.publish(pos);
+    }
+    let secs = t.elapsed().as_secs_f64().max(1e-9);
+    drop(w);
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok(total as f64 / secs / 1e9)
+}
+
+fn run_sync(args: &StoreBenchArgs, store: &Arc<MessageStore>) -> Result<serde_json::Value, String> {
+    let start_off = store.commit_log_max_offset();
+    let commits_before = store.flush_count();
+    let per = (args.count / u64::from(args.producers)).max(1);
+    let t = Instant::now();
+    let handles: Vec<_> = (0..args.producers)
+        .map(|p| {
+            let s = Arc::clone(store);
+            let size = args.size;
+            std::thread::spawn(move || -> Result<Histogram<u64>, String> {
+                let mut h = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)
+                    .map_err(|e| e.to_string())?;
+                for _ in 0..per {
+                    let m = template(size, p);
+                    let t = Instant::now();
+                    let r = s.put(m).map_err(|e| e.to_string())?;
+                    if r.status != PutStatus::Ok {
+                        return Err(format!("put status {:?}", r.status));
+                    }
+                    let _ = h.record((t.elapsed().as_micros() as u64).max(1));
+                }
+                Ok(h)
+            })
+        })
+        .collect();
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3).map_err(|e| e.to_string())?;
+    for h in handles {
+        let ph = h.join().map_err(|_| "producer panicked".to_string())??;
+        hist.add(ph).map_err(|e| e.to_string())?;
+    }
+    let secs = t.elapsed().as_secs_f64().max(1e-9);
+    let commits = store.flush_count() - commits_before;
+    let bytes = store.commit_log_max_offset() - start_off;
+    let msgs = per * u64::from(args.producers);
+    let group_bytes = (bytes / commits.max(1)).max(1);
+    let (base_cps, base_hist) = fsync_baseline(&args.dir, group_bytes, commits.clamp(50, 2000))?;
+    let cps = commits as f64 / secs;
+    Ok(serde_json::json!({
+        "mode": "sync",
+        "size": args.size,
+        "count": msgs,
+        "producers": args.producers,
+        "secs": secs,
+        "msgs_per_s": msgs as f64 / secs,
+        "commits": commits,
+        "msgs_per_commit": msgs as f64 / commits.max(1) as f64,
+        "commits_per_s": cps,
+        "baseline_commits_per_s": base_cps,
+        "ratio": cps / base_cps,
+        "p50_us": hist.value_at_quantile(0.5),
+        "p99_us": hist.value_at_quantile(0.99),
+        "p999_us": hist.value_at_quantile(0.999),
+        "baseline_p50_us": base_hist.value_at_quantile(0.5),
+        "baseline_p99_us": base_hist.value_at_quantile(0.99),
+    }))
+}
+
+/// `rounds` × (pwrite `group_bytes` sequentially + fdatasync) on a zero-filled file.
+fn fsync_baseline(
+    dir: &Path,
+    group_bytes: u64,
+    rounds: u64,
+) -> Result<(f64, Histogram<u64>), String> {
+    let path = dir.join("baseline.fsync");
+    let len = group_bytes * rounds;
+    let file = create_zero_filled(&path, len.max(4096)).map_err(|e| e.to_string())?;
+    let buf = vec![b'y'; group_bytes as usize];
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    for i in 0..rounds {
+        let one = Instant::now();
+        file.write_all_at(&buf, i * group_bytes)
+            .map_err(|e| e.to_string())?;
+        file.sync_data().map_err(|e| e.to_string())?;
+        let _ = hist.record((one.elapsed().as_micros() as u64).max(1));
+    }
+    let secs = t.elapsed().as_secs_f64().max(1e-9);
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    Ok((rounds as f64 / secs, hist))
 }

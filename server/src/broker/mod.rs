@@ -7,13 +7,22 @@
 //! and admin.
 
 pub mod admin;
+pub mod clients;
+pub mod consumer;
 pub mod groups;
+pub mod heartbeat;
 pub mod lock;
+pub mod message;
 pub mod offsets;
 pub mod persist;
+pub mod pull;
+pub mod pull_hold;
 pub mod query;
+pub mod register;
 pub mod retry;
 pub mod schedule;
+pub mod send;
+pub mod subscription;
 pub mod topics;
 pub mod validate;
 
@@ -23,15 +32,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ferrocket_net::RemotingCommand;
+use ferrocket_store::{MessageStore, StoreOptions};
 use parking_lot::RwLock;
 
 use crate::config::BrokerConfig;
-pub use crate::conn_shim::ConnectionHandle;
 use crate::reply::not_supported;
+pub use ferrocket_net::ConnectionHandle;
 
 /// Errors while starting the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    #[error("opening the store: {0}")]
+    Store(#[from] ferrocket_store::StoreError),
     #[error("loading {what}: {source}")]
     Persist {
         what: &'static str,
@@ -45,22 +57,30 @@ pub struct Broker {
     conf: RwLock<Arc<BrokerConfig>>,
     /// `brokerIP1:listenPort` (IPv4): the registered address and every record's STOREHOST.
     pub store_host: SocketAddr,
+    /// CommitLog, ConsumeQueues and IndexFile.
+    pub store: Arc<MessageStore>,
     pub topics: topics::TopicConfigManager,
     pub offsets: offsets::ConsumerOffsetManager,
     pub groups: groups::SubscriptionGroupManager,
     pub locks: lock::LockManager,
     pub schedule: schedule::ScheduleService,
+    /// Producer and consumer channels, consumer subscriptions.
+    pub clients: clients::ClientManager<ConnectionHandle>,
+    /// Parked long-polling pulls.
+    pub pull_hold: pull_hold::PullHold,
     topics_changed: tokio::sync::Notify,
     shutting_down: AtomicBool,
 }
 
 impl Broker {
-    /// Loads the config/*.json managers. `conf.listen_port` must be the bound port.
-    pub fn new(conf: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+    /// Loads the config/*.json managers around an open store. `conf.listen_port` must be the
+    /// bound port (it is every record's STOREHOST).
+    pub fn new(conf: BrokerConfig, store: Arc<MessageStore>) -> Result<Arc<Self>, BrokerError> {
         let dir = conf.config_dir();
         let p = |what| move |source| BrokerError::Persist { what, source };
         let b = Broker {
             store_host: conf.broker_addr(),
+            store,
             topics: topics::TopicConfigManager::load(&dir, &conf).map_err(p("topics.json"))?,
             offsets: offsets::ConsumerOffsetManager::load(&dir)
                 .map_err(p("consumerOffset.json"))?,
@@ -69,11 +89,56 @@ impl Broker {
             locks: lock::LockManager::new(conf.lock_max_live_time),
             schedule: schedule::ScheduleService::load(&dir, &conf)
                 .map_err(p("delayOffset.json"))?,
+            clients: clients::ClientManager::new(),
+            pull_hold: pull_hold::PullHold::new(conf.max_suspended_pulls as usize),
             conf: RwLock::new(Arc::new(conf)),
             topics_changed: tokio::sync::Notify::new(),
             shutting_down: AtomicBool::new(false),
         };
         Ok(Arc::new(b))
+    }
+
+    /// Opens everything the broker needs on disk (blocking: run off the async threads).
+    pub fn open(conf: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+        let options = StoreOptions {
+            message_delay_level_ms: crate::config::parse_delay_levels(&conf.message_delay_level)
+                .unwrap_or_else(|_| StoreOptions::default().message_delay_level_ms),
+            ..StoreOptions::default()
+        };
+        let store = MessageStore::open_with(conf.store_config(), options)?;
+        let b = Self::new(conf, Arc::clone(&store))?;
+        // Weak: the store outlives no broker, and an Arc here would be a cycle.
+        let weak = Arc::downgrade(&b);
+        store.set_arrival_listener(Arc::new(
+            move |topic: &str, queue_id: u32, max_offset: u64| {
+                if let Some(b) = weak.upgrade() {
+                    b.pull_hold.notify(topic, queue_id, max_offset);
+                }
+            },
+        ));
+        let s = Arc::clone(&store);
+        b.offsets
+            .set_max_offset_source(Arc::new(move |topic: &str, queue_id: u32| {
+                s.max_offset(topic, queue_id)
+            }));
+        Ok(b)
+    }
+
+    /// Periodic persistence (consumer offsets, delay offsets).
+    pub fn persist_periodic(&self) {
+        if let Err(e) = self.offsets.persist() {
+            tracing::error!(error = %e, "persisting consumerOffset.json failed");
+        }
+        if let Err(e) = self.schedule.persist() {
+            tracing::error!(error = %e, "persisting delayOffset.json failed");
+        }
+    }
+
+    /// Final step of shutdown (blocking): persist config/*.json, then flush the store and
+    /// write its checkpoint.
+    pub fn close(&self) {
+        self.persist_all();
+        self.store.shutdown();
     }
 
     /// The current configuration (a snapshot; cheap to clone).
@@ -127,6 +192,43 @@ impl Broker {
         }
     }
 
+    /// Tells every client of `group` that its membership changed (NOTIFY_CONSUMER_IDS_CHANGED,
+    /// oneway), so they rebalance now instead of at their next 20 s timer.
+    pub fn notify_consumer_ids_changed(&self, group: &str) {
+        if !self.conf().notify_consumer_ids_changed_enable {
+            return;
+        }
+        if let Some(g) = self.groups.get(group) {
+            if !g.notify_consumer_ids_changed_enable {
+                return;
+            }
+        }
+        for ch in self.clients.consumer_channels(group) {
+            let cmd = RemotingCommand::request(crate::reply::req::NOTIFY_CONSUMER_IDS_CHANGED)
+                .with_ext("consumerGroup", group);
+            if let Err(e) = ch.send_oneway(cmd) {
+                tracing::debug!(group, peer = %ch.peer_addr(), error = %e, "notify consumer ids changed failed");
+            }
+        }
+    }
+
+    /// A client connection closed: forget its registrations and tell the affected groups.
+    pub fn connection_closed(&self, conn: &ConnectionHandle) {
+        for group in self.clients.connection_closed(conn.id()) {
+            tracing::info!(group = %group, peer = %conn.peer_addr(), "consumer channel closed");
+            self.notify_consumer_ids_changed(&group);
+        }
+    }
+
+    /// Drops clients silent for longer than `channelExpiredTimeout`.
+    pub fn scan_expired_clients(&self, now_ms: i64) {
+        let timeout = i64::try_from(self.conf().channel_expired_timeout).unwrap_or(i64::MAX);
+        for group in self.clients.scan_expired(now_ms, timeout) {
+            tracing::warn!(group = %group, "consumer channel expired (no heartbeat)");
+            self.notify_consumer_ids_changed(&group);
+        }
+    }
+
     /// Dispatches one request to its handler.
     pub async fn dispatch(
         self: &Arc<Self>,
@@ -135,6 +237,9 @@ impl Broker {
     ) -> Option<RemotingCommand> {
         let code = req.code;
         match code {
+            c if send::CODES.contains(&c) => send::handle(self, conn, req).await,
+            c if pull::CODES.contains(&c) => pull::handle(self, conn, req).await,
+            c if consumer::CODES.contains(&c) => consumer::handle(self, conn, req).await,
             c if retry::CODES.contains(&c) => retry::handle(self, conn, req).await,
             c if lock::CODES.contains(&c) => lock::handle(self, conn, req).await,
             c if query::CODES.contains(&c) => query::handle(self, conn, req).await,

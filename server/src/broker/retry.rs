@@ -1,29 +1,449 @@
-//! CONSUMER_SEND_MSG_BACK and %RETRY%/%DLQ% routing (owned by server-extra; agreed-signature stub).
+//! Redelivery (§7.3): CONSUMER_SEND_MSG_BACK re-stores a failed message for `%RETRY%<group>`
+//! (delayed through SCHEDULE_TOPIC_XXXX at level `3 + reconsumeTimes` unless the client chose one)
+//! or, once `reconsumeTimes ≥ maxReconsumeTimes` or the client asked with `delayLevel < 0`, for
+//! `%DLQ%<group>`; and the send path's rule for messages a client sends straight to a retry topic.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used)]
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 
-use ferrocket_net::RemotingCommand;
+use ferrocket_store::MessageInput;
 
+use super::groups::SubscriptionGroupManager;
+use super::schedule::{prop_get, prop_set, props_decode, props_encode, PROPERTY_DELAY_TIME_LEVEL};
+use super::topics::{perm, TopicConfig, TopicConfigManager, DLQ_NUMS_PER_GROUP};
+use super::validate::{dlq_topic, retry_topic, RETRY_GROUP_TOPIC_PREFIX};
 use super::{Broker, ConnectionHandle};
 use crate::reply::req;
 
+/// Request codes answered here.
 pub const CODES: &[i32] = &[req::CONSUMER_SEND_MSG_BACK];
 
+/// CONSUMER_SEND_MSG_BACK (needs the store; wired when `Broker::store` exists).
 pub async fn handle(
-    _b: &Arc<Broker>,
+    _b: &std::sync::Arc<Broker>,
     _conn: &ConnectionHandle,
-    req: RemotingCommand,
-) -> Option<RemotingCommand> {
+    req: ferrocket_net::RemotingCommand,
+) -> Option<ferrocket_net::RemotingCommand> {
     Some(crate::reply::not_supported(&req))
 }
 
-/// Send-path handling of a message sent to a `%RETRY%` topic (§7.3): may reroute it to
-/// `%DLQ%<group>`; `Err((code, remark))` refuses the send.
+pub const PROPERTY_RETRY_TOPIC: &str = "RETRY_TOPIC";
+pub const PROPERTY_ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+pub const PROPERTY_WAIT_STORE_MSG_OK: &str = "WAIT";
+
+/// ResponseCode values used here.
+pub mod code {
+    pub const SUCCESS: i32 = 0;
+    pub const SYSTEM_ERROR: i32 = 1;
+    pub const NO_PERMISSION: i32 = 16;
+    pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
+}
+
+/// A refusal: the response code and Java's remark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: i32,
+    pub remark: String,
+}
+
+impl Refusal {
+    fn new(code: i32, remark: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            remark: remark.into(),
+        }
+    }
+}
+
+/// Offset msgId (§4.1): uppercase hex of store IP, port (int32) and commitlog offset (int64).
+pub fn offset_msg_id(store_host: SocketAddr, phy_offset: u64) -> String {
+    let mut bytes = Vec::with_capacity(28);
+    match store_host {
+        SocketAddr::V4(a) => bytes.extend_from_slice(&a.ip().octets()),
+        SocketAddr::V6(a) => bytes.extend_from_slice(&a.ip().octets()),
+    }
+    bytes.extend_from_slice(&i32::from(store_host.port()).to_be_bytes());
+    bytes.extend_from_slice(&phy_offset.to_be_bytes());
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+/// The parts of the stored original that a send-back copies (from the store's decoded record).
+#[derive(Debug, Clone)]
+pub struct OriginalRecord<'a> {
+    pub topic: &'a str,
+    pub body: &'a [u8],
+    pub flag: i32,
+    pub properties: &'a str,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub born_host: SocketAddr,
+    pub store_host: SocketAddr,
+    pub reconsume_times: i32,
+    pub phy_offset: u64,
+}
+
+/// Where a sent-back message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// `%RETRY%<group>` after `level` (it is then diverted through SCHEDULE_TOPIC_XXXX).
+    Retry { level: i32 },
+    /// `%DLQ%<group>` queue 0, no delay.
+    DeadLetter,
+}
+
+/// What the CONSUMER_SEND_MSG_BACK request asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct SendBackRequest<'a> {
+    pub group: &'a str,
+    /// 0 = broker picks `3 + reconsumeTimes`; < 0 = straight to the DLQ.
+    pub delay_level: i32,
+    /// The group's `retryMaxTimes`, or the header's `maxReconsumeTimes` when the client sent one.
+    pub max_reconsume_times: i32,
+}
+
+/// Where the message goes (Java `consumerSendMsgBack` step 7).
+pub fn destination(req: &SendBackRequest<'_>, reconsume_times: i32) -> Destination {
+    if reconsume_times >= req.max_reconsume_times || req.delay_level < 0 {
+        Destination::DeadLetter
+    } else if req.delay_level == 0 {
+        Destination::Retry {
+            level: reconsume_times.saturating_add(3),
+        }
+    } else {
+        Destination::Retry {
+            level: req.delay_level,
+        }
+    }
+}
+
+/// Builds the new message (Java step 8): same body, flag, sysFlag, born time and host; properties
+/// plus `RETRY_TOPIC` (original topic, if not already set), `ORIGIN_MESSAGE_ID` (existing value or
+/// the original's offset msgId), `WAIT=false` and, for a retry, `DELAY`; storeHost = this broker;
+/// `reconsumeTimes + 1`.
+pub fn build_send_back(
+    orig: &OriginalRecord<'_>,
+    req: &SendBackRequest<'_>,
+    dest: &Destination,
+    queue_id: u32,
+    broker_store_host: SocketAddr,
+) -> MessageInput {
+    let mut props = orig.properties.to_string();
+    if prop_get(&props, PROPERTY_RETRY_TOPIC).is_none() {
+        props = prop_set(&props, PROPERTY_RETRY_TOPIC, orig.topic);
+    }
+    props = prop_set(&props, PROPERTY_WAIT_STORE_MSG_OK, "false");
+    if prop_get(&props, PROPERTY_ORIGIN_MESSAGE_ID).is_none() {
+        let id = offset_msg_id(orig.store_host, orig.phy_offset);
+        props = prop_set(&props, PROPERTY_ORIGIN_MESSAGE_ID, &id);
+    }
+    let topic = match dest {
+        Destination::Retry { level } => {
+            props = prop_set(&props, PROPERTY_DELAY_TIME_LEVEL, &level.to_string());
+            retry_topic(req.group)
+        }
+        Destination::DeadLetter => {
+            // A DELAY left over from the original must not divert the DLQ copy.
+            let mut pairs = props_decode(&props);
+            pairs.retain(|(k, _)| k != PROPERTY_DELAY_TIME_LEVEL);
+            props = props_encode(&pairs);
+            dlq_topic(req.group)
+        }
+    };
+    MessageInput {
+        topic,
+        queue_id,
+        flag: orig.flag,
+        body: orig.body.to_vec(),
+        properties: props,
+        sys_flag: orig.sys_flag,
+        born_timestamp: orig.born_timestamp,
+        born_host: orig.born_host,
+        store_host: broker_store_host,
+        reconsume_times: orig.reconsume_times.saturating_add(1),
+        prepared_transaction_offset: 0,
+    }
+}
+
+/// Java's remark for an unknown group.
+pub fn group_not_exist_remark(group: &str) -> String {
+    format!(
+        "subscription group not exist, {} http://rocketmq.apache.org/docs/faq/",
+        super::validate::shown_name(group)
+    )
+}
+
+/// Steps 1–7 of CONSUMER_SEND_MSG_BACK that need only the config managers: finds the group,
+/// checks permissions and creates the retry (and, if needed, DLQ) topic. Returns `Ok(None)` when
+/// the group has `retryQueueNums ≤ 0` (SUCCESS, message dropped as Java does).
+pub fn prepare_send_back(
+    groups: &SubscriptionGroupManager,
+    topics: &TopicConfigManager,
+    broker_permission: u32,
+    group: &str,
+    header_max_reconsume_times: Option<i32>,
+) -> Result<Option<PreparedSendBack>, Refusal> {
+    let cfg = groups.get_or_create(group).ok_or_else(|| {
+        Refusal::new(
+            code::SUBSCRIPTION_GROUP_NOT_EXIST,
+            group_not_exist_remark(group),
+        )
+    })?;
+    if !perm::is_writeable(broker_permission) {
+        return Err(Refusal::new(
+            code::NO_PERMISSION,
+            "the broker sending message is forbidden",
+        ));
+    }
+    if cfg.retry_queue_nums == 0 {
+        return Ok(None);
+    }
+    let retry = retry_topic(group);
+    let tc = topics
+        .create_if_absent(&retry, cfg.retry_queue_nums, perm::RW, 0)
+        .map_err(|e| Refusal::new(code::SYSTEM_ERROR, e.to_string()))?
+        .ok_or_else(|| Refusal::new(code::SYSTEM_ERROR, format!("topic[{retry}] not exist")))?;
+    if !perm::is_writeable(tc.perm) {
+        return Err(Refusal::new(
+            code::NO_PERMISSION,
+            format!("the topic[{retry}] sending message is forbidden"),
+        ));
+    }
+    Ok(Some(PreparedSendBack {
+        retry_topic: tc,
+        max_reconsume_times: header_max_reconsume_times.unwrap_or(cfg.retry_max_times),
+    }))
+}
+
+/// The checked retry topic and the effective max reconsume times.
+#[derive(Debug, Clone)]
+pub struct PreparedSendBack {
+    pub retry_topic: TopicConfig,
+    pub max_reconsume_times: i32,
+}
+
+/// [`adjust_retry_send_with`] on the broker's managers; `Err((code, remark))` refuses the send.
 pub fn adjust_retry_send(
-    _b: &Broker,
-    _reconsume_times: i32,
-    _max_reconsume_times: Option<i32>,
-    _msg: &mut ferrocket_store::MessageInput,
+    b: &Broker,
+    reconsume_times: i32,
+    max_reconsume_times: Option<i32>,
+    msg: &mut MessageInput,
 ) -> Result<(), (i32, String)> {
+    adjust_retry_send_with(
+        &b.groups,
+        &b.topics,
+        reconsume_times,
+        max_reconsume_times,
+        msg,
+    )
+    .map_err(|r| (r.code, r.remark))
+}
+
+/// Creates `%DLQ%<group>` (one queue, write-only as Java 4.x) if missing.
+pub fn ensure_dlq_topic(topics: &TopicConfigManager, group: &str) -> Result<TopicConfig, Refusal> {
+    let dlq = dlq_topic(group);
+    topics
+        .create_if_absent(&dlq, DLQ_NUMS_PER_GROUP, perm::WRITE, 0)
+        .map_err(|e| Refusal::new(code::SYSTEM_ERROR, e.to_string()))?
+        .ok_or_else(|| Refusal::new(code::SYSTEM_ERROR, format!("topic[{dlq}] not exist")))
+}
+
+/// The send path's rule for a message sent straight to `%RETRY%<group>` (§7.3, used by orderly
+/// consumers and as the client's fallback): if `reconsume_times > max` (strictly), the message is
+/// rerouted to `%DLQ%<group>` queue 0 with `DELAY=-1`. `max` is the header's value when given,
+/// else the group's `retryMaxTimes`.
+pub fn adjust_retry_send_with(
+    groups: &SubscriptionGroupManager,
+    topics: &TopicConfigManager,
+    reconsume_times: i32,
+    max_reconsume_times: Option<i32>,
+    msg: &mut MessageInput,
+) -> Result<(), Refusal> {
+    let Some(group) = msg.topic.strip_prefix(RETRY_GROUP_TOPIC_PREFIX) else {
+        return Ok(());
+    };
+    let group = group.to_string();
+    let cfg = groups.get_or_create(&group).ok_or_else(|| {
+        Refusal::new(
+            code::SUBSCRIPTION_GROUP_NOT_EXIST,
+            group_not_exist_remark(&group),
+        )
+    })?;
+    let max = max_reconsume_times.unwrap_or(cfg.retry_max_times);
+    if reconsume_times > max {
+        let dlq = ensure_dlq_topic(topics, &group)?;
+        msg.properties = prop_set(&msg.properties, PROPERTY_DELAY_TIME_LEVEL, "-1");
+        msg.topic = dlq.topic_name;
+        msg.queue_id = 0;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::broker::topics::TopicDefaults;
+
+    fn orig<'a>(props: &'a str, reconsume: i32) -> OriginalRecord<'a> {
+        OriginalRecord {
+            topic: "TopicTest",
+            body: b"payload",
+            flag: 3,
+            properties: props,
+            sys_flag: 1,
+            born_timestamp: 1_700_000_000_000,
+            born_host: "10.1.2.3:4567".parse().unwrap(),
+            store_host: "192.168.0.1:10911".parse().unwrap(),
+            reconsume_times: reconsume,
+            phy_offset: 0x1234,
+        }
+    }
+
+    const HOST: &str = "127.0.0.1:10911";
+
+    #[test]
+    fn offset_msg_id_matches_the_reference_example() {
+        assert_eq!(
+            offset_msg_id("192.168.0.1:10911".parse().unwrap(), 0x1234),
+            "C0A8000100002A9F0000000000001234"
+        );
+    }
+
+    #[test]
+    fn first_send_back_goes_to_retry_at_level_3() {
+        let req = SendBackRequest {
+            group: "cg",
+            delay_level: 0,
+            max_reconsume_times: 16,
+        };
+        let o = orig("TAGS\u{1}A\u{2}UNIQ_KEY\u{1}U1\u{2}", 0);
+        let dest = destination(&req, o.reconsume_times);
+        assert_eq!(dest, Destination::Retry { level: 3 });
+        let m = build_send_back(&o, &req, &dest, 0, HOST.parse().unwrap());
+        assert_eq!(m.topic, "%RETRY%cg");
+        assert_eq!(m.reconsume_times, 1);
+        assert_eq!(m.body, b"payload");
+        assert_eq!(
+            (m.flag, m.sys_flag, m.born_timestamp),
+            (3, 1, 1_700_000_000_000)
+        );
+        assert_eq!(m.born_host, o.born_host);
+        assert_eq!(m.store_host, HOST.parse().unwrap());
+        assert_eq!(prop_get(&m.properties, "RETRY_TOPIC"), Some("TopicTest"));
+        assert_eq!(prop_get(&m.properties, "DELAY"), Some("3"));
+        assert_eq!(prop_get(&m.properties, "WAIT"), Some("false"));
+        assert_eq!(prop_get(&m.properties, "UNIQ_KEY"), Some("U1"));
+        assert_eq!(
+            prop_get(&m.properties, "ORIGIN_MESSAGE_ID"),
+            Some("C0A8000100002A9F0000000000001234")
+        );
+    }
+
+    #[test]
+    fn later_retries_keep_retry_topic_and_origin_id_and_climb_levels() {
+        let req = SendBackRequest {
+            group: "cg",
+            delay_level: 0,
+            max_reconsume_times: 16,
+        };
+        let props = "RETRY_TOPIC\u{1}TopicTest\u{2}ORIGIN_MESSAGE_ID\u{1}FIRST\u{2}REAL_TOPIC\u{1}%RETRY%cg\u{2}";
+        let mut o = orig(props, 5);
+        o.topic = "%RETRY%cg";
+        let dest = destination(&req, 5);
+        assert_eq!(dest, Destination::Retry { level: 8 });
+        let m = build_send_back(&o, &req, &dest, 0, HOST.parse().unwrap());
+        assert_eq!(prop_get(&m.properties, "RETRY_TOPIC"), Some("TopicTest"));
+        assert_eq!(prop_get(&m.properties, "ORIGIN_MESSAGE_ID"), Some("FIRST"));
+        assert_eq!(m.reconsume_times, 6);
+        // A client-chosen level is kept.
+        let req2 = SendBackRequest {
+            delay_level: 2,
+            ..req
+        };
+        assert_eq!(destination(&req2, 5), Destination::Retry { level: 2 });
+    }
+
+    #[test]
+    fn dead_letter_after_max_or_on_negative_level() {
+        let req = SendBackRequest {
+            group: "cg",
+            delay_level: 0,
+            max_reconsume_times: 16,
+        };
+        assert_eq!(destination(&req, 15), Destination::Retry { level: 18 });
+        assert_eq!(destination(&req, 16), Destination::DeadLetter);
+        let neg = SendBackRequest {
+            delay_level: -1,
+            ..req
+        };
+        assert_eq!(destination(&neg, 0), Destination::DeadLetter);
+        let o = orig("DELAY\u{1}4\u{2}", 16);
+        let m = build_send_back(&o, &req, &Destination::DeadLetter, 0, HOST.parse().unwrap());
+        assert_eq!(m.topic, "%DLQ%cg");
+        assert_eq!(m.queue_id, 0);
+        assert_eq!(m.reconsume_times, 17);
+        assert_eq!(prop_get(&m.properties, "DELAY"), None);
+    }
+
+    #[test]
+    fn prepare_creates_retry_and_dlq_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = TopicConfigManager::open(dir.path(), TopicDefaults::default()).unwrap();
+        let groups = SubscriptionGroupManager::open(dir.path(), true).unwrap();
+        let p = prepare_send_back(&groups, &topics, 6, "cg", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.retry_topic.topic_name, "%RETRY%cg");
+        assert_eq!(p.retry_topic.perm, 6);
+        assert_eq!(p.max_reconsume_times, 16);
+        let p = prepare_send_back(&groups, &topics, 6, "cg", Some(3))
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.max_reconsume_times, 3);
+        let dlq = ensure_dlq_topic(&topics, "cg").unwrap();
+        assert_eq!((dlq.perm, dlq.write_queue_nums), (perm::WRITE, 1));
+        // A read-only broker refuses.
+        let r = prepare_send_back(&groups, &topics, 4, "cg", None).unwrap_err();
+        assert_eq!(r.code, code::NO_PERMISSION);
+        // Unknown group with auto-create off.
+        let groups_off = SubscriptionGroupManager::open(&dir.path().join("x"), false).unwrap();
+        let r = prepare_send_back(&groups_off, &topics, 6, "nope", None).unwrap_err();
+        assert_eq!(r.code, code::SUBSCRIPTION_GROUP_NOT_EXIST);
+        assert!(r.remark.starts_with("subscription group not exist, nope"));
+    }
+
+    #[test]
+    fn send_path_retry_rule_is_strictly_greater() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = TopicConfigManager::open(dir.path(), TopicDefaults::default()).unwrap();
+        let groups = SubscriptionGroupManager::open(dir.path(), true).unwrap();
+        let mk = || MessageInput {
+            topic: "%RETRY%og".into(),
+            queue_id: 0,
+            flag: 0,
+            body: vec![1],
+            properties: String::new(),
+            sys_flag: 0,
+            born_timestamp: 0,
+            born_host: HOST.parse().unwrap(),
+            store_host: HOST.parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        };
+        let mut m = mk();
+        adjust_retry_send_with(&groups, &topics, 16, None, &mut m).unwrap();
+        assert_eq!(m.topic, "%RETRY%og");
+        let mut m = mk();
+        adjust_retry_send_with(&groups, &topics, 17, None, &mut m).unwrap();
+        assert_eq!(m.topic, "%DLQ%og");
+        assert_eq!(prop_get(&m.properties, "DELAY"), Some("-1"));
+        let mut m = mk();
+        adjust_retry_send_with(&groups, &topics, 3, Some(2), &mut m).unwrap();
+        assert_eq!(m.topic, "%DLQ%og");
+        // Not a retry topic: untouched.
+        let mut m = mk();
+        m.topic = "T".into();
+        adjust_retry_send_with(&groups, &topics, 99, None, &mut m).unwrap();
+        assert_eq!(m.topic, "T");
+    }
 }

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Runs Ferrocket's standard benchmark matrix on this machine and writes docs/benchmarks.md (+ SVG plots
+# under docs/bench/): a standalone broker on a fresh store, produce runs over 128 B / 1 KiB / 16 KiB bodies,
+# single vs batches of 32, ASYNC_FLUSH vs SYNC_FLUSH, ack latency with one request in flight, a
+# tail-following consumer during produce, a catch-up consumer over a backlog, and this machine's limits
+# measured in the same run (loopback TCP bulk and round trip, memcpy into a pre-faulted mmap,
+# write+fdatasync at the group size used, sendfile of a cached file). Every figure is shown next to the
+# limit it is divided by.
+#
+# Usage: bash benches/report.sh
+#   DUR=10          seconds per produce run        BACKLOG_MB=1024  catch-up backlog size
+#   CONNS=2 INFLIGHT=32   throughput runs' connections and requests in flight per connection
+#   TAIL_RATE=20000 open-loop rate (msgs/s) of the producer feeding the tail-following consumer
+#   LIMIT_S=2       seconds per machine-limit test  OUT=docs/benchmarks.md
+#   WORK=dir        scratch dir on the real disk (default: a fresh dir under /var/tmp)
+#   BIN=path        use this ferrocket binary instead of building target/release/ferrocket
+#   NOTE="..."      free text for the "what else was running" line
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DUR=${DUR:-10}
+BACKLOG_MB=${BACKLOG_MB:-1024}
+CONNS=${CONNS:-2}
+INFLIGHT=${INFLIGHT:-32}
+TAIL_RATE=${TAIL_RATE:-20000}
+LIMIT_S=${LIMIT_S:-2}
+OUT=${OUT:-docs/benchmarks.md}
+PLOTS=docs/bench
+WORK=${WORK:-$(mktemp -d /var/tmp/ferrocket-bench.XXXXXX)}
+RES=$WORK/results
+mkdir -p "$RES" "$PLOTS"
+
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -p ferrocket-server
+  BIN=$ROOT/target/release/ferrocket
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+BROKER_PID=""
+start_broker() { # $1 = async|sync
+  rm -rf "$WORK/store"
+  NS_PORT=$(free_port); BROKER_PORT=$(free_port)
+  "$BIN" standalone --store "$WORK/store" --namesrv-port "$NS_PORT" --broker-port "$BROKER_PORT" \
+    --flush "$1" > "$WORK/broker-$1.log" 2>&1 &
+  BROKER_PID=$!
+  for _ in $(seq 300); do
+    if grep -q "boot success" "$WORK/broker-$1.log"; then return 0; fi
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then cat "$WORK/broker-$1.log"; echo "broker died" >&2; exit 1; fi
+    sleep 0.1
+  done
+  echo "broker did not boot in 30 s" >&2; cat "$WORK/broker-$1.log"; exit 1
+}
+stop_broker() {
+  if [ -n "$BROKER_PID" ]; then kill -TERM "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true; fi
+  BROKER_PID=""
+}
+trap 'stop_broker' EXIT
+
+# run NAME bench-subcommand args...: keeps the last line (the JSON summary) in $RES/NAME.json
+run() {
+  local name=$1; shift
+  echo "== $name: ferrocket bench $*" >&2
+  "$BIN" bench "$@" --plot "$PLOTS/$name.svg" > "$WORK/$name.out" 2> "$WORK/$name.err" || {
+    echo "   failed: $(tail -3 "$WORK/$name.err")" >&2; echo '{"failed":true}' > "$RES/$name.json"; return 0; }
+  tail -1 "$WORK/$name.out" > "$RES/$name.json"
+  cat "$RES/$name.json" >&2
+}
+
+# Bytes of one stored record for a body of $1 bytes (fixed fields 91 + topic + UNIQ_KEY/WAIT properties).
+record_bytes() { echo $(( $1 + 91 + 10 + 52 )); }
+
+SYNC_GROUP=$(( CONNS * INFLIGHT * $(record_bytes 1024) ))
+
+echo "== machine limits (part 1)" >&2
+"$BIN" bench limits --dir "$WORK" --seconds "$LIMIT_S" --only tcp,rtt,mmap,sendfile \
+  --record-sizes 128,1024,16384 > "$RES/limits.json"
+cat "$RES/limits.json" >&2
+
+for FLUSH in async sync; do
+  start_broker "$FLUSH"
+  NS="127.0.0.1:$NS_PORT"
+  if [ "$FLUSH" = sync ]; then
+    echo "== write+fdatasync limit right before the SYNC_FLUSH runs (group $SYNC_GROUP and 4096 bytes)" >&2
+    "$BIN" bench limits --dir "$WORK" --seconds "$LIMIT_S" --only sync --group-bytes "4096,$SYNC_GROUP" \
+      > "$RES/limits-sync.json"
+    cat "$RES/limits-sync.json" >&2
+  fi
+  # Warm-up: creates the topic and faults in the first segment.
+  "$BIN" bench produce --namesrv "$NS" --topic BenchTopic --size 128 --count 2000 > /dev/null 2>&1 || true
+  run "lat-$FLUSH" produce --namesrv "$NS" --topic BenchTopic --size 128 --connections 1 --inflight 1 --duration "$DUR"
+  for SIZE in 128 1024 16384; do
+    for BATCH in 1 32; do
+      run "produce-$FLUSH-$SIZE-b$BATCH" produce --namesrv "$NS" --topic BenchTopic --size "$SIZE" \
+        --batch "$BATCH" --connections "$CONNS" --inflight "$INFLIGHT" --duration "$DUR" --threads 1
+    done
+  done
+  if [ "$FLUSH" = async ]; then
+    # Tail-following consumer while an open-loop producer sends 1 KiB at TAIL_RATE msgs/s.
+    "$BIN" bench produce --namesrv "$NS" --topic TailTopic --size 1024 --count 100 > /dev/null 2>&1 || true
+    run tail-consume consume --namesrv "$NS" --topic TailTopic --group tail --duration "$((DUR + 2))" &
+    CPID=$!
+    sleep 1
+    run tail-produce produce --namesrv "$NS" --topic TailTopic --size 1024 --rate "$TAIL_RATE" \
+      --connections 1 --inflight 16 --duration "$DUR"
+    wait "$CPID" || true
+    # Catch-up consumer over a backlog of BACKLOG_MB of 16 KiB bodies (served from the page cache).
+    COUNT=$(( BACKLOG_MB * 1024 * 1024 / 16384 ))
+    run backlog-produce produce --namesrv "$NS" --topic BacklogTopic --size 16384 --batch 32 \
+      --connections "$CONNS" --inflight 4 --count "$COUNT"
+    run catchup-consume consume --namesrv "$NS" --topic BacklogTopic --group catchup --from-start \
+      --until-caught-up --pull-batch 32
+  fi
+  stop_broker
+done
+
+# What else was running (the machine is shared): load and the busiest processes right now.
+{
+  echo "nproc=$(nproc)"
+  echo "mem_gib=$(free -g | awk '/Mem/{print $2}')"
+  echo "kernel=$(uname -r)"
+  echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "fs=$(df -T "$WORK" | awk 'NR==2{print $2" on "$1}')"
+  echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "busy=$(ps -eo pcpu,comm --sort=-pcpu | sed -n '2,6p' | awk '{printf "%s %s%%; ", $2, $1}')"
+  echo "note=${NOTE:-}"
+} > "$RES/machine.txt"
+
+python3 "$ROOT/benches/report_md.py" "$RES" "$OUT" "$PLOTS" \
+  "DUR=$DUR BACKLOG_MB=$BACKLOG_MB CONNS=$CONNS INFLIGHT=$INFLIGHT TAIL_RATE=$TAIL_RATE LIMIT_S=$LIMIT_S" \
+  "$SYNC_GROUP"
+echo "wrote $OUT (raw results in $RES)" >&2

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Turns the JSON lines collected by benches/report.sh into docs/benchmarks.md.
+
+usage: report_md.py RESULTS_DIR OUT.md PLOTS_DIR "PARAMS" SYNC_GROUP_BYTES
+Every figure is printed next to the limit it is divided by (measured in the same run) and the ratio.
+"""
+import datetime
+import json
+import os
+import sys
+
+
+MARKER = "<!-- analysis: hand-written, kept by report_md.py -->"
+
+
+def load(res, name):
+    try:
+        with open(os.path.join(res, name + ".json")) as f:
+            v = json.loads(f.read().strip() or "{}")
+            return None if v.get("failed") else v
+    except (OSError, ValueError):
+        return None
+
+
+def num(x, nd=1):
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:,.{nd}f}" if isinstance(x, float) else f"{x:,}"
+
+
+def verdict(ok):
+    return "n/a" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def main():
+    res, out, plots, params, sync_group = sys.argv[1:6]
+    sync_group = int(sync_group)
+    machine = {}
+    try:
+        for line in open(os.path.join(res, "machine.txt")):
+            k, _, v = line.rstrip("\n").partition("=")
+            machine[k] = v
+    except OSError:
+        pass
+    lim = load(res, "limits") or {}
+    lim_sync = load(res, "limits-sync") or {}
+    tcp_gbps = lim.get("tcp_bulk_gb_per_s")
+    rtt = lim.get("tcp_rtt") or {}
+    memcpy = {m["record_bytes"]: m for m in lim.get("mmap_memcpy", [])}
+    sendfile = lim.get("sendfile") or {}
+    fsync = {s["group_bytes"]: s for s in lim_sync.get("fdatasync", [])}
+
+    L = []
+    w = L.append
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    w("# Benchmarks\n")
+    w("Produced by `bash benches/report.sh` (the raw JSON lines of every run stay in its scratch dir). "
+      "Every figure is divided by a limit of this machine **measured in the same run**, because absolute "
+      "numbers from a shared 2-core VM mean little and its fdatasync latency drifts by up to 80x over minutes.\n")
+    w(f"- Date: {now}")
+    w(f"- Machine: {machine.get('nproc', '?')} CPUs ({machine.get('cpu', '?')}), {machine.get('mem_gib', '?')} GiB RAM, "
+      f"kernel {machine.get('kernel', '?')}, store on {machine.get('fs', '?')}")
+    w(f"- Load generator and broker share the machine (same 2 cores). Load average at the end: "
+      f"{machine.get('loadavg', '?')}; busiest processes: {machine.get('busy', '?')}")
+    if machine.get("note"):
+        w(f"- Also running: {machine['note']}")
+    w(f"- Parameters: `{params}` (short runs: the machine is shared with other builds)")
+    w("- Units: MB = 1e6 bytes of message body; latency percentiles from an HDR histogram (3 significant digits); "
+      "broker CPU from /proc/<pid>/stat of the local broker process (utime+stime) over the run.\n")
+
+    # ---- targets
+    w("## Targets (issue 5)\n")
+    w("| target | figure | limit (same run) | ratio | goal | verdict |")
+    w("|---|---|---|---|---|---|")
+    a16 = [load(res, f"produce-async-16384-b{b}") for b in (1, 32)]
+    a16 = [r for r in a16 if r]
+    best16 = max(a16, key=lambda r: r["mb_per_s"]) if a16 else None
+    lim16 = None
+    parts = []
+    if tcp_gbps:
+        parts.append(tcp_gbps * 1000)
+    if memcpy.get(16384):
+        parts.append(memcpy[16384]["gb_per_s"] * 1000)
+    if parts:
+        lim16 = min(parts)
+    if best16 and lim16:
+        r = best16["mb_per_s"] / lim16
+        w(f"| async ingest, 16 KiB bodies (best of batch 1/32: batch {best16.get('batch')}) | {num(best16['mb_per_s'])} MB/s | "
+          f"min(loopback bulk {num(tcp_gbps * 1000 if tcp_gbps else None)}, mmap memcpy {num(memcpy.get(16384, {}).get('gb_per_s', 0) * 1000)}) = {num(lim16)} MB/s | "
+          f"{r:.2f} | >= 0.5 | {verdict(r >= 0.5)} |")
+    else:
+        w("| async ingest, 16 KiB bodies | n/a | n/a | n/a | >= 0.5 | n/a |")
+    a128 = load(res, "produce-async-128-b1")
+    if a128:
+        w(f"| 128 B unbatched, async ({a128.get('connections')} conns x {a128.get('inflight')} in flight) | {num(a128['msgs_per_s'])} msgs/s | absolute | - | >= 200,000 msgs/s | {verdict(a128['msgs_per_s'] >= 200000)} |")
+        cpu = a128.get("broker_cpu_us_per_msg")
+        w(f"| broker CPU per message, same run | {num(cpu, 2)} µs | absolute | - | <= 5 µs | {verdict(None if cpu is None else cpu <= 5)} |")
+    lat = load(res, "lat-async")
+    if lat and rtt:
+        goal = 2 * rtt["p50_us"] + 10
+        w(f"| ack latency p50, 1 in flight, 128 B async | {num(lat['p50_us'])} µs | loopback RTT p50 {num(rtt['p50_us'])} µs | "
+          f"{lat['p50_us'] / rtt['p50_us']:.2f}x RTT | <= 2x RTT + 10 µs = {num(goal)} µs | {verdict(lat['p50_us'] <= goal)} |")
+        w(f"| ack latency p99 | {num(lat['p99_us'])} µs | loopback RTT p99 {num(rtt['p99_us'])} µs | {lat['p99_us'] / max(rtt['p99_us'], 0.1):.2f}x | <= 100 µs | {verdict(lat['p99_us'] <= 100)} |")
+        w(f"| ack latency p99.9 | {num(lat['p999_us'])} µs | loopback RTT p99.9 {num(rtt['p999_us'])} µs | {lat['p999_us'] / max(rtt['p999_us'], 0.1):.2f}x | <= 1000 µs | {verdict(lat['p999_us'] <= 1000)} |")
+    s1k = load(res, "produce-sync-1024-b1")
+    fs = fsync.get(sync_group)
+    if s1k and fs:
+        window = s1k.get("connections", 1) * s1k.get("inflight", 1)
+        rounds = s1k["requests_per_s"] / window
+        r = rounds / fs["commits_per_s"]
+        w(f"| SYNC_FLUSH commits/s, 1 KiB, {window} requests in flight (acked requests/s ÷ {window}) | {num(rounds)} /s | "
+          f"write+fdatasync of {sync_group} B (= {window} records) {num(fs['commits_per_s'])} /s | {r:.2f} | >= 0.8 | {verdict(r >= 0.8)} |")
+    cu = load(res, "catchup-consume")
+    if cu and sendfile:
+        r = cu["mb_per_s"] / (sendfile["gb_per_s"] * 1000)
+        w(f"| pull serving from page cache (catch-up over the backlog, 16 KiB) | {num(cu['mb_per_s'])} MB/s | sendfile {num(sendfile['gb_per_s'] * 1000)} MB/s ({sendfile.get('chunk_bytes')} B calls) | {r:.2f} | >= 0.7 | {verdict(r >= 0.7)} |")
+        c = cu.get("broker_cpu_s_per_gb")
+        if c is not None and sendfile.get("cpu_s_per_gb"):
+            rc = c / sendfile["cpu_s_per_gb"]
+            w(f"| broker CPU per GB served, same run | {num(c, 3)} s/GB | sendfile sender {num(sendfile['cpu_s_per_gb'], 3)} s/GB | {rc:.2f}x | <= 2x | {verdict(rc <= 2)} |")
+    w("")
+
+    # ---- limits
+    w("## This machine's limits (same run)\n")
+    w("| limit | value |")
+    w("|---|---|")
+    if tcp_gbps is not None:
+        w(f"| loopback bulk TCP, one stream, 1 MiB writes | {num(tcp_gbps * 1000)} MB/s |")
+    if rtt:
+        w(f"| loopback round trip, {rtt['msg_bytes']} B, TCP_NODELAY | p50 {rtt['p50_us']} µs, p99 {rtt['p99_us']} µs, p99.9 {rtt['p999_us']} µs |")
+    for rb, m in sorted(memcpy.items()):
+        w(f"| memcpy of {rb} B records into a pre-faulted 256 MiB file mapping | {num(m['gb_per_s'] * 1000)} MB/s ({num(m['records_per_s'])} records/s) |")
+    for g, s in sorted(fsync.items()):
+        w(f"| write+fdatasync, {g} B groups, zero-filled file | {num(s['commits_per_s'])} commits/s (p50 {s['p50_us']} µs, p99 {s['p99_us']} µs) |")
+    if sendfile:
+        w(f"| sendfile of a cached file over loopback, {sendfile.get('chunk_bytes')} B calls | {num(sendfile['gb_per_s'] * 1000)} MB/s, sender CPU {sendfile['cpu_s_per_gb']} s/GB |")
+    w("")
+
+    # ---- all runs
+    w("## Produce matrix\n")
+    w("Closed loop (each slot sends when its previous ack arrives); latency is per request (a batch of 32 is one sample).\n")
+    w("| flush | body | batch | conns x in flight | msgs/s | MB/s | ratio to limit | p50 µs | p99 µs | p99.9 µs | max µs | errors | broker µs CPU/msg | broker CPU s/GB |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for flush in ("async", "sync"):
+        names = [f"lat-{flush}"] + [f"produce-{flush}-{s}-b{b}" for s in (128, 1024, 16384) for b in (1, 32)]
+        for n in names:
+            r = load(res, n)
+            if not r:
+                w(f"| {flush} | {n} | failed or not run | | | | | | | | | | | |")
+                continue
+            size = r.get("size")
+            ratio = "-"
+            if flush == "async" and size in memcpy and tcp_gbps:
+                l = min(tcp_gbps * 1000, memcpy[size]["gb_per_s"] * 1000)
+                ratio = f"{r['mb_per_s'] / l:.3f} of {num(l)} MB/s"
+            elif flush == "sync" and fs:
+                window = r.get("connections", 1) * r.get("inflight", 1)
+                ratio = f"{r['requests_per_s'] / window / fs['commits_per_s']:.2f} of fdatasync rounds"
+            w(f"| {flush} | {size} B | {r.get('batch')} | {r.get('connections')} x {r.get('inflight')} | {num(r['msgs_per_s'])} | {num(r['mb_per_s'])} | {ratio} | "
+              f"{num(r['p50_us'])} | {num(r['p99_us'])} | {num(r['p999_us'])} | {num(r['max_us'])} | {r['errors']} | {num(r.get('broker_cpu_us_per_msg'), 2)} | {num(r.get('broker_cpu_s_per_gb'), 3)} |")
+    w("")
+    w("## Consumers\n")
+    w("| run | msgs | msgs/s | MB/s | e2e p50 µs | e2e p99 µs | e2e p99.9 µs | max µs | errors | broker CPU s/GB |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for n, label in (("tail-produce", "open-loop producer feeding the tail consumer (ack latency)"),
+                     ("tail-consume", "tail-following consumer during produce (end-to-end latency)"),
+                     ("backlog-produce", "backlog producer (16 KiB x 32)"),
+                     ("catchup-consume", "catch-up consumer over the backlog")):
+        r = load(res, n)
+        if not r:
+            w(f"| {label} | failed or not run | | | | | | | | |")
+            continue
+        w(f"| {label} | {r['msgs']:,} | {num(r['msgs_per_s'])} | {num(r['mb_per_s'])} | {num(r['p50_us'])} | {num(r['p99_us'])} | {num(r['p999_us'])} | {num(r['max_us'])} | {r['errors']} | {num(r.get('broker_cpu_s_per_gb'), 3)} |")
+    w("")
+    w("## Plots\n")
+    w("Left: latency by percentile (HDR style, log scales). Right: messages/s over time (100 ms buckets).\n")
+    rel = os.path.relpath(os.path.abspath(plots), os.path.dirname(os.path.abspath(out)))
+    for f in sorted(os.listdir(plots)):
+        if f.endswith(".svg"):
+            w(f"### {f[:-4]}\n\n![{f[:-4]}]({rel}/{f})\n")
+    # Hand-written analysis (bottlenecks of missed targets) survives regeneration: everything from
+    # the marker line on is kept from the previous file.
+    kept = MARKER + "\n\n## Analysis of missed targets\n\n(none written yet)\n"
+    try:
+        old = open(out).read()
+        if MARKER in old:
+            kept = old[old.index(MARKER):]
+    except OSError:
+        pass
+    w(kept.rstrip("\n"))
+    with open(out, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+if __name__ == "__main__":
+    main()

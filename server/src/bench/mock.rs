@@ -1,0 +1,227 @@
+//! An in-memory broker and nameserver behind the [`Connector`] seam, for testing the produce and
+//! consume engines without a network (the smoke test in server/tests/ uses the real broker).
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrocket_net::{Body, RemotingCommand};
+use parking_lot::Mutex;
+
+use super::rpc::{body_bytes, Connector, Rpc, RpcFuture};
+use super::wire::{code, resp, MAGIC_V1};
+
+pub const BROKER_ADDR: &str = "127.0.0.1:1";
+pub const NAMESRV_ADDR: &str = "127.0.0.1:2";
+
+#[derive(Default)]
+pub struct MockBroker {
+    pub queues: u32,
+    /// Broker address announced in routes (default [`BROKER_ADDR`]).
+    pub route_addr: Mutex<Option<String>>,
+    /// Stored records per queue id.
+    pub stored: Mutex<HashMap<i32, Vec<Vec<u8>>>>,
+    pub requests: AtomicU64,
+    pub batch_requests: AtomicU64,
+    /// Every Nth send fails with SYSTEM_BUSY (0 = never).
+    pub fail_every: u64,
+}
+
+impl MockBroker {
+    pub fn new(queues: u32) -> Arc<Self> {
+        Arc::new(Self {
+            queues,
+            ..Default::default()
+        })
+    }
+
+    pub fn total_stored(&self) -> usize {
+        self.stored.lock().values().map(Vec::len).sum()
+    }
+
+    fn respond(&self, req: RemotingCommand) -> RemotingCommand {
+        let mut r = RemotingCommand {
+            code: resp::SUCCESS,
+            language: "JAVA".into(),
+            opaque: req.opaque,
+            flag: 1,
+            ..Default::default()
+        };
+        let ext = &req.ext_fields;
+        match req.code {
+            code::GET_ROUTEINFO_BY_TOPIC => {
+                let addr = self
+                    .route_addr
+                    .lock()
+                    .clone()
+                    .unwrap_or_else(|| BROKER_ADDR.to_string());
+                let body = format!(
+                    r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{addr}"}},"brokerName":"broker-a","cluster":"c"}}],"queueDatas":[{{"brokerName":"broker-a","perm":6,"readQueueNums":{q},"writeQueueNums":{q},"topicSysFlag":0}}]}}"#,
+                    q = self.queues
+                );
+                r.body = Body::Bytes(Bytes::from(body));
+            }
+            code::SEND_MESSAGE_V2 | code::SEND_BATCH_MESSAGE => {
+                let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+                if self.fail_every > 0 && n.is_multiple_of(self.fail_every) {
+                    r.code = 2;
+                    return r;
+                }
+                let q: i32 = ext["e"].parse().unwrap();
+                assert_eq!(ext["b"], "BenchTopic");
+                let bodies: Vec<Vec<u8>> = if req.code == code::SEND_BATCH_MESSAGE {
+                    self.batch_requests.fetch_add(1, Ordering::SeqCst);
+                    assert_eq!(ext["m"], "true");
+                    split_batch(body_bytes(&req))
+                } else {
+                    vec![body_bytes(&req).to_vec()]
+                };
+                let mut stored = self.stored.lock();
+                let list = stored.entry(q).or_default();
+                for b in bodies {
+                    let off = list.len() as i64;
+                    list.push(record(&b, off, q));
+                }
+                r.ext_fields.insert("queueOffset".into(), "0".into());
+            }
+            code::GET_MIN_OFFSET => {
+                r.ext_fields.insert("offset".into(), "0".into());
+            }
+            code::GET_MAX_OFFSET => {
+                let q: i32 = ext["queueId"].parse().unwrap();
+                let n = self.stored.lock().get(&q).map_or(0, Vec::len);
+                r.ext_fields.insert("offset".into(), n.to_string());
+            }
+            code::PULL_MESSAGE => {
+                let q: i32 = ext["queueId"].parse().unwrap();
+                let from: usize = ext["queueOffset"].parse().unwrap();
+                let max: usize = ext["maxMsgNums"].parse().unwrap();
+                let stored = self.stored.lock();
+                let list = stored.get(&q).map(Vec::as_slice).unwrap_or(&[]);
+                let end = list.len().min(from + max);
+                r.ext_fields.insert("minOffset".into(), "0".into());
+                r.ext_fields
+                    .insert("maxOffset".into(), list.len().to_string());
+                if from >= list.len() {
+                    r.code = resp::PULL_NOT_FOUND;
+                    r.ext_fields
+                        .insert("nextBeginOffset".into(), from.to_string());
+                } else {
+                    r.body = Body::Bytes(Bytes::from(list[from..end].concat()));
+                    r.ext_fields
+                        .insert("nextBeginOffset".into(), end.to_string());
+                }
+            }
+            _ => r.code = 3,
+        }
+        r
+    }
+}
+
+/// Splits a batch body (§3.5) the way a broker would.
+fn split_batch(mut b: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let total = i32::from_be_bytes(b[0..4].try_into().unwrap()) as usize;
+        let body_len = i32::from_be_bytes(b[16..20].try_into().unwrap()) as usize;
+        out.push(b[20..20 + body_len].to_vec());
+        b = &b[total..];
+    }
+    out
+}
+
+/// A v1/IPv4 stored record (§3.1).
+fn record(body: &[u8], queue_offset: i64, queue_id: i32) -> Vec<u8> {
+    let topic = b"BenchTopic";
+    let total = 91 + body.len() + topic.len();
+    let mut r = Vec::with_capacity(total);
+    r.extend_from_slice(&(total as i32).to_be_bytes());
+    r.extend_from_slice(&MAGIC_V1.to_be_bytes());
+    r.extend_from_slice(&0i32.to_be_bytes());
+    r.extend_from_slice(&queue_id.to_be_bytes());
+    r.extend_from_slice(&0i32.to_be_bytes());
+    r.extend_from_slice(&queue_offset.to_be_bytes());
+    r.extend_from_slice(&0i64.to_be_bytes());
+    r.extend_from_slice(&0i32.to_be_bytes());
+    r.extend_from_slice(&0i64.to_be_bytes());
+    r.extend_from_slice(&[127, 0, 0, 1, 0, 0, 0, 1]);
+    r.extend_from_slice(&0i64.to_be_bytes());
+    r.extend_from_slice(&[127, 0, 0, 1, 0, 0, 0, 2]);
+    r.extend_from_slice(&0i32.to_be_bytes());
+    r.extend_from_slice(&0i64.to_be_bytes());
+    r.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    r.extend_from_slice(body);
+    r.push(topic.len() as u8);
+    r.extend_from_slice(topic);
+    r.extend_from_slice(&0i16.to_be_bytes());
+    r
+}
+
+struct MockRpc {
+    broker: Arc<MockBroker>,
+}
+
+/// Answers `cmd`; a suspended pull that finds nothing is held (polled every ms) until a message
+/// arrives or its suspend timeout passes, like the broker's long polling.
+pub async fn handle(
+    broker: &MockBroker,
+    cmd: RemotingCommand,
+    timeout: Duration,
+) -> RemotingCommand {
+    let suspend = cmd.code == code::PULL_MESSAGE
+        && cmd.ext_fields["sysFlag"].parse::<i32>().unwrap() & 2 != 0;
+    let hold: u64 = if suspend {
+        cmd.ext_fields["suspendTimeoutMillis"].parse().unwrap()
+    } else {
+        0
+    };
+    let t0 = std::time::Instant::now();
+    loop {
+        let r = broker.respond(cmd.clone());
+        if r.code != resp::PULL_NOT_FOUND
+            || t0.elapsed() >= Duration::from_millis(hold)
+            || t0.elapsed() >= timeout
+        {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+impl Rpc for MockRpc {
+    fn call(&self, cmd: RemotingCommand, timeout: Duration) -> RpcFuture<'_> {
+        Box::pin(async move { Ok(handle(&self.broker, cmd, timeout).await) })
+    }
+}
+
+/// The mock broker behind a real net `Server`, to test the load tool over TCP.
+pub struct MockProcessor(pub Arc<MockBroker>);
+
+impl ferrocket_net::Processor for MockProcessor {
+    fn process(
+        &self,
+        _conn: ferrocket_net::ConnectionHandle,
+        req: RemotingCommand,
+    ) -> ferrocket_net::BoxFuture<Option<RemotingCommand>> {
+        let b = Arc::clone(&self.0);
+        Box::pin(async move { Some(handle(&b, req, Duration::from_secs(60)).await) })
+    }
+}
+
+pub struct MockConnector {
+    pub broker: Arc<MockBroker>,
+}
+
+impl Connector for MockConnector {
+    fn connect(&self, addr: &str) -> Result<Arc<dyn Rpc>, String> {
+        if addr != BROKER_ADDR && addr != NAMESRV_ADDR {
+            return Err(format!("mock: unknown address {addr}"));
+        }
+        Ok(Arc::new(MockRpc {
+            broker: Arc::clone(&self.broker),
+        }))
+    }
+}

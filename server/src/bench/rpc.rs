@@ -1,0 +1,119 @@
+//! The one seam between the load tool and the network: a connection that answers requests. The
+//! real one is the net crate's `Client`; tests use an in-memory broker.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrocket_net::{Body, RemotingCommand};
+
+pub type RpcFuture<'a> = Pin<Box<dyn Future<Output = Result<RemotingCommand, String>> + Send + 'a>>;
+
+/// One connection to one server; concurrent calls are multiplexed on it.
+pub trait Rpc: Send + Sync {
+    fn call(&self, cmd: RemotingCommand, timeout: Duration) -> RpcFuture<'_>;
+}
+
+/// Opens connections. Each `connect` returns a distinct connection, so `--connections C` gives C
+/// sockets per broker.
+pub trait Connector: Send + Sync {
+    fn connect(&self, addr: &str) -> Result<Arc<dyn Rpc>, String>;
+}
+
+/// Language and version the tool announces (version ≥ V4_9_4 asks the nameserver for standard
+/// JSON route bodies).
+pub const LANGUAGE: &str = "RUST";
+pub const VERSION: i32 = 479;
+
+/// A request with the given code, extFields and body.
+pub fn request(
+    code: i32,
+    ext: HashMap<String, String>,
+    body: Option<bytes::Bytes>,
+) -> RemotingCommand {
+    RemotingCommand {
+        code,
+        language: LANGUAGE.to_string(),
+        version: VERSION,
+        opaque: 0,
+        flag: 0,
+        remark: None,
+        ext_fields: ext,
+        body: body.map(Body::Bytes).unwrap_or(Body::Empty),
+    }
+}
+
+/// The bytes of a response body (responses received by a client are always in memory).
+pub fn body_bytes(cmd: &RemotingCommand) -> &[u8] {
+    match &cmd.body {
+        Body::Bytes(b) => b,
+        _ => &[],
+    }
+}
+
+/// One ext field map from pairs.
+pub fn ext(pairs: &[(&str, String)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect()
+}
+
+/// Asks the nameserver at `namesrv` for the route of `topic` and returns its usable master
+/// queues. For a producer, a topic the nameserver does not know yet falls back to the brokers of
+/// the auto-create template topic `TBW102` with 4 queues, as real clients do (the first send
+/// creates the topic when the broker has autoCreateTopicEnable).
+pub async fn fetch_route(
+    connector: &dyn Connector,
+    namesrv: &str,
+    topic: &str,
+    usage: crate::bench::wire::RouteUse,
+    timeout: Duration,
+) -> Result<Vec<crate::bench::wire::QueueTarget>, String> {
+    use crate::bench::wire::{code, parse_route, resp, QueueTarget, RouteUse};
+    let ns = connector.connect(namesrv)?;
+    let ask = |t: &str| {
+        request(
+            code::GET_ROUTEINFO_BY_TOPIC,
+            ext(&[
+                ("topic", t.to_string()),
+                ("acceptStandardJsonOnly", "true".to_string()),
+            ]),
+            None,
+        )
+    };
+    let r = ns
+        .call(ask(topic), timeout)
+        .await
+        .map_err(|e| format!("route query to nameserver {namesrv}: {e}"))?;
+    if r.code == resp::SUCCESS {
+        return parse_route(body_bytes(&r), usage);
+    }
+    if r.code == resp::TOPIC_NOT_EXIST && usage == RouteUse::Write {
+        let t = ns
+            .call(ask("TBW102"), timeout)
+            .await
+            .map_err(|e| format!("route query to nameserver {namesrv}: {e}"))?;
+        if t.code == resp::SUCCESS {
+            let mut brokers: Vec<QueueTarget> = parse_route(body_bytes(&t), usage)?;
+            brokers.dedup_by(|a, b| a.broker_name == b.broker_name);
+            let mut out = Vec::new();
+            for b in brokers {
+                for q in 0..4 {
+                    out.push(QueueTarget {
+                        queue_id: q,
+                        ..b.clone()
+                    });
+                }
+            }
+            return Ok(out);
+        }
+    }
+    Err(format!(
+        "nameserver {namesrv} has no route for topic {topic}: code {} {}",
+        r.code,
+        r.remark.unwrap_or_default()
+    ))
+}

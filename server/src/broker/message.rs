@@ -1,0 +1,294 @@
+//! Message helpers for the send path: the batch body codec (§3.5), the property string
+//! (`k\x01v\x02`), broker-generated UNIQ_KEYs and offset msgIds (§4.1).
+#![deny(clippy::indexing_slicing, clippy::unwrap_used)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
+pub const PROPERTY_SEPARATOR: char = '\u{2}';
+pub const PROPERTY_TAGS: &str = "TAGS";
+pub const PROPERTY_KEYS: &str = "KEYS";
+pub const PROPERTY_UNIQ_KEY: &str = "UNIQ_KEY";
+pub const PROPERTY_CLUSTER: &str = "CLUSTER";
+pub const PROPERTY_WAIT: &str = "WAIT";
+pub const PROPERTY_DELAY: &str = "DELAY";
+pub const PROPERTY_MAX_RECONSUME_TIMES: &str = "MAX_RECONSUME_TIMES";
+pub const PROPERTY_TRANSACTION_PREPARED: &str = "TRAN_MSG";
+
+/// Most messages one batch may carry.
+pub const BATCH_MESSAGES_MAX: usize = 10_000;
+/// Bytes of one inner batch record before its body and properties.
+const BATCH_HEADER_BYTES: usize = 4 + 4 + 4 + 4 + 4;
+
+/// One inner message of a batch body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchItem {
+    pub flag: i32,
+    pub body: Vec<u8>,
+    pub properties: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("batch record at byte {at} is truncated")]
+    Truncated { at: usize },
+    #[error("batch record at byte {at} has size {size} but its fields need {need}")]
+    SizeMismatch { at: usize, size: i64, need: usize },
+    #[error("batch record at byte {at} has negative length")]
+    Negative { at: usize },
+    #[error("batch record at byte {at} has properties that are not UTF-8")]
+    Utf8 { at: usize },
+    #[error("batch has more than {BATCH_MESSAGES_MAX} messages")]
+    TooMany,
+    #[error("batch is empty")]
+    Empty,
+}
+
+fn read_i32(buf: &[u8], at: usize) -> Option<i32> {
+    let end = at.checked_add(4)?;
+    let b: [u8; 4] = buf.get(at..end)?.try_into().ok()?;
+    Some(i32::from_be_bytes(b))
+}
+
+fn read_i16(buf: &[u8], at: usize) -> Option<i16> {
+    let end = at.checked_add(2)?;
+    let b: [u8; 2] = buf.get(at..end)?.try_into().ok()?;
+    Some(i16::from_be_bytes(b))
+}
+
+/// Splits a batch body into its messages:
+/// `{ [int total][int magic][int crc][int flag][int bodyLen][body][short propLen][props] }*`.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<BatchItem>, BatchError> {
+    let mut items = Vec::new();
+    let mut at = 0usize;
+    while at < body.len() {
+        if items.len() >= BATCH_MESSAGES_MAX {
+            return Err(BatchError::TooMany);
+        }
+        let total = read_i32(body, at).ok_or(BatchError::Truncated { at })?;
+        let flag = read_i32(body, at + 12).ok_or(BatchError::Truncated { at })?;
+        let body_len = read_i32(body, at + 16).ok_or(BatchError::Truncated { at })?;
+        let body_len = usize::try_from(body_len).map_err(|_| BatchError::Negative { at })?;
+        let body_start = at + BATCH_HEADER_BYTES;
+        let body_end = body_start
+            .checked_add(body_len)
+            .ok_or(BatchError::Truncated { at })?;
+        let msg_body = body
+            .get(body_start..body_end)
+            .ok_or(BatchError::Truncated { at })?;
+        let prop_len = read_i16(body, body_end).ok_or(BatchError::Truncated { at })?;
+        let prop_len = usize::try_from(prop_len).map_err(|_| BatchError::Negative { at })?;
+        let props_start = body_end + 2;
+        let props_end = props_start
+            .checked_add(prop_len)
+            .ok_or(BatchError::Truncated { at })?;
+        let props = body
+            .get(props_start..props_end)
+            .ok_or(BatchError::Truncated { at })?;
+        let need = props_end - at;
+        if i64::from(total) != need as i64 {
+            return Err(BatchError::SizeMismatch {
+                at,
+                size: i64::from(total),
+                need,
+            });
+        }
+        let properties = std::str::from_utf8(props)
+            .map_err(|_| BatchError::Utf8 { at })?
+            .to_string();
+        items.push(BatchItem {
+            flag,
+            body: msg_body.to_vec(),
+            properties,
+        });
+        at = props_end;
+    }
+    if items.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    Ok(items)
+}
+
+/// Encodes a batch body (clients' layout, magic and CRC zero). Used by tests and tools.
+pub fn encode_batch(items: &[BatchItem]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for it in items {
+        let total = BATCH_HEADER_BYTES + it.body.len() + 2 + it.properties.len();
+        out.extend_from_slice(&(total as i32).to_be_bytes());
+        out.extend_from_slice(&0i32.to_be_bytes());
+        out.extend_from_slice(&0i32.to_be_bytes());
+        out.extend_from_slice(&it.flag.to_be_bytes());
+        out.extend_from_slice(&(it.body.len() as i32).to_be_bytes());
+        out.extend_from_slice(&it.body);
+        out.extend_from_slice(&(it.properties.len() as i16).to_be_bytes());
+        out.extend_from_slice(it.properties.as_bytes());
+    }
+    out
+}
+
+/// Java's property parsing: segments split on U+0002, name up to the first U+0001, both
+/// non-empty.
+pub fn properties(s: &str) -> impl Iterator<Item = (&str, &str)> {
+    s.split(PROPERTY_SEPARATOR).filter_map(|seg| {
+        let (k, v) = seg.split_once(NAME_VALUE_SEPARATOR)?;
+        (!k.is_empty() && !v.is_empty()).then_some((k, v))
+    })
+}
+
+/// The value of property `key`, if present.
+pub fn property<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    properties(s).find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+/// Appends `key=value` (Java's encoder writes a trailing separator after every pair).
+pub fn push_property(s: &mut String, key: &str, value: &str) {
+    if !s.is_empty() && !s.ends_with(PROPERTY_SEPARATOR) {
+        s.push(PROPERTY_SEPARATOR);
+    }
+    s.push_str(key);
+    s.push(NAME_VALUE_SEPARATOR);
+    s.push_str(value);
+    s.push(PROPERTY_SEPARATOR);
+}
+
+/// Removes property `key` (all occurrences).
+pub fn remove_property(s: &str, key: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (k, v) in properties(s) {
+        if k != key {
+            push_property(&mut out, k, v);
+        }
+    }
+    out
+}
+
+/// Uppercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(
+            DIGITS.get(usize::from(b >> 4)).copied().unwrap_or(b'0'),
+        ));
+        s.push(char::from(
+            DIGITS.get(usize::from(b & 0xF)).copied().unwrap_or(b'0'),
+        ));
+    }
+    s
+}
+
+/// The offset msgId (§4.1): hex(storeHost IP, port as int32, commitlog offset as int64).
+pub fn offset_msg_id(store_host: SocketAddr, phy_offset: u64) -> String {
+    let mut b = Vec::with_capacity(28);
+    match store_host.ip() {
+        IpAddr::V4(v4) => b.extend_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => b.extend_from_slice(&v6.octets()),
+    }
+    b.extend_from_slice(&i32::from(store_host.port()).to_be_bytes());
+    b.extend_from_slice(&phy_offset.to_be_bytes());
+    hex(&b)
+}
+
+static UNIQ_COUNTER: AtomicU16 = AtomicU16::new(0);
+
+/// A UNIQ_KEY in the client layout (§4.2): ip(4) pid(2) process tag(4) ms(4) counter(2).
+/// Treated as opaque by everyone; only uniqueness matters.
+pub fn new_uniq_key(ip: IpAddr, now_ms: i64) -> String {
+    let mut b = Vec::with_capacity(16);
+    match ip {
+        IpAddr::V4(v4) => b.extend_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => {
+            b.extend_from_slice(&v6.to_ipv4_mapped().map(|v| v.octets()).unwrap_or([0; 4]))
+        }
+    }
+    b.extend_from_slice(&(std::process::id() as u16).to_be_bytes());
+    b.extend_from_slice(&0x4652_4F43u32.to_be_bytes()); // "FROC": marks broker-made ids
+    b.extend_from_slice(&(now_ms as u32).to_be_bytes());
+    b.extend_from_slice(&UNIQ_COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    hex(&b)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn offset_msg_id_vector() {
+        let h: SocketAddr = "192.168.0.1:10911".parse().unwrap();
+        assert_eq!(offset_msg_id(h, 0x1234), "C0A8000100002A9F0000000000001234");
+    }
+
+    #[test]
+    fn batch_round_trip_and_errors() {
+        let items = vec![
+            BatchItem {
+                flag: 1,
+                body: b"hello".to_vec(),
+                properties: "UNIQ_KEY\u{1}A\u{2}".into(),
+            },
+            BatchItem {
+                flag: 0,
+                body: vec![],
+                properties: String::new(),
+            },
+        ];
+        let enc = encode_batch(&items);
+        assert_eq!(parse_batch(&enc).unwrap(), items);
+        assert_eq!(parse_batch(&[]), Err(BatchError::Empty));
+        assert!(matches!(
+            parse_batch(&enc[..enc.len() - 1]),
+            Err(BatchError::Truncated { .. })
+        ));
+        let mut bad = enc.clone();
+        bad[3] ^= 1;
+        assert!(matches!(
+            parse_batch(&bad),
+            Err(BatchError::SizeMismatch { .. })
+        ));
+        let mut neg = enc;
+        neg[16] = 0xff;
+        assert!(matches!(
+            parse_batch(&neg),
+            Err(BatchError::Negative { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn batch_parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_batch(&bytes);
+        }
+
+        #[test]
+        fn batch_round_trips(msgs in proptest::collection::vec((any::<i32>(), proptest::collection::vec(any::<u8>(), 0..64), "[a-zA-Z0-9]{0,20}"), 1..8)) {
+            let items: Vec<BatchItem> = msgs.into_iter().map(|(flag, body, p)| BatchItem { flag, body, properties: p }).collect();
+            prop_assert_eq!(parse_batch(&encode_batch(&items)).unwrap(), items);
+        }
+    }
+
+    #[test]
+    fn property_helpers_follow_java_parsing() {
+        let mut s = String::from("TAGS\u{1}TagA\u{2}KEYS\u{1}k1 k2\u{2}bad\u{2}\u{1}x\u{2}");
+        assert_eq!(property(&s, "TAGS"), Some("TagA"));
+        assert_eq!(property(&s, "KEYS"), Some("k1 k2"));
+        assert_eq!(property(&s, "bad"), None);
+        push_property(&mut s, "CLUSTER", "c");
+        assert_eq!(property(&s, "CLUSTER"), Some("c"));
+        let mut t = String::from("A\u{1}b"); // no trailing separator
+        push_property(&mut t, "C", "d");
+        assert_eq!(t, "A\u{1}b\u{2}C\u{1}d\u{2}");
+        assert_eq!(remove_property(&t, "A"), "C\u{1}d\u{2}");
+    }
+
+    #[test]
+    fn uniq_keys_are_32_hex_and_distinct() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let a = new_uniq_key(ip, 5);
+        let b = new_uniq_key(ip, 5);
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}

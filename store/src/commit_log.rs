@@ -1,0 +1,635 @@
+//! The CommitLog: an ordered list of preallocated, mapped segment files named by their 20-digit
+//! base offset, one appender under one lock, lock-free readers below the published offset, a
+//! background thread that creates and pre-faults the next segment, and range flushing.
+//!
+//! Invariants:
+//! * segments are contiguous: `segments[i+1].base == segments[i].base + file_size`;
+//! * only the last segment is written; every earlier one is full (it ends with a blank marker or
+//!   exactly at its end) and published to its end;
+//! * `max_offset` (Release after each append) is the global end of published bytes and always a
+//!   record boundary; `flushed <= max_offset` and bytes below `flushed` are durable.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Result, StoreError};
+use crate::message_store::{Appended, MessageInput, Slice};
+use crate::mmap::{create_zero_filled, MappedFile, MappedWriter, OS_PAGE_SIZE};
+use crate::record::{self, RecordParts, Scan, BLANK_LEN_BYTES};
+
+/// One CommitLog file: `base` is the physical offset of its first byte and its name.
+#[derive(Debug)]
+pub struct Segment {
+    base: u64,
+    mapped: Arc<MappedFile>,
+}
+
+impl Segment {
+    pub fn new(base: u64, mapped: Arc<MappedFile>) -> Self {
+        Self { base, mapped }
+    }
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+    pub fn mapped(&self) -> &Arc<MappedFile> {
+        &self.mapped
+    }
+    /// One past the last byte of the file.
+    pub fn end(&self) -> u64 {
+        self.base + self.mapped.len()
+    }
+    /// Global offset up to which this segment is published.
+    pub fn published_end(&self) -> u64 {
+        self.base + self.mapped.published()
+    }
+}
+
+/// The 20-digit zero-padded file name of the segment starting at `base` (`UtilAll.offset2FileName`).
+pub fn segment_file_name(base: u64) -> String {
+    format!("{base:020}")
+}
+
+/// Parses a segment file name; `None` for anything else (temporary files, strangers).
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    if name.len() != 20 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+const TMP_SUFFIX: &str = ".tmp";
+
+/// Creates the segment file for `base`: zero-filled under a temporary name, renamed into place and
+/// the directory synced (so a crash never leaves a short file under a segment name and the new
+/// name survives a crash), then mapped and pre-faulted.
+pub fn create_segment(dir: &Path, base: u64, file_size: u64) -> Result<Arc<Segment>> {
+    let name = segment_file_name(base);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    let _ = std::fs::remove_file(&tmp);
+    if path.exists() {
+        // Only bases at or past the end of the log are ever created, so such a file holds nothing.
+        tracing::warn!(path = %path.display(), "replacing a stale segment file past the log end");
+        std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+    }
+    create_zero_filled(&tmp, file_size).map_err(|e| io_or_full(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+    sync_dir(dir)?;
+    let mapped = MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?;
+    if let Err(e) = mapped.prefault_write(0, file_size) {
+        tracing::debug!(path = %path.display(), error = %e, "pre-faulting a segment failed");
+    }
+    Ok(Arc::new(Segment::new(base, Arc::new(mapped))))
+}
+
+/// fsyncs a directory so entries created or renamed in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}
+
+/// Maps ENOSPC/EDQUOT to `DiskFull`, anything else to `Io`.
+pub fn io_or_full(path: &Path, e: io::Error) -> StoreError {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            StoreError::DiskFull(format!("{}: {e}", path.display()))
+        }
+        _ => StoreError::io(path, e),
+    }
+}
+
+/// Creates the next segment on a background thread so no append waits for zero-filling or page
+/// faults (RocketMQ's AllocateMappedFileService).
+struct Preallocator {
+    dir: PathBuf,
+    file_size: u64,
+    state: Mutex<PreState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct PreState {
+    wanted: Option<u64>,
+    busy: Option<u64>,
+    ready: Option<Arc<Segment>>,
+    shutdown: bool,
+}
+
+impl Preallocator {
+    fn run(&self) {
+        loop {
+            let base = {
+                let mut st = self.state.lock();
+                while st.wanted.is_none() && !st.shutdown {
+                    self.cv.wait(&mut st);
+                }
+                if st.shutdown {
+                    return;
+                }
+                let base = st.wanted.take();
+                st.busy = base;
+                base
+            };
+            let Some(base) = base else { continue };
+            let made = create_segment(&self.dir, base, self.file_size);
+            let mut st = self.state.lock();
+            st.busy = None;
+            match made {
+                Ok(seg) => st.ready = Some(seg),
+                Err(e) => {
+                    tracing::warn!(base, error = %e, "pre-allocating the next segment failed")
+                }
+            }
+            self.cv.notify_all();
+        }
+    }
+
+    fn request(&self, base: u64) {
+        let mut st = self.state.lock();
+        let have = st.ready.as_ref().map(|s| s.base) == Some(base) || st.busy == Some(base);
+        if !have && !st.shutdown {
+            st.wanted = Some(base);
+            self.cv.notify_all();
+        }
+    }
+
+    /// The segment for `base`: the pre-allocated one if ready (waiting if it is being made), else
+    /// created here. Then asks for the one after it.
+    fn take(&self, base: u64) -> Result<Arc<Segment>> {
+        let seg = {
+            let mut st = self.state.lock();
+            loop {
+                if st.ready.as_ref().map(|s| s.base) == Some(base) {
+                    break st.ready.take();
+                }
+                if st.busy == Some(base) {
+                    self.cv.wait(&mut st);
+                    continue;
+                }
+                if st.wanted == Some(base) {
+                    st.wanted = None;
+                }
+                break None;
+            }
+        };
+        let seg = match seg {
+            Some(s) => s,
+            None => create_segment(&self.dir, base, self.file_size)?,
+        };
+        self.request(base + self.file_size);
+        Ok(seg)
+    }
+
+    fn shutdown(&self) {
+        let mut st = self.state.lock();
+        st.shutdown = true;
+        self.cv.notify_all();
+    }
+}
+
+/// State guarded by the append lock.
+struct Appender {
+    /// The segment being written and its single writer (`None` when the log ends exactly at a
+    /// segment boundary and the next segment has not been taken yet).
+    active: Option<(Arc<Segment>, MappedWriter)>,
+    /// Next queue offset of each (topic, queue id).
+    queue_offsets: HashMap<String, HashMap<u32, u64>>,
+    /// Store timestamp of the last appended record (0 if none since open).
+    last_store_ts: i64,
+}
+
+/// What recovery hands to [`CommitLog::new`].
+pub struct RecoveredLog {
+    pub segments: Vec<Arc<Segment>>,
+    pub active: Option<(Arc<Segment>, MappedWriter)>,
+    /// End of the valid records (a record boundary).
+    pub valid_end: u64,
+}
+
+/// Shared failure latch: once set, no write is accepted again.
+#[derive(Default)]
+pub struct WriteLatch {
+    disabled: AtomicBool,
+    reason: Mutex<Option<String>>,
+}
+
+impl WriteLatch {
+    pub fn disable(&self, reason: String) {
+        let mut r = self.reason.lock();
+        if r.is_none() {
+            tracing::error!(%reason, "store stops accepting writes");
+            *r = Some(reason);
+        }
+        self.disabled.store(true, Ordering::Release);
+    }
+    pub fn check(&self) -> Result<()> {
+        if self.disabled.load(Ordering::Acquire) {
+            let r = self.reason.lock().clone().unwrap_or_default();
+            return Err(StoreError::WriteDisabled(r));
+        }
+        Ok(())
+    }
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Acquire)
+    }
+}
+
+pub struct CommitLog {
+    dir: PathBuf,
+    file_size: u64,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    append: Mutex<Appender>,
+    max_offset: AtomicU64,
+    flushed: AtomicU64,
+    flushed_store_ts: AtomicI64,
+    flush_lock: Mutex<()>,
+    prealloc: Arc<Preallocator>,
+    prealloc_thread: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) latch: Arc<WriteLatch>,
+    pub(crate) disk_full: AtomicBool,
+    /// Test seam: the next flush fails as if msync returned EIO.
+    pub(crate) fail_next_flush: AtomicBool,
+    /// Successful syncs (msync rounds) so far: group commits under SYNC_FLUSH.
+    sync_count: AtomicU64,
+}
+
+impl std::fmt::Debug for CommitLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitLog")
+            .field("dir", &self.dir)
+            .field("max_offset", &self.max_offset())
+            .field("flushed", &self.flushed())
+            .finish()
+    }
+}
+
+impl CommitLog {
+    /// Builds the log from what recovery found; everything below `valid_end` is durable.
+    pub fn new(dir: &Path, file_size: u64, rec: RecoveredLog, latch: Arc<WriteLatch>) -> Self {
+        let prealloc = Arc::new(Preallocator {
+            dir: dir.to_path_buf(),
+            file_size,
+            state: Mutex::new(PreState::default()),
+            cv: Condvar::new(),
+        });
+        Self {
+            dir: dir.to_path_buf(),
+            file_size,
+            segments: RwLock::new(rec.segments),
+            append: Mutex::new(Appender {
+                active: rec.active,
+                queue_offsets: HashMap::new(),
+                last_store_ts: 0,
+            }),
+            max_offset: AtomicU64::new(rec.valid_end),
+            flushed: AtomicU64::new(rec.valid_end),
+            flushed_store_ts: AtomicI64::new(0),
+            flush_lock: Mutex::new(()),
+            prealloc,
+            prealloc_thread: Mutex::new(None),
+            latch,
+            disk_full: AtomicBool::new(false),
+            fail_next_flush: AtomicBool::new(false),
+            sync_count: AtomicU64::new(0),
+        }
+    }
+
+    /// Starts the pre-allocation thread and asks for the segment after the active one.
+    pub fn start(&self) -> Result<()> {
+        let p = Arc::clone(&self.prealloc);
+        let h = std::thread::Builder::new()
+            .name("ferrocket-prealloc".into())
+            .spawn(move || p.run())
+            .map_err(|e| StoreError::io(&self.dir, e))?;
+        *self.prealloc_thread.lock() = Some(h);
+        let max = self.max_offset();
+        let next = (max / self.file_size + 1) * self.file_size;
+        self.prealloc
+            .request(if self.append.lock().active.is_some() {
+                next
+            } else {
+                max
+            });
+        Ok(())
+    }
+
+    pub fn stop(&self) {
+        self.prealloc.shutdown();
+        if let Some(h) = self.prealloc_thread.lock().take() {
+            let _ = h.join();
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+    /// End of published records (exclusive).
+    pub fn max_offset(&self) -> u64 {
+        self.max_offset.load(Ordering::Acquire)
+    }
+    /// Bytes below this offset are on disk.
+    pub fn flushed(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+    /// How many flushes (msync rounds) have completed since open.
+    pub fn sync_count(&self) -> u64 {
+        self.sync_count.load(Ordering::Relaxed)
+    }
+    /// Store timestamp of the last record known flushed (0 if none since open).
+    pub fn flushed_store_ts(&self) -> i64 {
+        self.flushed_store_ts.load(Ordering::Acquire)
+    }
+    /// Base of the first segment (0 for an empty log).
+    pub fn min_offset(&self) -> u64 {
+        self.segments
+            .read()
+            .first()
+            .map(|s| s.base)
+            .unwrap_or_else(|| self.max_offset())
+    }
+    pub fn segments(&self) -> Vec<Arc<Segment>> {
+        self.segments.read().clone()
+    }
+
+    /// Seeds the queue offset table (after recovery rebuilt the ConsumeQueues).
+    pub fn set_queue_offsets(&self, table: Vec<(String, u32, u64)>) {
+        let mut a = self.append.lock();
+        for (topic, qid, next) in table {
+            a.queue_offsets.entry(topic).or_default().insert(qid, next);
+        }
+    }
+
+    /// Next queue offset of (topic, queue) as the appender sees it.
+    pub fn next_queue_offset(&self, topic: &str, queue_id: u32) -> u64 {
+        let a = self.append.lock();
+        a.queue_offsets
+            .get(topic)
+            .and_then(|m| m.get(&queue_id))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Appends `msgs` (with their BODYCRCs and encoded lengths, computed outside the lock) as
+    /// consecutive records in one segment. Returns one [`Appended`] per message and the end offset.
+    pub fn append(
+        &self,
+        msgs: &[MessageInput],
+        crcs: &[u32],
+        lens: &[usize],
+    ) -> Result<(Vec<Appended>, u64)> {
+        assert!(msgs.len() == crcs.len() && msgs.len() == lens.len());
+        let total: u64 = lens.iter().map(|&l| l as u64).sum();
+        if total + BLANK_LEN_BYTES > self.file_size {
+            return Err(StoreError::MessageIllegal(format!(
+                "{total} bytes do not fit in a {} byte CommitLog segment",
+                self.file_size
+            )));
+        }
+        let mut guard = self.append.lock();
+        self.latch.check()?;
+        if self.disk_full.load(Ordering::Acquire) {
+            return Err(StoreError::DiskFull(format!(
+                "{}: disk usage above the warning level",
+                self.dir.display()
+            )));
+        }
+        let a = &mut *guard;
+        self.make_room(&mut a.active, total)?;
+        let Some((seg, writer)) = a.active.as_mut() else {
+            unreachable!("make_room leaves an active segment");
+        };
+        let store_ts = now_ms();
+        let mut pos = writer.mapped().published();
+        let mut out = Vec::with_capacity(msgs.len());
+        for ((msg, &crc), &len) in msgs.iter().zip(crcs).zip(lens) {
+            let queue_offset = assign_queue_offset(&mut a.queue_offsets, msg);
+            let phy = seg.base + pos;
+            let parts = RecordParts {
+                queue_id: msg.queue_id as i32,
+                flag: msg.flag,
+                queue_offset: queue_offset as i64,
+                phy_offset: phy as i64,
+                sys_flag: msg.sys_flag,
+                born_timestamp: msg.born_timestamp,
+                born_host: msg.born_host,
+                store_timestamp: store_ts,
+                store_host: msg.store_host,
+                reconsume_times: msg.reconsume_times,
+                prepared_transaction_offset: msg.prepared_transaction_offset,
+                body_crc: crc,
+                body: &msg.body,
+                topic: &msg.topic,
+                properties: &msg.properties,
+            };
+            parts.encode(writer.slot_mut(pos, len as u64));
+            out.push(Appended {
+                phy_offset: phy,
+                queue_offset,
+                size: len as u32,
+                store_timestamp: store_ts,
+            });
+            pos += len as u64;
+        }
+        writer.publish(pos);
+        let end = seg.base + pos;
+        a.last_store_ts = store_ts;
+        self.max_offset.store(end, Ordering::Release);
+        Ok((out, end))
+    }
+
+    /// Ensures the active segment has room for `total` bytes plus a blank marker, rolling to the
+    /// next segment (blank marker first) if not. The next segment is obtained before the blank is
+    /// written, so a failure (disk full) leaves the log unchanged.
+    fn make_room(
+        &self,
+        active: &mut Option<(Arc<Segment>, MappedWriter)>,
+        total: u64,
+    ) -> Result<()> {
+        let next_base = match active.as_ref() {
+            None => {
+                let max = self.max_offset();
+                assert_eq!(
+                    max % self.file_size,
+                    0,
+                    "log without active segment ends mid-segment"
+                );
+                max
+            }
+            Some((seg, w)) => {
+                if w.mapped().published() + total + BLANK_LEN_BYTES <= self.file_size {
+                    return Ok(());
+                }
+                seg.end()
+            }
+        };
+        let next = self.prealloc.take(next_base)?;
+        let mut writer = next
+            .mapped
+            .writer()
+            .ok_or_else(|| StoreError::Config("new segment already has a writer".into()))?;
+        if let Some((_, w)) = active.as_mut() {
+            let at = w.mapped().published();
+            let left = self.file_size - at;
+            w.write(at, &record::blank_marker(left as u32));
+            w.publish(self.file_size);
+        }
+        self.segments.write().push(Arc::clone(&next));
+        // The new segment starts empty; publish nothing yet.
+        writer.publish(0);
+        *active = Some((next, writer));
+        Ok(())
+    }
+
+    /// The segment holding `phy`, if any.
+    pub fn segment_for(&self, phy: u64) -> Option<Arc<Segment>> {
+        let segs = self.segments.read();
+        let i = segs.partition_point(|s| s.base <= phy);
+        let seg = segs.get(i.checked_sub(1)?)?;
+        (phy < seg.end()).then(|| Arc::clone(seg))
+    }
+
+    /// The published bytes `[phy, phy + len)` as a zero-copy slice, if all of them are readable
+    /// and in one segment.
+    pub fn slice(&self, phy: u64, len: u32) -> Option<Slice> {
+        let seg = self.segment_for(phy)?;
+        let pos = phy - seg.base;
+        seg.mapped.read(pos, u64::from(len))?;
+        Some(Slice::new(seg, pos, len))
+    }
+
+    /// The whole record starting at `phy`, validated (magic, sizes, PHYSICALOFFSET; not the CRC).
+    /// `None` if `phy` is not the start of a published record.
+    pub fn read_record(&self, phy: u64) -> Option<Slice> {
+        let seg = self.segment_for(phy)?;
+        let pos = phy - seg.base;
+        let published = seg.mapped.published();
+        let rest = seg.mapped.read(pos, published.checked_sub(pos)?)?;
+        match record::scan(rest, phy, false) {
+            Ok(Scan::Record(len)) => Some(Slice::new(seg, pos, len)),
+            _ => None,
+        }
+    }
+
+    /// Store timestamp of the record at `phy`, if it is one.
+    pub fn store_timestamp_at(&self, phy: u64) -> Option<i64> {
+        let s = self.read_record(phy)?;
+        record::decode_record(s.as_bytes())
+            .ok()
+            .map(|r| r.store_timestamp)
+    }
+
+    /// Flushes `[flushed, max_offset)` if it spans at least `least_pages` dirty pages (0 = any).
+    /// Returns the flushed offset afterwards. A failure latches the store read-only: a failed
+    /// msync may have dropped dirty pages, so retrying could report data durable that is not.
+    pub fn flush(&self, least_pages: u32) -> Result<u64> {
+        let _g = self.flush_lock.lock();
+        self.latch.check()?;
+        let (target, ts) = {
+            let a = self.append.lock();
+            (self.max_offset(), a.last_store_ts)
+        };
+        let from = self.flushed();
+        if target <= from {
+            return Ok(from);
+        }
+        if least_pages > 0 && target / OS_PAGE_SIZE - from / OS_PAGE_SIZE < u64::from(least_pages) {
+            return Ok(from);
+        }
+        if let Err(e) = self.sync_range(from, target) {
+            self.latch
+                .disable(format!("flushing the CommitLog failed: {e}"));
+            return Err(e);
+        }
+        self.flushed.store(target, Ordering::Release);
+        self.sync_count.fetch_add(1, Ordering::Relaxed);
+        if ts != 0 {
+            self.flushed_store_ts.store(ts, Ordering::Release);
+        }
+        Ok(target)
+    }
+
+    fn sync_range(&self, from: u64, to: u64) -> Result<()> {
+        if self.fail_next_flush.swap(false, Ordering::AcqRel) {
+            return Err(StoreError::io(
+                &self.dir,
+                io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
+        let segs = self.segments.read().clone();
+        for seg in segs.iter().filter(|s| s.end() > from && s.base < to) {
+            let start = from.max(seg.base) - seg.base;
+            let end = to.min(seg.end()) - seg.base;
+            seg.mapped
+                .flush_range(start, end - start)
+                .map_err(|e| StoreError::io(seg.mapped.path(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes up to `max_files` leading segments for which `expired` says yes, never the active
+    /// (last) one. Readers holding slices keep their mapping (M2). Returns the removed bases.
+    pub fn delete_leading(
+        &self,
+        max_files: usize,
+        mut expired: impl FnMut(&Segment) -> bool,
+    ) -> Vec<u64> {
+        let victims: Vec<Arc<Segment>> = {
+            let mut segs = self.segments.write();
+            let keep_from = segs.len().saturating_sub(1);
+            let n = segs
+                .iter()
+                .take(keep_from.min(max_files))
+                .take_while(|s| expired(s))
+                .count();
+            segs.drain(..n).collect()
+        };
+        let mut removed = Vec::new();
+        for seg in victims {
+            match std::fs::remove_file(seg.mapped.path()) {
+                Ok(()) => removed.push(seg.base),
+                Err(e) => {
+                    tracing::warn!(path = %seg.mapped.path().display(), error = %e, "deleting a segment failed")
+                }
+            }
+        }
+        if !removed.is_empty() {
+            let _ = sync_dir(&self.dir);
+        }
+        removed
+    }
+}
+
+fn assign_queue_offset(table: &mut HashMap<String, HashMap<u32, u64>>, msg: &MessageInput) -> u64 {
+    let tx = msg.sys_flag & record::SYSFLAG_TRANSACTION_MASK;
+    if tx == record::SYSFLAG_TRANSACTION_PREPARED || tx == record::SYSFLAG_TRANSACTION_ROLLBACK {
+        // Half and rollback records get no ConsumeQueue unit (RocketMQ stores queue offset 0).
+        return 0;
+    }
+    let queues = match table.get_mut(msg.topic.as_str()) {
+        Some(q) => q,
+        None => table.entry(msg.topic.clone()).or_default(),
+    };
+    let next = queues.entry(msg.queue_id).or_insert(0);
+    let q = *next;
+    *next += 1;
+    q
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,287 @@
+//! The dispatcher ("reput"): one thread tails the published CommitLog and feeds each record into
+//! its ConsumeQueue and the IndexFile, then tells the arrival listener (long polling).
+//!
+//! Invariant: `next` is always a record boundary (or a segment base) at or below the CommitLog's
+//! published end, and every record below it has been handed to the ConsumeQueues and the index.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::commit_log::CommitLog;
+use crate::consume_queue::{ConsumeQueues, CqUnit};
+use crate::error::{Result, StoreError};
+use crate::hash::tags_code;
+use crate::index_file::IndexService;
+use crate::message_store::ArrivalListener;
+use crate::record::{self, RecordView};
+
+/// `SCHEDULE_TOPIC_XXXX`: its ConsumeQueue tagsCode holds the delivery time instead of a tag hash.
+pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+/// RocketMQ's default `messageDelayLevel`, in milliseconds per level (index 0 = level 1).
+pub const DEFAULT_DELAY_LEVELS_MS: [u64; 18] = [
+    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 180_000, 240_000, 300_000, 360_000, 420_000,
+    480_000, 540_000, 600_000, 1_200_000, 1_800_000, 3_600_000, 7_200_000,
+];
+/// Records dispatched per step before progress is published to waiters.
+const DISPATCH_BATCH_RECORDS_MAX: usize = 4096;
+/// The dispatcher re-checks the log at least this often even without a wake-up.
+const IDLE_PARK: Duration = Duration::from_millis(50);
+
+pub struct Dispatcher {
+    log: Arc<CommitLog>,
+    cqs: Arc<ConsumeQueues>,
+    index: Option<Arc<IndexService>>,
+    delay_levels_ms: Vec<u64>,
+    next: AtomicU64,
+    last_store_ts: AtomicI64,
+    listener: RwLock<Option<ArrivalListener>>,
+    progress: Mutex<()>,
+    progressed: Condvar,
+    stop: AtomicBool,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    waker: Mutex<Option<std::thread::Thread>>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        log: Arc<CommitLog>,
+        cqs: Arc<ConsumeQueues>,
+        index: Option<Arc<IndexService>>,
+        delay_levels_ms: Vec<u64>,
+        from: u64,
+    ) -> Self {
+        Self {
+            log,
+            cqs,
+            index,
+            delay_levels_ms,
+            next: AtomicU64::new(from),
+            last_store_ts: AtomicI64::new(0),
+            listener: RwLock::new(None),
+            progress: Mutex::new(()),
+            progressed: Condvar::new(),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+            waker: Mutex::new(None),
+        }
+    }
+
+    pub fn set_listener(&self, l: ArrivalListener) {
+        *self.listener.write() = Some(l);
+    }
+
+    /// Next CommitLog offset to dispatch: everything below it is in the ConsumeQueues.
+    pub fn dispatched(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    /// Store timestamp of the last dispatched record (0 if none since open).
+    pub fn last_store_ts(&self) -> i64 {
+        self.last_store_ts.load(Ordering::Acquire)
+    }
+
+    /// Dispatches records up to `limit` (or the published end, whichever is lower), at most
+    /// [`DISPATCH_BATCH_RECORDS_MAX`] of them. Returns how many records it handled.
+    pub fn step(&self, limit: u64) -> Result<usize> {
+        let max = self.log.max_offset().min(limit);
+        let mut phy = self.dispatched();
+        let mut n = 0;
+        while phy < max && n < DISPATCH_BATCH_RECORDS_MAX {
+            let Some(seg) = self.log.segment_for(phy) else {
+                // Retention removed it: resume at the first segment still there.
+                let min = self.log.min_offset();
+                if min > phy {
+                    phy = min;
+                    continue;
+                }
+                return Err(corrupt(
+                    &self.log,
+                    phy,
+                    "no segment holds this offset".into(),
+                ));
+            };
+            let pos = phy - seg.base();
+            let published = seg.mapped().published();
+            let rest = seg
+                .mapped()
+                .read(pos, published.saturating_sub(pos))
+                .unwrap_or_default();
+            if is_blank(rest) {
+                phy = seg.end();
+                continue;
+            }
+            let rec =
+                record::decode_record(rest).map_err(|e| corrupt(&self.log, phy, e.to_string()))?;
+            if rec.phy_offset != phy as i64 {
+                return Err(corrupt(&self.log, phy, "PHYSICALOFFSET mismatch".into()));
+            }
+            self.dispatch_one(phy, &rec)?;
+            phy += u64::from(rec.total_size);
+            n += 1;
+        }
+        if phy != self.dispatched() {
+            self.next.store(phy, Ordering::Release);
+            let _g = self.progress.lock();
+            self.progressed.notify_all();
+        }
+        Ok(n)
+    }
+
+    fn dispatch_one(&self, phy: u64, rec: &RecordView<'_>) -> Result<()> {
+        let tx = rec.transaction_type();
+        if tx == record::SYSFLAG_TRANSACTION_NOT || tx == record::SYSFLAG_TRANSACTION_COMMIT {
+            self.append_unit(phy, rec)?;
+        }
+        if let Some(index) = &self.index {
+            if tx != record::SYSFLAG_TRANSACTION_ROLLBACK {
+                index.build_index(
+                    rec.topic,
+                    rec.property(record::PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX),
+                    rec.property(record::PROPERTY_KEYS),
+                    phy,
+                    rec.store_timestamp,
+                )?;
+            }
+        }
+        self.last_store_ts
+            .store(rec.store_timestamp, Ordering::Release);
+        Ok(())
+    }
+
+    fn append_unit(&self, phy: u64, rec: &RecordView<'_>) -> Result<()> {
+        let (Ok(queue_id), Ok(queue_offset)) =
+            (u32::try_from(rec.queue_id), u64::try_from(rec.queue_offset))
+        else {
+            tracing::warn!(
+                phy,
+                "record with a negative queue id or offset is not dispatched"
+            );
+            return Ok(());
+        };
+        let cq = match self.cqs.get_or_create(rec.topic, queue_id) {
+            Ok(cq) => cq,
+            Err(StoreError::MessageIllegal(why)) => {
+                tracing::warn!(phy, topic = rec.topic, %why, "record not dispatched");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let unit = CqUnit {
+            phy_offset: phy,
+            size: rec.total_size,
+            tags_code: self.tags_code_of(rec),
+        };
+        cq.append(queue_offset, unit)?;
+        let listener = self.listener.read().clone();
+        if let Some(l) = listener {
+            l(rec.topic, queue_id, queue_offset + 1);
+        }
+        Ok(())
+    }
+
+    /// tagsCode: Java `String.hashCode` of TAGS (0 without), or for SCHEDULE_TOPIC_XXXX the
+    /// delivery time `storeTimestamp + delay(level)` (unknown level: + 1000 ms).
+    fn tags_code_of(&self, rec: &RecordView<'_>) -> i64 {
+        if rec.topic == SCHEDULE_TOPIC {
+            let level = rec
+                .property(record::PROPERTY_DELAY_TIME_LEVEL)
+                .and_then(|l| l.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if level > 0 {
+                let max = self.delay_levels_ms.len();
+                let delay = self
+                    .delay_levels_ms
+                    .get(level.min(max).saturating_sub(1))
+                    .copied()
+                    .unwrap_or(1000);
+                return rec.store_timestamp.saturating_add(delay as i64);
+            }
+        }
+        match rec.property(record::PROPERTY_TAGS) {
+            Some(t) if !t.is_empty() => tags_code(t),
+            _ => 0,
+        }
+    }
+
+    /// Dispatches synchronously until everything below `end` is dispatched (recovery, shutdown).
+    pub fn catch_up(&self, end: u64) -> Result<()> {
+        while self.dispatched() < end.min(self.log.max_offset()) {
+            if self.step(end)? == 0 && self.dispatched() < end.min(self.log.max_offset()) {
+                // Only blanks/segment jumps happened; step again.
+                continue;
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocks until everything below `phy_end` is dispatched or `timeout` passes.
+    pub fn wait_dispatched(&self, phy_end: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.progress.lock();
+        while self.dispatched() < phy_end {
+            if self.progressed.wait_until(&mut g, deadline).timed_out() {
+                return self.dispatched() >= phy_end;
+            }
+        }
+        true
+    }
+
+    /// Wakes the dispatcher thread (after an append).
+    pub fn wake(&self) {
+        if let Some(t) = self.waker.lock().as_ref() {
+            t.unpark();
+        }
+    }
+
+    pub fn start(self: &Arc<Self>) -> Result<()> {
+        let me = Arc::clone(self);
+        let h = std::thread::Builder::new()
+            .name("ferrocket-dispatch".into())
+            .spawn(move || me.run())
+            .map_err(|e| StoreError::io(self.log.dir(), e))?;
+        *self.waker.lock() = Some(h.thread().clone());
+        *self.thread.lock() = Some(h);
+        Ok(())
+    }
+
+    fn run(&self) {
+        let mut failing = false;
+        while !self.stop.load(Ordering::Acquire) {
+            match self.step(u64::MAX) {
+                Ok(0) => std::thread::park_timeout(IDLE_PARK),
+                Ok(_) => failing = false,
+                Err(e) => {
+                    if !failing {
+                        tracing::error!(error = %e, at = self.dispatched(), "dispatch failed; retrying");
+                    }
+                    failing = true;
+                    std::thread::park_timeout(IDLE_PARK * 20);
+                }
+            }
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake();
+        if let Some(h) = self.thread.lock().take() {
+            let _ = h.join();
+        }
+        *self.waker.lock() = None;
+    }
+}
+
+fn is_blank(rest: &[u8]) -> bool {
+    rest.get(4..8) == Some(&record::BLANK_MAGIC.to_be_bytes()[..])
+}
+
+fn corrupt(log: &CommitLog, at: u64, reason: String) -> StoreError {
+    StoreError::Corrupt {
+        file: log.dir().to_path_buf(),
+        at,
+        reason,
+    }
+}

@@ -1,0 +1,213 @@
+//! Flushing the CommitLog: ASYNC_FLUSH (a thread flushing every `flushIntervalCommitLog` ms when
+//! at least `flushCommitLogLeastPages` pages are dirty, everything every 10 s) and SYNC_FLUSH group
+//! commit (appenders wait until the flushed offset covers their end; one msync serves every waiter
+//! that arrived before it started).
+//!
+//! A failed msync latches the store read-only (`WriteLatch`); it is never retried.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::commit_log::CommitLog;
+use crate::error::{Result, StoreError};
+
+/// `flushCommitLogThoroughInterval`: flush whatever is dirty at least this often.
+pub const FLUSH_THOROUGH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A stoppable periodic thread: runs `tick` every `interval` until stopped.
+pub struct Ticker {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    pub fn spawn(
+        name: &str,
+        interval: Duration,
+        mut tick: impl FnMut() + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let s = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || loop {
+                {
+                    let mut stopped = s.0.lock();
+                    if !*stopped {
+                        s.1.wait_for(&mut stopped, interval);
+                    }
+                    if *stopped {
+                        return;
+                    }
+                }
+                tick();
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stop(&mut self) {
+        *self.stop.0.lock() = true;
+        self.stop.1.notify_all();
+        if let Some(h) = self.thread.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The ASYNC_FLUSH thread body: one flush decision per tick.
+pub fn async_flush_tick(log: &CommitLog, least_pages: u32, last_thorough: &mut Instant) {
+    let least = if last_thorough.elapsed() >= FLUSH_THOROUGH_INTERVAL {
+        *last_thorough = Instant::now();
+        0
+    } else {
+        least_pages
+    };
+    if let Err(e) = log.flush(least) {
+        if !log.latch.is_disabled() {
+            tracing::error!(error = %e, "async flush failed");
+        }
+    }
+}
+
+/// SYNC_FLUSH group commit.
+pub struct GroupCommit {
+    log: Arc<CommitLog>,
+    state: Mutex<GcState>,
+    /// Signals the commit thread that `requested` moved past `flushed`.
+    work: Condvar,
+    /// Signals waiters that a commit round finished (or failed, or the store stops).
+    done: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    stopped: AtomicBool,
+}
+
+#[derive(Default)]
+struct GcState {
+    /// Highest end offset any appender asked to have durable.
+    requested: u64,
+    stop: bool,
+}
+
+/// How a wait for durability ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    Yes,
+    TimedOut,
+}
+
+impl GroupCommit {
+    pub fn new(log: Arc<CommitLog>) -> Arc<Self> {
+        Arc::new(Self {
+            log,
+            state: Mutex::new(GcState::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            thread: Mutex::new(None),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    pub fn start(self: &Arc<Self>) -> Result<()> {
+        let me = Arc::clone(self);
+        let h = std::thread::Builder::new()
+            .name("ferrocket-group-commit".into())
+            .spawn(move || me.run())
+            .map_err(|e| StoreError::io(self.log.dir(), e))?;
+        *self.thread.lock() = Some(h);
+        Ok(())
+    }
+
+    /// Asks for `[.., end)` to become durable without waiting (messages with `WAIT=false`).
+    pub fn request(&self, end: u64) {
+        if self.log.flushed() >= end {
+            return;
+        }
+        let mut st = self.state.lock();
+        if st.requested < end {
+            st.requested = end;
+            self.work.notify_one();
+        }
+    }
+
+    /// Blocks until `[.., end)` is durable, the timeout passes, or the store fails or stops.
+    pub fn wait(&self, end: u64, timeout: Duration) -> Result<Durable> {
+        if self.log.flushed() >= end {
+            return Ok(Durable::Yes);
+        }
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state.lock();
+        if st.requested < end {
+            st.requested = end;
+            self.work.notify_one();
+        }
+        loop {
+            if self.log.flushed() >= end {
+                return Ok(Durable::Yes);
+            }
+            self.log.latch.check()?;
+            if st.stop {
+                return Err(StoreError::WriteDisabled("store is shutting down".into()));
+            }
+            if self.done.wait_until(&mut st, deadline).timed_out() {
+                return Ok(if self.log.flushed() >= end {
+                    Durable::Yes
+                } else {
+                    Durable::TimedOut
+                });
+            }
+        }
+    }
+
+    fn run(&self) {
+        loop {
+            {
+                let mut st = self.state.lock();
+                while !st.stop
+                    && (st.requested <= self.log.flushed() || self.log.latch.is_disabled())
+                {
+                    self.work.wait(&mut st);
+                }
+                if st.stop {
+                    self.done.notify_all();
+                    return;
+                }
+            }
+            // Everything appended so far is flushed in one go, covering every waiter queued up
+            // while the previous round ran.
+            let res = self.log.flush(0);
+            let _st = self.state.lock();
+            if let Err(e) = res {
+                tracing::error!(error = %e, "group commit failed");
+            }
+            self.done.notify_all();
+        }
+    }
+
+    pub fn stop(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        {
+            let mut st = self.state.lock();
+            st.stop = true;
+            self.work.notify_all();
+            self.done.notify_all();
+        }
+        if let Some(h) = self.thread.lock().take() {
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! MessageStore behaviour over real files: put/get, statuses, rolls, batches, flush modes, the
+//! lock file, reopen, the fsync-failure latch, disk-full refusal and retention.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrocket_store::mmap::DiskSpace;
+use ferrocket_store::{
+    decode_record, encode_properties, java_string_hash, FlushDiskType, GetStatus, MessageInput,
+    MessageStore, PutStatus, StoreConfig, StoreError, StoreOptions, TagFilter,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn config(dir: &Path, seg: u64) -> StoreConfig {
+    let mut c = StoreConfig::new(dir);
+    c.mapped_file_size_commit_log = seg;
+    c.mapped_file_size_consume_queue = 20 * 1000;
+    c.max_hash_slot_num = 64;
+    c.max_index_num = 256;
+    c.flush_interval_commit_log_ms = 10;
+    c
+}
+
+fn msg(topic: &str, queue_id: u32, body: &[u8], tag: &str) -> MessageInput {
+    MessageInput {
+        topic: topic.into(),
+        queue_id,
+        flag: 0,
+        body: body.to_vec(),
+        properties: encode_properties(&[("TAGS", tag), ("KEYS", "k1 k2"), ("UNIQ_KEY", "U1")]),
+        sys_flag: 0,
+        born_timestamp: 1_700_000_000_000,
+        born_host: "10.0.0.2:40000".parse().unwrap(),
+        store_host: "10.0.0.1:10911".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+    }
+}
+
+fn body_of(n: u32, len: usize) -> Vec<u8> {
+    let mut b = format!("msg-{n}-").into_bytes();
+    b.resize(len, b'x');
+    b
+}
+
+#[test]
+fn put_get_and_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path(), 64 * 1024)).unwrap();
+    let mut last_end = 0;
+    for i in 0..50u32 {
+        let r = store
+            .put(msg(
+                "TopicA",
+                i % 2,
+                &body_of(i, 100),
+                if i % 4 < 2 { "TagA" } else { "TagB" },
+            ))
+            .unwrap();
+        assert_eq!(r.status, PutStatus::Ok);
+        assert_eq!(r.appended.len(), 1);
+        assert_eq!(r.appended[0].queue_offset, u64::from(i / 2));
+        last_end = r.appended[0].phy_offset + u64::from(r.appended[0].size);
+    }
+    assert!(store.wait_dispatched(last_end, WAIT));
+    assert_eq!(store.max_offset("TopicA", 0), 25);
+    assert_eq!(store.min_offset("TopicA", 0), 0);
+    assert_eq!(store.commit_log_max_offset(), last_end);
+
+    let g = store.get("TopicA", 0, 0, 10, 1 << 20, &TagFilter::All);
+    assert_eq!(g.status, GetStatus::Found);
+    assert_eq!(g.messages.len(), 10);
+    assert_eq!(g.next_begin_offset, 10);
+    for (k, s) in g.messages.iter().enumerate() {
+        let r = decode_record(s.as_bytes()).unwrap();
+        assert_eq!(r.queue_offset, k as i64);
+        assert_eq!(r.body, &body_of(2 * k as u32, 100)[..]);
+        assert_eq!(r.phy_offset as u64, s.phy_offset());
+        assert_eq!(s.file_offset(), s.phy_offset(), "first segment starts at 0");
+        let again = store.read_at(s.phy_offset()).unwrap().unwrap();
+        assert_eq!(again.as_bytes(), s.as_bytes());
+    }
+    // Byte cap: the first record always comes, then records while they fit.
+    let g = store.get("TopicA", 0, 0, 10, 1, &TagFilter::All);
+    assert_eq!(
+        (g.status, g.messages.len(), g.next_begin_offset),
+        (GetStatus::Found, 1, 1)
+    );
+    // Tag filter: queue 0 holds i = 0,2,4,...: TagA for i%4 in {0,1} -> even offsets.
+    let tag_b = TagFilter::Codes(vec![i64::from(java_string_hash("TagB"))]);
+    let g = store.get("TopicA", 0, 0, 4, 1 << 20, &tag_b);
+    assert_eq!(g.status, GetStatus::Found);
+    for s in &g.messages {
+        let r = decode_record(s.as_bytes()).unwrap();
+        assert_eq!(r.property("TAGS"), Some("TagB"));
+    }
+    let none = TagFilter::Codes(vec![1]);
+    let g = store.get("TopicA", 0, 0, 4, 1 << 20, &none);
+    assert_eq!(g.status, GetStatus::NoMatchedMessage);
+    assert_eq!(g.next_begin_offset, 25, "every unit was scanned");
+
+    assert_eq!(
+        store
+            .get("TopicA", 0, 25, 4, 1 << 20, &TagFilter::All)
+            .status,
+        GetStatus::OffsetOverflowOne
+    );
+    let g = store.get("TopicA", 0, 99, 4, 1 << 20, &TagFilter::All);
+    assert_eq!(
+        (g.status, g.next_begin_offset),
+        (GetStatus::OffsetOverflowBadly, 0)
+    );
+    assert_eq!(
+        store.get("Nope", 0, 0, 4, 1 << 20, &TagFilter::All).status,
+        GetStatus::NoMatchedLogicQueue
+    );
+    assert!(store.read_at(1).unwrap().is_none(), "not a record boundary");
+    assert!(store.read_at(last_end).unwrap().is_none());
+
+    let q = store.query_by_key("TopicA", "k2", 100, 0, i64::MAX);
+    assert_eq!(q.messages.len(), 50);
+    assert!(store.store_time_at("TopicA", 1, 3).is_some());
+    assert!(store.earliest_store_time("TopicA", 1).is_some());
+    let mut tq = store.topics_and_queues();
+    tq.sort();
+    assert_eq!(
+        tq,
+        vec![("TopicA".to_string(), 0), ("TopicA".to_string(), 1)]
+    );
+    store.shutdown();
+}
+
+#[test]
+fn segments_roll_with_blank_markers_and_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 16 * 1024;
+    let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+    let mut ends = Vec::new();
+    for i in 0..100u32 {
+        let r = store.put(msg("Roll", 0, &body_of(i, 1000), "T")).unwrap();
+        let a = &r.appended[0];
+        assert_eq!(
+            a.phy_offset / seg,
+            (a.phy_offset + u64::from(a.size) - 1) / seg,
+            "record spans segments"
+        );
+        ends.push(a.phy_offset + u64::from(a.size));
+    }
+    let end = *ends.last().unwrap();
+    assert!(store.wait_dispatched(end, WAIT));
+    let mut got = 0;
+    let mut off = 0;
+    loop {
+        let g = store.get("Roll", 0, off, 32, u64::MAX, &TagFilter::All);
+        if g.status != GetStatus::Found {
+            break;
+        }
+        for s in &g.messages {
+            let r = decode_record(s.as_bytes()).unwrap();
+            assert_eq!(r.body, &body_of(got, 1000)[..]);
+            got += 1;
+        }
+        off = g.next_begin_offset;
+    }
+    assert_eq!(got, 100);
+    store.shutdown();
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.contains(&"00000000000000000000".to_string()));
+    assert!(names.contains(&format!("{seg:020}")));
+    // The first segment ends with a blank marker where the next record did not fit.
+    let first = std::fs::read(dir.path().join("commitlog/00000000000000000000")).unwrap();
+    let blank_at = ends
+        .iter()
+        .take_while(|&&e| e <= seg)
+        .last()
+        .copied()
+        .unwrap() as usize;
+    assert_eq!(
+        &first[blank_at + 4..blank_at + 8],
+        &[0xCB, 0xD4, 0x31, 0x94]
+    );
+    assert_eq!(
+        i32::from_be_bytes(first[blank_at..blank_at + 4].try_into().unwrap()) as u64,
+        seg - blank_at as u64
+    );
+    for d in ["config", "consumequeue", "checkpoint", "lock"] {
+        assert!(dir.path().join(d).exists(), "{d} missing");
+    }
+    assert!(
+        !dir.path().join("abort").exists(),
+        "clean shutdown removes abort"
+    );
+}
+
+#[test]
+fn batch_gets_consecutive_offsets_and_rejects_mixed_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path(), 64 * 1024)).unwrap();
+    store.put(msg("B", 3, b"first", "")).unwrap();
+    let batch: Vec<_> = (0..10).map(|i| msg("B", 3, &body_of(i, 50), "")).collect();
+    let r = store.put_batch(batch).unwrap();
+    let offs: Vec<u64> = r.appended.iter().map(|a| a.queue_offset).collect();
+    assert_eq!(offs, (1..11).collect::<Vec<_>>());
+    for w in r.appended.windows(2) {
+        assert_eq!(w[0].phy_offset + u64::from(w[0].size), w[1].phy_offset);
+    }
+    let mixed = vec![msg("B", 3, b"a", ""), msg("B", 4, b"b", "")];
+    assert!(matches!(
+        store.put_batch(mixed),
+        Err(StoreError::MessageIllegal(_))
+    ));
+    assert!(matches!(
+        store.put_batch(vec![]),
+        Err(StoreError::MessageIllegal(_))
+    ));
+    let mut big = msg("B", 3, &[], "");
+    big.body = vec![0; 5 * 1024 * 1024];
+    assert!(matches!(store.put(big), Err(StoreError::MessageIllegal(_))));
+    assert!(matches!(
+        store.put(msg("bad topic!", 0, b"x", "")),
+        Err(StoreError::MessageIllegal(_))
+    ));
+    let mut nul = msg("B", 3, b"x", "");
+    nul.properties.push('\0');
+    assert!(matches!(store.put(nul), Err(StoreError::MessageIllegal(_))));
+    store.shutdown();
+}
+
+#[test]
+fn second_opener_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path(), 64 * 1024)).unwrap();
+    assert!(matches!(
+        MessageStore::open(config(dir.path(), 64 * 1024)),
+        Err(StoreError::Locked(_))
+    ));
+    store.shutdown();
+    let again = MessageStore::open(config(dir.path(), 64 * 1024)).unwrap();
+    again.shutdown();
+}
+
+#[test]
+fn reopen_after_clean_shutdown_trusts_checkpoint_and_continues_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 16 * 1024;
+    {
+        let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+        for i in 0..40 {
+            store.put(msg("R", 0, &body_of(i, 700), "")).unwrap();
+        }
+        store.shutdown();
+    }
+    let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+    let rep = store.recovery_report();
+    assert!(!rep.scanned, "{rep:?}");
+    assert_eq!(store.max_offset("R", 0), 40);
+    let r = store.put(msg("R", 0, b"after", "")).unwrap();
+    assert_eq!(r.appended[0].queue_offset, 40);
+    assert_eq!(r.appended[0].phy_offset, rep.valid_end);
+    store.shutdown();
+}
+
+#[test]
+fn reopen_after_halt_scans_and_keeps_page_cache_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 16 * 1024;
+    let end;
+    {
+        let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+        for i in 0..40 {
+            store.put(msg("H", 1, &body_of(i, 700), "")).unwrap();
+        }
+        end = store.commit_log_max_offset();
+        store.halt();
+    }
+    assert!(dir.path().join("abort").exists());
+    let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+    let rep = store.recovery_report();
+    assert!(rep.scanned);
+    assert_eq!(rep.valid_end, end);
+    assert_eq!(store.max_offset("H", 1), 40);
+    store.shutdown();
+}
+
+#[test]
+fn sync_flush_group_commit_acknowledges_durable_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 256 * 1024);
+    c.flush_disk_type = FlushDiskType::Sync;
+    let store = MessageStore::open(c).unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let s = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let r = s.put(msg("S", t, &body_of(i, 200), "")).unwrap();
+                    assert_eq!(r.status, PutStatus::Ok);
+                    let a = &r.appended[0];
+                    assert!(s.flushed_offset() >= a.phy_offset + u64::from(a.size));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(store.flushed_offset(), store.commit_log_max_offset());
+    // WAIT=false does not wait but is still flushed eventually.
+    let mut m = msg("S", 0, b"nowait", "");
+    m.properties = encode_properties(&[("WAIT", "false")]);
+    assert_eq!(store.put(m).unwrap().status, PutStatus::Ok);
+    store.shutdown();
+}
+
+#[test]
+fn failed_flush_latches_write_disabled_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 64 * 1024);
+    c.flush_disk_type = FlushDiskType::Sync;
+    let store = MessageStore::open(c).unwrap();
+    store.put(msg("F", 0, b"ok", "")).unwrap();
+    store.fail_next_flush();
+    assert!(matches!(
+        store.put(msg("F", 0, b"lost?", "")),
+        Err(StoreError::WriteDisabled(_))
+    ));
+    assert!(store.write_disabled().is_some());
+    assert!(matches!(
+        store.put(msg("F", 0, b"again", "")),
+        Err(StoreError::WriteDisabled(_))
+    ));
+    // Reads still work.
+    assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
+    assert_eq!(
+        store.get("F", 0, 0, 1, 1 << 20, &TagFilter::All).status,
+        GetStatus::Found
+    );
+    store.shutdown();
+    assert!(
+        dir.path().join("abort").exists(),
+        "an unclean store must be scanned next time"
+    );
+}
+
+#[test]
+fn disk_full_refuses_writes_without_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let used = Arc::new(AtomicU32::new(50));
+    let u = Arc::clone(&used);
+    let opts = StoreOptions {
+        disk_probe: Some(Arc::new(move |_p: &Path| {
+            Ok(DiskSpace {
+                total_bytes: 100,
+                available_bytes: 100 - u64::from(u.load(Ordering::Acquire)),
+            })
+        })),
+        clean_resource_interval_ms: 3_600_000,
+        ..StoreOptions::default()
+    };
+    let mut c = config(dir.path(), 64 * 1024);
+    c.delete_when = String::new();
+    let store = MessageStore::open_with(c, opts).unwrap();
+    store.put(msg("D", 0, b"before", "")).unwrap();
+    used.store(95, Ordering::Release);
+    let round = store.run_retention_round(25);
+    assert!(round.disk_full);
+    assert!(matches!(
+        store.put(msg("D", 0, b"refused", "")),
+        Err(StoreError::DiskFull(_))
+    ));
+    used.store(60, Ordering::Release);
+    assert!(!store.run_retention_round(25).disk_full);
+    let r = store.put(msg("D", 0, b"after", "")).unwrap();
+    assert_eq!(
+        r.appended[0].queue_offset, 1,
+        "the refused message took no offset"
+    );
+    assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
+    let g = store.get("D", 0, 0, 10, 1 << 20, &TagFilter::All);
+    let bodies: Vec<Vec<u8>> = g
+        .messages
+        .iter()
+        .map(|s| decode_record(s.as_bytes()).unwrap().body.to_vec())
+        .collect();
+    assert_eq!(bodies, vec![b"before".to_vec(), b"after".to_vec()]);
+    store.shutdown();
+}
+
+#[test]
+fn retention_deletes_old_segments_a_few_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 16 * 1024;
+    let opts = StoreOptions {
+        delete_file_batch_max: 2,
+        clean_resource_interval_ms: 3_600_000,
+        disk_probe: Some(Arc::new(|_p: &Path| {
+            Ok(DiskSpace {
+                total_bytes: 100,
+                available_bytes: 90,
+            })
+        })),
+        ..StoreOptions::default()
+    };
+    let mut c = config(dir.path(), seg);
+    c.file_reserved_time_hours = 0;
+    c.delete_when = "03".into();
+    let store = MessageStore::open_with(c, opts).unwrap();
+    for i in 0..100 {
+        store.put(msg("Old", 0, &body_of(i, 1000), "")).unwrap();
+    }
+    assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
+    let segs_before = std::fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .count();
+    assert!(segs_before >= 6);
+    assert!(
+        store.run_retention_round(4).deleted_segments.is_empty(),
+        "not the deletion hour"
+    );
+    let r = store.run_retention_round(3);
+    assert_eq!(r.deleted_segments, vec![0, seg]);
+    assert_eq!(store.commit_log_min_offset(), 2 * seg);
+    let g = store.get("Old", 0, 0, 1, 1 << 20, &TagFilter::All);
+    assert_ne!(g.status, GetStatus::Found, "{g:?}");
+    let last = store.max_offset("Old", 0) - 1;
+    assert_eq!(
+        store
+            .get("Old", 0, last, 1, 1 << 20, &TagFilter::All)
+            .status,
+        GetStatus::Found
+    );
+    store.shutdown();
+}
