@@ -99,6 +99,15 @@ record_bytes() { echo $(( $1 + 91 + 10 + 52 )); }
 
 SYNC_GROUP=$(( CONNS * INFLIGHT * $(record_bytes 1024) ))
 
+# The disk's fdatasync latency drifts by up to 80x within minutes, so the raw write+fdatasync limit of a
+# SYNC_FLUSH run is measured right before and right after it, at that run's group size.
+sync_limit() { # NAME before|after GROUP_BYTES
+  echo "== write+fdatasync limit $2 $1 ($3 B groups)" >&2
+  "$BIN" bench limits --dir "$WORK" --seconds "$LIMIT_S" --only sync --group-bytes "$3" \
+    > "$RES/limits-sync-$1-$2.json" || true
+  cat "$RES/limits-sync-$1-$2.json" >&2
+}
+
 echo "== machine limits (part 1)" >&2
 "$BIN" bench limits --dir "$WORK" --seconds "$LIMIT_S" --only tcp,rtt,mmap,sendfile \
   --record-sizes 128,1024,16384 > "$RES/limits.json"
@@ -118,20 +127,19 @@ kill "$NB_PID" 2>/dev/null || true; wait "$NB_PID" 2>/dev/null || true
 for FLUSH in async sync; do
   start_broker "$FLUSH"
   NS="127.0.0.1:$NS_PORT"
-  if [ "$FLUSH" = sync ]; then
-    echo "== write+fdatasync limit right before the SYNC_FLUSH runs (group $SYNC_GROUP and 4096 bytes)" >&2
-    "$BIN" bench limits --dir "$WORK" --seconds "$LIMIT_S" --only sync --group-bytes "4096,$SYNC_GROUP" \
-      > "$RES/limits-sync.json"
-    cat "$RES/limits-sync.json" >&2
-  fi
   # Warm-up: creates the topic and faults in the first segment.
   "$BIN" bench produce --namesrv "$NS" --topic BenchTopic --size 128 --count 2000 > /dev/null 2>&1 || true
   wait_quiet
+  [ "$FLUSH" = sync ] && sync_limit lat-sync before "$(record_bytes 128)"
   run "lat-$FLUSH" produce --namesrv "$NS" --topic BenchTopic --size 128 --connections 1 --inflight 1 --duration "$DUR"
+  [ "$FLUSH" = sync ] && sync_limit lat-sync after "$(record_bytes 128)"
   for SIZE in 128 1024 16384; do
     for BATCH in 1 32; do
-      run "produce-$FLUSH-$SIZE-b$BATCH" produce --namesrv "$NS" --topic BenchTopic --size "$SIZE" \
+      NAME="produce-$FLUSH-$SIZE-b$BATCH"
+      [ "$NAME" = produce-sync-1024-b1 ] && sync_limit "$NAME" before "$SYNC_GROUP"
+      run "$NAME" produce --namesrv "$NS" --topic BenchTopic --size "$SIZE" \
         --batch "$BATCH" --connections "$CONNS" --inflight "$INFLIGHT" --duration "$DUR" --threads 1
+      [ "$NAME" = produce-sync-1024-b1 ] && sync_limit "$NAME" after "$SYNC_GROUP"
     done
   done
   if [ "$FLUSH" = async ]; then
