@@ -203,7 +203,8 @@ def main():
         if not r:
             w(f"| {label} | failed or not run | | | | | | | | |")
             continue
-        w(f"| {label} | {r['msgs']:,} | {num(r['msgs_per_s'])} | {num(r['mb_per_s'])} | {num(r['p50_us'])} | {num(r['p99_us'])} | {num(r['p999_us'])} | {num(r['max_us'])} | {r['errors']} | {num(r.get('broker_cpu_s_per_gb'), 3)} |")
+        msgs = f"{r['msgs']:,}" + (f" of {r['backlog_msgs']:,}" if r.get("backlog_msgs") is not None else "")
+        w(f"| {label} | {msgs} | {num(r['msgs_per_s'])} | {num(r['mb_per_s'])} | {num(r['p50_us'])} | {num(r['p99_us'])} | {num(r['p999_us'])} | {num(r['max_us'])} | {r['errors']} | {num(r.get('broker_cpu_s_per_gb'), 3)} |")
     w("")
     w("## Plots\n")
     w("Left: latency by percentile (HDR style, log scales). Right: messages/s over time (100 ms buckets).\n")
