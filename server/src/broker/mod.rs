@@ -121,6 +121,8 @@ impl Broker {
         let options = StoreOptions {
             message_delay_level_ms: crate::config::parse_delay_levels(&conf.message_delay_level)
                 .unwrap_or_else(|_| StoreOptions::default().message_delay_level_ms),
+            disk_space_clean_forcibly_ratio: conf.disk_space_clean_forcibly_ratio,
+            disk_space_warning_level_ratio: conf.disk_space_warning_level_ratio,
             ..StoreOptions::default()
         };
         let store = MessageStore::open_with(conf.store_config(), options)?;
