@@ -13,44 +13,121 @@ use super::schedule::{prop_get, prop_set, props_decode, props_encode, PROPERTY_D
 use super::topics::{perm, TopicConfig, TopicConfigManager, DLQ_NUMS_PER_GROUP};
 use super::validate::{dlq_topic, retry_topic, RETRY_GROUP_TOPIC_PREFIX};
 use super::{Broker, ConnectionHandle};
-use crate::reply::req;
+use crate::reply::{reply, req, Fields};
+use ferrocket_net::RemotingCommand;
+use ferrocket_store::record::decode_record;
+use ferrocket_store::MessageStore;
+use std::sync::Arc;
 
 /// Request codes answered here.
 pub const CODES: &[i32] = &[req::CONSUMER_SEND_MSG_BACK];
 
-/// CONSUMER_SEND_MSG_BACK (needs the store; wired when `Broker::store` exists).
+/// Client version from which the header's `maxReconsumeTimes` is honoured (`V3_4_9`).
+pub const VERSION_HONOURS_MAX_RECONSUME: i32 = 121;
+
+/// CONSUMER_SEND_MSG_BACK (36).
 pub async fn handle(
-    _b: &std::sync::Arc<Broker>,
+    b: &Arc<Broker>,
     _conn: &ConnectionHandle,
-    req: ferrocket_net::RemotingCommand,
-) -> Option<ferrocket_net::RemotingCommand> {
-    Some(crate::reply::not_supported(&req))
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let b2 = b.clone();
+    // Reading the original and the put (which waits for a sync flush) block: not on a worker.
+    let r = tokio::task::spawn_blocking(move || send_back(&b2, &b2.store, &req)).await;
+    Some(r.unwrap_or_else(|e| {
+        tracing::error!("send-back task failed: {e}");
+        RemotingCommand {
+            code: code::SYSTEM_ERROR,
+            flag: ferrocket_net::FLAG_RESPONSE,
+            language: "JAVA".to_string(),
+            remark: Some("send back failed".to_string()),
+            ..Default::default()
+        }
+    }))
 }
 
-pub const PROPERTY_RETRY_TOPIC: &str = "RETRY_TOPIC";
-pub const PROPERTY_ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
-pub const PROPERTY_WAIT_STORE_MSG_OK: &str = "WAIT";
-
-/// ResponseCode values used here.
-pub mod code {
-    pub const SUCCESS: i32 = 0;
-    pub const SYSTEM_ERROR: i32 = 1;
-    pub const NO_PERMISSION: i32 = 16;
-    pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
-}
-
-/// A refusal: the response code and Java's remark.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: i32,
-    pub remark: String,
-}
-
-impl Refusal {
-    fn new(code: i32, remark: impl Into<String>) -> Self {
-        Refusal {
-            code,
-            remark: remark.into(),
+/// The whole CONSUMER_SEND_MSG_BACK flow (§7.3) against `store`.
+pub fn send_back(b: &Broker, store: &MessageStore, req: &RemotingCommand) -> RemotingCommand {
+    let f = Fields::of(req);
+    let parsed = (|| {
+        Ok::<_, crate::reply::FieldError>((
+            f.i64("offset")?,
+            f.str("group")?,
+            f.i32("delayLevel")?,
+            f.opt_i32("maxReconsumeTimes")?,
+        ))
+    })();
+    let (offset, group, delay_level, header_max) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.to_reply(req),
+    };
+    let header_max = header_max.filter(|_| req.version >= VERSION_HONOURS_MAX_RECONSUME);
+    let retry_existed = b.topics.contains(&retry_topic(group));
+    let prepared = match prepare_send_back(&b.groups, &b.topics, b.conf().broker_permission, group, header_max) {
+        Ok(Some(p)) => p,
+        Ok(None) => return reply(req, code::SUCCESS, ""),
+        Err(r) => return reply(req, r.code, r.remark),
+    };
+    if !retry_existed {
+        b.topics_changed();
+    }
+    let look_failed = || reply(req, code::SYSTEM_ERROR, format!("look message by offset failed, {offset}"));
+    let Ok(phy) = u64::try_from(offset) else {
+        return look_failed();
+    };
+    let slice = match store.read_at(phy) {
+        Ok(Some(s)) => s,
+        Ok(None) => return look_failed(),
+        Err(e) => {
+            tracing::warn!("send back: reading offset {offset}: {e}");
+            return look_failed();
+        }
+    };
+    let Ok(rec) = decode_record(slice.as_bytes()) else {
+        return look_failed();
+    };
+    let orig = OriginalRecord {
+        topic: rec.topic,
+        body: rec.body,
+        flag: rec.flag,
+        properties: rec.properties,
+        sys_flag: rec.sys_flag,
+        born_timestamp: rec.born_timestamp,
+        born_host: rec.born_host,
+        store_host: rec.store_host,
+        reconsume_times: rec.reconsume_times,
+        phy_offset: phy,
+    };
+    let request = SendBackRequest {
+        group,
+        delay_level,
+        max_reconsume_times: prepared.max_reconsume_times,
+    };
+    let dest = destination(&request, orig.reconsume_times);
+    let queue_id = match dest {
+        Destination::DeadLetter => {
+            let existed = b.topics.contains(&dlq_topic(group));
+            if let Err(r) = ensure_dlq_topic(&b.topics, group) {
+                return reply(req, r.code, r.remark);
+            }
+            if !existed {
+                b.topics_changed();
+            }
+            0
+        }
+        Destination::Retry { .. } => {
+            rand::random::<u32>() % prepared.retry_topic.write_queue_nums.max(1)
+        }
+    };
+    let mut msg = build_send_back(&orig, &request, &dest, queue_id, b.store_host);
+    if matches!(dest, Destination::Retry { .. }) {
+        b.schedule.redirect_delayed(&mut msg);
+    }
+    match store.put(msg) {
+        Ok(_) => reply(req, code::SUCCESS, ""),
+        Err(e) => {
+            tracing::warn!("send back of offset {offset} for {group}: {e}");
+            reply(req, code::SYSTEM_ERROR, e.to_string())
         }
     }
 }
