@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use ferrocket_net::{Body, FileRegion, RemotingCommand};
-use ferrocket_store::record::{decode_record, PROPERTY_KEYS, PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX};
+use ferrocket_store::record::{
+    decode_record, PROPERTY_KEYS, PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX,
+};
 use ferrocket_store::{MessageStore, Slice};
 
 use super::{Broker, ConnectionHandle};
@@ -78,7 +80,11 @@ pub async fn handle(
 }
 
 /// QUERY_MESSAGE (12): `topic`, `key`, `maxNum`, `beginTimestamp`, `endTimestamp`.
-pub fn query_message(store: &MessageStore, conf: &BrokerConfig, req: &RemotingCommand) -> RemotingCommand {
+pub fn query_message(
+    store: &MessageStore,
+    conf: &BrokerConfig,
+    req: &RemotingCommand,
+) -> RemotingCommand {
     let f = Fields::of(req);
     let parsed = (|| {
         Ok::<_, crate::reply::FieldError>((
@@ -123,7 +129,11 @@ pub fn query_message(store: &MessageStore, conf: &BrokerConfig, req: &RemotingCo
     ];
     if found.is_empty() {
         return with_fields(
-            reply(req, code::QUERY_NOT_FOUND, "can not find message, maybe time range not correct"),
+            reply(
+                req,
+                code::QUERY_NOT_FOUND,
+                "can not find message, maybe time range not correct",
+            ),
             &fields,
         );
     }
@@ -176,5 +186,128 @@ pub fn view_message(store: &MessageStore, req: &RemotingCommand) -> RemotingComm
             tracing::warn!("VIEW_MESSAGE_BY_ID {offset}: {e}");
             not_found()
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::broker::retry::testkit::*;
+    use ferrocket_store::record::decode_records;
+
+    fn query(b: &Broker, topic: &str, key: &str, unique: bool) -> RemotingCommand {
+        let mut fields = vec![
+            ("topic", topic),
+            ("key", key),
+            ("maxNum", "32"),
+            ("beginTimestamp", "0"),
+            ("endTimestamp", "9223372036854775807"),
+        ];
+        if unique {
+            fields.push((UNIQUE_MSG_QUERY_FLAG, "true"));
+        }
+        query_message(&b.store, &b.conf(), &request(req::QUERY_MESSAGE, &fields))
+    }
+
+    #[test]
+    fn query_by_key_returns_only_matching_records_zero_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        put(
+            &b.store,
+            input(
+                "QT",
+                0,
+                b"a",
+                "KEYS\u{1}order-1 order-2\u{2}UNIQ_KEY\u{1}U-A\u{2}",
+            ),
+        );
+        put(
+            &b.store,
+            input("QT", 1, b"b", "KEYS\u{1}order-2\u{2}UNIQ_KEY\u{1}U-B\u{2}"),
+        );
+        put(&b.store, input("Other", 0, b"c", "KEYS\u{1}order-2\u{2}"));
+        put(&b.store, input("QT", 0, b"d", "KEYS\u{1}order-22\u{2}"));
+        let r = query(&b, "QT", "order-2", false);
+        assert_eq!(r.code, code::SUCCESS, "{:?}", r.remark);
+        assert!(matches!(r.body, Body::Regions(_)));
+        let bytes = body_bytes(&r);
+        let mut bodies: Vec<Vec<u8>> = decode_records(&bytes)
+            .unwrap()
+            .iter()
+            .map(|v| v.body.to_vec())
+            .collect();
+        bodies.sort();
+        assert_eq!(bodies, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert!(r.ext_fields.contains_key("indexLastUpdateTimestamp"));
+        assert!(r.ext_fields.contains_key("indexLastUpdatePhyoffset"));
+        let r = query(&b, "QT", "order-1", false);
+        assert_eq!(decode_records(&body_bytes(&r)).unwrap().len(), 1);
+        // Unique-key query matches UNIQ_KEY only.
+        let r = query(&b, "QT", "U-B", true);
+        let recs = body_bytes(&r);
+        let v = decode_records(&recs).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].body, b"b");
+        let r = query(&b, "QT", "order-2", true);
+        assert_eq!(r.code, code::QUERY_NOT_FOUND);
+        // Nothing found.
+        let r = query(&b, "QT", "nope", false);
+        assert_eq!(r.code, code::QUERY_NOT_FOUND);
+        assert_eq!(
+            r.remark.as_deref(),
+            Some("can not find message, maybe time range not correct")
+        );
+        // Hostile inputs answer, never panic.
+        let r = query(&b, "../../x", &"k".repeat(10_000), false);
+        assert_eq!(r.code, code::QUERY_NOT_FOUND);
+        let r = query_message(
+            &b.store,
+            &b.conf(),
+            &request(req::QUERY_MESSAGE, &[("topic", "QT")]),
+        );
+        assert_eq!(r.code, code::SYSTEM_ERROR);
+        assert!(r.remark.unwrap().contains("key"));
+    }
+
+    #[test]
+    fn view_by_offset_returns_one_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        put(&b.store, input("VT", 0, b"first", ""));
+        let phy = put(&b.store, input("VT", 0, b"second", "TAGS\u{1}T\u{2}"));
+        let off = phy.to_string();
+        let r = view_message(
+            &b.store,
+            &request(req::VIEW_MESSAGE_BY_ID, &[("offset", &off)]),
+        );
+        assert_eq!(r.code, code::SUCCESS);
+        let bytes = body_bytes(&r);
+        let v = decode_records(&bytes).unwrap();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].body, b"second");
+        assert_eq!(v[0].phy_offset, i64::try_from(phy).unwrap());
+        for bad in ["1", "-1", "999999999999", "x"] {
+            let r = view_message(
+                &b.store,
+                &request(req::VIEW_MESSAGE_BY_ID, &[("offset", bad)]),
+            );
+            assert_eq!(r.code, code::SYSTEM_ERROR, "{bad}");
+        }
+        let r = view_message(
+            &b.store,
+            &request(req::VIEW_MESSAGE_BY_ID, &[("offset", "1")]),
+        );
+        assert_eq!(
+            r.remark.as_deref(),
+            Some("can not find message by the offset, 1")
+        );
+    }
+
+    #[test]
+    fn record_matching() {
+        assert!(!record_matches(b"garbage", "T", "k", false));
+        assert!(!record_matches(&[], "T", "k", true));
     }
 }
