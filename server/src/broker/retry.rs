@@ -404,23 +404,46 @@ pub(crate) mod testkit {
     use std::time::Duration;
 
     use ferrocket_net::{Body, RemotingCommand};
+    use ferrocket_store::mmap::DiskSpace;
     use ferrocket_store::record::{decode_record, RecordView};
-    use ferrocket_store::{MessageInput, MessageStore, TagFilter};
+    use ferrocket_store::{MessageInput, MessageStore, StoreOptions, TagFilter};
 
     use crate::broker::Broker;
     use crate::config::BrokerConfig;
 
     /// A broker with a small store under `dir` (1 MiB segments, a small index).
     pub fn broker(dir: &Path) -> Arc<Broker> {
-        let conf = BrokerConfig {
+        broker_with_conf(BrokerConfig {
             store_path_root_dir: dir.to_string_lossy().into_owned(),
+            ..BrokerConfig::default()
+        })
+    }
+
+    /// A broker for `conf` with the store sizes made small.
+    pub fn broker_with_conf(conf: BrokerConfig) -> Arc<Broker> {
+        let conf = BrokerConfig {
             mapped_file_size_commit_log: 1 << 20,
             mapped_file_size_consume_queue: 1000 * 20,
             max_hash_slot_num: 1000,
             max_index_num: 4000,
-            ..BrokerConfig::default()
+            ..conf
         };
-        Broker::new(conf).unwrap()
+        // A fixed disk probe: these tests are about the broker, not the machine's free space.
+        let options = StoreOptions {
+            disk_probe: Some(Arc::new(|_: &Path| {
+                Ok(DiskSpace {
+                    total_bytes: 100 << 30,
+                    available_bytes: 90 << 30,
+                })
+            })),
+            ..StoreOptions::default()
+        };
+        let store = MessageStore::open_with(conf.store_config(), options).unwrap();
+        let b = Broker::new(conf, store.clone()).unwrap();
+        // As Broker::open does: offsets never point past a queue's end.
+        b.offsets
+            .set_max_offset_source(Arc::new(move |t: &str, q: u32| store.max_offset(t, q)));
+        b
     }
 
     pub fn input(topic: &str, queue_id: u32, body: &[u8], props: &str) -> MessageInput {

@@ -361,12 +361,6 @@ impl ScheduleService {
         Self::open(config_dir, levels)
     }
 
-    /// Starts delayed delivery. The delivery loop needs `Broker::store`; until the broker holds
-    /// the store this only records that delivery is pending.
-    pub fn start(_b: &Arc<Broker>) {
-        tracing::info!("delayed delivery waits for the store to be wired into the broker");
-    }
-
     pub fn levels(&self) -> &DelayLevels {
         &self.levels
     }
