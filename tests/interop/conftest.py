@@ -311,6 +311,43 @@ def soak_enabled(config=None):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "soak: long variants, run with --soak or FERROCKET_SOAK=1")
+    if "FERROCKET_STATS_FILE" not in os.environ:
+        os.environ["FERROCKET_STATS_FILE"] = os.path.join(_SESSION_HOME, "stats.jsonl")
+
+
+def record_stat(kind, **figures):
+    """Append figures (seeds, cycles, messages checked, ...) for the end-of-run summary.
+    Works from forked test processes: one JSON line per call, appended to a shared file."""
+    import json
+    line = json.dumps(dict(kind=kind, **figures), sort_keys=True)
+    with open(os.environ.get("FERROCKET_STATS_FILE", os.path.join(_SESSION_HOME, "stats.jsonl")), "a") as f:
+        f.write(line + "\n")
+
+
+def pytest_terminal_summary(terminalreporter):
+    import json
+    path = os.environ.get("FERROCKET_STATS_FILE")
+    if not path or not os.path.exists(path):
+        return
+    totals = {}
+    with open(path) as f:
+        for line in f:
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            k = d.pop("kind")
+            t = totals.setdefault(k, {})
+            for name, v in d.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    t[name] = t.get(name, 0) + v
+                else:
+                    t.setdefault(name, [])
+                    if isinstance(t[name], list) and v not in t[name]:
+                        t[name].append(v)
+    terminalreporter.section("ferrocket black-box figures")
+    for k in sorted(totals):
+        terminalreporter.write_line("%s: %s" % (k, ", ".join("%s=%s" % kv for kv in sorted(totals[k].items()))))
 
 
 def known_failures():

@@ -21,7 +21,7 @@ import struct
 import pytest
 
 import remoting as R
-from conftest import unique
+from conftest import record_stat, unique
 
 QUEUES = 4
 SEG = 1 << 20
@@ -118,6 +118,7 @@ def verify(broker, topic, truth, intact_below_phy=None, intact_below_qoff=None, 
             assert [r.body for r in rec] == [b"after-repair"]
     repaired = broker.log_grep(r"(?i)(repair|truncat|recover|corrupt|torn|invalid|bak)")
     REPAIRS_SEEN.append(len(repaired))
+    record_stat("corrupt", cases=1, records_checked=len(served), repair_log_lines=len(repaired))
     return served
 
 

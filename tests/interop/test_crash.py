@@ -18,7 +18,7 @@ import time
 import pytest
 
 import remoting as R
-from conftest import soak_enabled, unique
+from conftest import record_stat, soak_enabled, unique
 from workload import CommittingConsumer, Producer, body_of, check_queue
 
 QUEUES = 4
@@ -107,4 +107,7 @@ def test_kill9_under_load(broker_factory, flush):
             assert rep.code == R.SUCCESS, rep
             assert int(rep.ext["queueOffset"]) == mx, rep
         broker.stop()
+        record_stat("kill9_%s" % flush, seeds=1, cycles=cycles)
+    record_stat("kill9_%s" % flush, acked=STATS["acked"], records_checked=STATS["checked"],
+                in_flight_stored=STATS["in_flight_stored"])
     print("kill -9 (%s): %r" % (flush, STATS))

@@ -19,7 +19,7 @@ import pytest
 
 import remoting as R
 from clients import Collector, make_message, make_producer, make_push_consumer, send_ok, shutdown_quietly, subscribe_status
-from conftest import soak_enabled, unique
+from conftest import record_stat, soak_enabled, unique
 
 RSS_SLACK_KIB = 300 * 1024  # RSS may grow this much over the post-boot baseline, no more
 CASES_RUN = []
@@ -46,6 +46,7 @@ class Health:
 
     def check(self, case):
         CASES_RUN.append(case)
+        record_stat("hostile", checks=1)
         b = self.broker
         assert b.alive(), "broker died after %s:\n%s" % (case, b.describe_failure())
         rss = b.rss_kib()

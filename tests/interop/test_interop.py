@@ -336,10 +336,18 @@ def test_resume_from_committed_offsets_after_consumer_restart(broker):
         assert_exactly_once(col.snapshot(), first)
 
         with R.Conn(broker.addr) as conn:
-            committed = {q: R.query_consumer_offset(conn, cg, topic, q) for q in range(4)}
             maxes = {q: R.max_offset(conn, topic, q) for q in range(4)}
-        assert committed == maxes, "committed offsets %r != queue max offsets %r after a clean " \
-                                   "consumer shutdown" % (committed, maxes)
+            seen = {}
+
+            def all_committed():
+                seen.update({q: R.query_consumer_offset(conn, cg, topic, q) for q in range(4)})
+                return seen == maxes
+            # the shutdown's UPDATE_CONSUMER_OFFSETs are fire-and-forget: give them a moment
+            try:
+                R.wait_until(all_committed, 10, 0.2, "committed offsets")
+            except AssertionError:
+                raise AssertionError("committed offsets %r != queue max offsets %r after a clean consumer "
+                                     "shutdown" % (seen, maxes))
 
         second = produce(p, topic, 30, start=100)
         c2 = make_push_consumer(broker.namesrv, cg)
