@@ -26,6 +26,15 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _SESSION_HOME = tempfile.mkdtemp(prefix="ferrocket-interop-home-")
 os.environ["HOME"] = _SESSION_HOME
 
+# Brokers inherit this: production runs with a high open-file limit (RocketMQ's scripts raise it).
+try:
+    import resource
+    _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if _soft != resource.RLIM_INFINITY and (_hard == resource.RLIM_INFINITY or _soft < _hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, _hard) if _hard != resource.RLIM_INFINITY else 65536, _hard))
+except (ImportError, ValueError, OSError):
+    pass
+
 BOOT_TIMEOUT_S = float(os.environ.get("FERROCKET_BOOT_TIMEOUT", "60"))
 STOP_TIMEOUT_S = 20.0
 
