@@ -210,7 +210,6 @@ pub async fn start_broker(mut conf: BrokerConfig) -> Result<RunningBroker, Runti
         tokio::spawn(persist_loop(Arc::clone(&broker))),
         tokio::spawn(client_scan_loop(Arc::clone(&broker))),
     ];
-    crate::broker::Broker::start_services(&broker);
     let c = broker.conf();
     tracing::info!(
         cluster = %c.broker_cluster_name,
