@@ -63,10 +63,12 @@ def run_cycle(broker, topic, group, seed, cycle, state):
 def verify(broker, topic, group, seed, state):
     problems = []
     with R.Conn(broker.addr, timeout=20) as conn:
+        maxes = R.settled_max_offsets(conn, topic, range(QUEUES),
+                                      at_least=sum(len(state["acked"][q]) for q in range(QUEUES)))
         for q in range(QUEUES):
             mn = R.min_offset(conn, topic, q)
-            mx = R.max_offset(conn, topic, q)
-            recs = R.read_queue(conn, unique("Verify"), topic, q, start=mn)
+            mx = maxes[q]
+            recs = R.read_queue(conn, unique("Verify"), topic, q, start=mn, end=mx)
             assert len(recs) == mx - mn, "queue %d: read %d records between min %d and max %d" % (q, len(recs), mn, mx)
             seqs, probs = check_queue(recs, topic, q, seed, state["acked"][q], state["maybe"][q], mn)
             problems += probs
