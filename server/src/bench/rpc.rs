@@ -85,10 +85,12 @@ pub async fn fetch_route(
             Ok(None) if t0.elapsed() < ROUTE_RETRY_FOR => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Ok(None) => return Err(format!(
+            Ok(None) => {
+                return Err(format!(
                 "nameserver {namesrv} has no route for topic {topic} (nor for TBW102) after {:?}",
                 ROUTE_RETRY_FOR
-            )),
+            ))
+            }
             Err(e) => return Err(e),
         }
     }
