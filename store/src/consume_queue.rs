@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::error::{Result, StoreError};
 use crate::message_store::Boundary;
@@ -427,8 +427,9 @@ impl ConsumeQueue {
     /// Appends `unit` at `queue_offset`. Called by one dispatcher thread. Idempotent: a unit whose
     /// `phy_offset + size` is at or below [`max_phy_end`](Self::max_phy_end), or whose offset is
     /// already written, is ignored. A queue whose first unit has a non-zero offset starts with
-    /// blank units up to it (below `min_offset`); a later jump forward (at most one file's worth of
-    /// units) is filled with blank units too.
+    /// blank units up to it (below `min_offset`); a later jump forward of at most one file's worth
+    /// of units is filled with blank units too, and a longer one is logged and the unit appended at
+    /// the end of the queue (RocketMQ's behaviour), so dispatch never stalls on a bad offset.
     pub fn append(&self, queue_offset: u64, unit: CqUnit) -> Result<()> {
         if !unit.is_storable() {
             return Err(corrupt(
@@ -444,10 +445,16 @@ impl ConsumeQueue {
         if phy_end <= self.max_phy_end() {
             return Ok(());
         }
-        let pos = queue_offset_to_pos(queue_offset)
-            .filter(|p| p.checked_add(self.file_size).is_some())
-            .ok_or_else(|| corrupt(&self.dir, queue_offset, "queue offset overflows"))?;
+        let Some(pos) = queue_offset_to_pos(queue_offset)
+            .filter(|p| i64::try_from(p.saturating_add(self.file_size)).is_ok())
+        else {
+            // Only a damaged record can carry such an offset; refusing it would stall dispatch.
+            error!(topic = %self.topic, queue_id = self.queue_id, queue_offset,
+                "queue offset out of range; unit not stored");
+            return Ok(());
+        };
         let end = end_pos(&self.segments.read());
+        let mut at = pos;
         if self.is_empty_locked() {
             self.start_at(&mut st, pos)?;
         } else if pos < end {
@@ -456,20 +463,18 @@ impl ConsumeQueue {
         } else if pos > end {
             let gap_units = (pos - end) / CQ_UNIT_SIZE_BYTES;
             if gap_units > self.file_size / CQ_UNIT_SIZE_BYTES {
-                return Err(corrupt(
-                    &self.dir,
-                    queue_offset,
-                    format!(
-                        "queue offset jumps from {} to {queue_offset}",
-                        end / CQ_UNIT_SIZE_BYTES
-                    ),
-                ));
+                // Blank-filling an arbitrary jump could fill the disk, and refusing the unit would
+                // stall dispatch for good: append at the end, as RocketMQ does for any mismatch.
+                error!(topic = %self.topic, queue_id = self.queue_id, expected = end / CQ_UNIT_SIZE_BYTES,
+                    got = queue_offset, "queue offset jumps too far; appending at the queue's end");
+                at = end;
+            } else {
+                warn!(topic = %self.topic, queue_id = self.queue_id, from = end / CQ_UNIT_SIZE_BYTES,
+                    to = queue_offset, "queue offset jumps; filling blank units");
+                self.write_blanks(&mut st, end, pos)?;
             }
-            warn!(topic = %self.topic, queue_id = self.queue_id, from = end / CQ_UNIT_SIZE_BYTES,
-                to = queue_offset, "queue offset jumps; filling blank units");
-            self.write_blanks(&mut st, end, pos)?;
         }
-        self.write_at(&mut st, pos, &unit.encode())?;
+        self.write_at(&mut st, at, &unit.encode())?;
         self.max_phy_end.store(phy_end, Ordering::Release);
         Ok(())
     }
@@ -1211,7 +1216,7 @@ mod tests {
     }
 
     #[test]
-    fn jump_forward_fills_blanks_and_huge_jump_is_refused() {
+    fn jump_forward_fills_blanks_and_huge_jump_appends_at_end() {
         let dir = tempfile::tempdir().unwrap();
         let cq = ConsumeQueue::open(dir.path(), "T", 0, SMALL).unwrap();
         fill(&cq, 2);
@@ -1219,9 +1224,15 @@ mod tests {
         assert_eq!(cq.max_offset(), 5);
         assert_eq!(cq.get(2), Some(CqUnit::BLANK));
         assert_eq!(cq.get(4), Some(unit(4)));
-        let err = cq.append(100, unit(100)).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-        assert_eq!(cq.max_offset(), 5);
+        cq.append(100, unit(100)).unwrap();
+        assert_eq!(cq.max_offset(), 6, "a far jump appends at the end");
+        cq.append(u64::MAX / 2, unit(101)).unwrap();
+        assert_eq!(
+            cq.max_offset(),
+            6,
+            "an offset past i64 byte positions is not stored"
+        );
+        assert_eq!(cq.get(5), Some(unit(100)));
     }
 
     /// Recovery of a last file cut short at every byte position of its last units: exactly the
