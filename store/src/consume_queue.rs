@@ -590,8 +590,9 @@ impl ConsumeQueue {
             "truncating consume queue");
         let cut_pos = cut * CQ_UNIT_SIZE_BYTES;
         st.writer = None;
-        // Keep the files that start below the cut; the last of them holds it.
-        let keep = segs.iter().take_while(|s| s.base < cut_pos).count();
+        // Keep the files that start below the cut; the last of them holds it. The first file is
+        // kept even when the cut is at its start, so that `max_offset` never goes below the cut.
+        let keep = segs.iter().take_while(|s| s.base < cut_pos).count().max(1);
         let mut tail: Vec<Segment> = segs.drain(keep..).collect();
         // The last kept file may hold the cut; rewrite its tail through a fresh mapping.
         if let Some(last) = segs.pop() {
@@ -618,14 +619,11 @@ impl ConsumeQueue {
         }
         tail.reverse();
         remove_segments(tail);
-        if segs.is_empty() {
-            self.min_offset.store(0, Ordering::Release);
-        } else {
-            self.min_offset.store(min.min(cut), Ordering::Release);
-        }
-        let new_min = self.min_offset();
+        self.min_offset.store(min.min(cut), Ordering::Release);
+        // Units below `min_offset` still count for idempotency: scan from the first file.
+        let first = segs.first().map_or(0, |s| s.base / CQ_UNIT_SIZE_BYTES);
         self.max_phy_end.store(
-            last_phy_end(&segs, self.file_size, new_min, cut),
+            last_phy_end(&segs, self.file_size, first, cut),
             Ordering::Release,
         );
         let new_end = end_pos(&segs);
@@ -1355,9 +1353,18 @@ mod tests {
             (cq.min_offset(), cq.max_offset(), cq.max_phy_end()),
             (0, 0, 0)
         );
-        assert!(names(cq.dir()).is_empty());
+        assert_eq!(names(cq.dir()), vec!["00000000000000000000"]);
         cq.append(6, unit(6)).unwrap();
         assert_eq!((cq.min_offset(), cq.max_offset()), (6, 7));
+        assert_eq!(names(cq.dir()), vec!["00000000000000000100"]);
+        // Cutting everything of a queue that starts at 6 keeps its max offset at 6.
+        cq.truncate_from_phy(0).unwrap();
+        assert_eq!(
+            (cq.min_offset(), cq.max_offset(), cq.max_phy_end()),
+            (6, 6, 0)
+        );
+        cq.append(6, unit(6)).unwrap();
+        assert_eq!(cq.read_units(6, 10), vec![unit(6)]);
     }
 
     #[test]
@@ -1424,6 +1431,72 @@ mod tests {
             let st = |u: &CqUnit| times.get((u.phy_offset / 100) as usize).copied();
             for b in [Boundary::Lower, Boundary::Upper] {
                 prop_assert_eq!(cq.search_offset_by_time(ts, b, &st), search_model(&times, ts, b));
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(u64),
+        /// Cut at `phy = 100 * (min + n) + 50`-ish: `n` units past the min offset survive.
+        Truncate(u64),
+        /// Retention with the CommitLog's min phy at the unit `n` past the min offset.
+        DeleteBelow(u64),
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1u64..12).prop_map(Op::Append),
+            1 => (0u64..15).prop_map(Op::Truncate),
+            1 => (0u64..15).prop_map(Op::DeleteBelow),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Appends, truncation, retention and reopening against a model (units `0..len`, unit `i`
+        /// at phy `100 i`, consumable from `min`).
+        #[test]
+        fn queue_matches_model(ops in proptest::collection::vec(op(), 1..25)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cq = ConsumeQueue::open(dir.path(), "T", 0, SMALL).unwrap();
+            let (mut len, mut min) = (0u64, 0u64);
+            for op in ops {
+                match op {
+                    Op::Append(n) => {
+                        fill(&cq, len + n);
+                        len += n;
+                    }
+                    Op::Truncate(n) => {
+                        // The log's valid end never lies below the queue's min unit.
+                        let keep = (min + n).min(len);
+                        cq.truncate_from_phy((keep * 100).saturating_sub(50 * (n % 2))).unwrap();
+                        len = keep;
+                    }
+                    Op::DeleteBelow(n) => {
+                        let phy = (min + n) * 100;
+                        cq.delete_files_below_phy(phy).unwrap();
+                        min = (min + n).min(len).max(min);
+                    }
+                    Op::Reopen => {
+                        cq.flush().unwrap();
+                        drop(cq);
+                        cq = ConsumeQueue::open(dir.path(), "T", 0, SMALL).unwrap();
+                        cq.delete_files_below_phy(min * 100).unwrap();
+                    }
+                }
+                if len == 0 {
+                    min = 0;
+                }
+                prop_assert_eq!(cq.max_offset(), len);
+                prop_assert_eq!(cq.min_offset(), min);
+                // With no consumable unit left, the units below `min` may be gone with their
+                // files (then nothing is left to be idempotent against, and 0 is right too).
+                let phy_end = cq.max_phy_end();
+                prop_assert!(phy_end == len * 100 || (len == min && phy_end == 0), "phy end {}", phy_end);
+                prop_assert_eq!(cq.read_units(min, 1000), (min..len).map(unit).collect::<Vec<_>>());
             }
         }
     }

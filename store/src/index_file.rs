@@ -928,21 +928,29 @@ mod tests {
         assert_eq!(name_after("20269999000000000"), "20269999000000001");
     }
 
-    /// A model of one index: every (key, phy, ts) put, newest last.
+    /// A model of the index: key -> every (phy, ts) put under it, oldest first.
     #[derive(Default)]
     struct Model {
-        puts: Vec<(String, u64, i64)>,
+        by_key: HashMap<String, Vec<(u64, i64)>>,
     }
 
     impl Model {
+        fn put(&mut self, key: &str, phy: u64, ts: i64) {
+            self.by_key
+                .entry(key.to_string())
+                .or_default()
+                .push((phy, ts));
+        }
+
         fn query(&self, key: &str, max: usize, begin: i64, end: i64) -> Vec<u64> {
-            self.puts
-                .iter()
-                .rev()
-                .filter(|(k, _, ts)| k == key && *ts >= begin && *ts <= end)
-                .map(|(_, phy, _)| *phy)
-                .take(max)
-                .collect()
+            self.by_key.get(key).map_or_else(Vec::new, |puts| {
+                puts.iter()
+                    .rev()
+                    .filter(|(_, ts)| *ts >= begin && *ts <= end)
+                    .map(|(phy, _)| *phy)
+                    .take(max)
+                    .collect()
+            })
         }
     }
 
@@ -977,8 +985,8 @@ mod tests {
                 let phy = i as u64 * 100;
                 let (ka, kb) = (&keys[*a], &keys[*b]);
                 svc.build_index("T", Some(ka), Some(&format!(" {kb}  ")), phy, ts).unwrap();
-                model.puts.push((ka.clone(), phy, ts));
-                model.puts.push((kb.clone(), phy, ts));
+                model.put(ka, phy, ts);
+                model.put(kb, phy, ts);
             }
             let (lo, hi) = (T0 + window.0.min(window.1) * 1000, T0 + window.0.max(window.1) * 1000);
             for k in &keys {
