@@ -107,10 +107,14 @@ impl CqUnit {
     /// Decodes the first 20 bytes of `b`. `None` if `b` is shorter than 20 bytes or the unit is not
     /// valid by RocketMQ's rule (`phy >= 0 && size > 0`): zero bytes (the end of a queue) and torn
     /// units decode to `None`. A blank unit decodes to [`CqUnit::BLANK`].
+    #[inline]
     pub fn decode(b: &[u8]) -> Option<CqUnit> {
-        let phy = i64::from_be_bytes(b.get(PHY_OFFSET_AT..SIZE_AT)?.try_into().ok()?);
-        let size = i32::from_be_bytes(b.get(SIZE_AT..TAGS_CODE_AT)?.try_into().ok()?);
-        let tags_code = i64::from_be_bytes(b.get(TAGS_CODE_AT..UNIT_END)?.try_into().ok()?);
+        // Fixed-size chunks: one length check up front, none per field.
+        let (phy, rest) = b.split_first_chunk::<{ SIZE_AT - PHY_OFFSET_AT }>()?;
+        let (size, rest) = rest.split_first_chunk::<{ TAGS_CODE_AT - SIZE_AT }>()?;
+        let (tags, _) = rest.split_first_chunk::<{ UNIT_END - TAGS_CODE_AT }>()?;
+        let (phy, size) = (i64::from_be_bytes(*phy), i32::from_be_bytes(*size));
+        let tags_code = i64::from_be_bytes(*tags);
         if phy < 0 || size <= 0 {
             return None;
         }
