@@ -77,6 +77,17 @@ echo "== machine limits (part 1)" >&2
   --record-sizes 128,1024,16384 > "$RES/limits.json"
 cat "$RES/limits.json" >&2
 
+echo "== load generator ceiling: the same 128 B runs against a broker that stores nothing" >&2
+NB_PORT=$(free_port)
+"$BIN" bench null-broker --port "$NB_PORT" > "$WORK/null-broker.log" 2>&1 &
+NB_PID=$!
+sleep 1
+run null-128-b1 produce --namesrv "127.0.0.1:$NB_PORT" --topic BenchTopic --size 128 --connections "$CONNS" \
+  --inflight "$INFLIGHT" --duration "$DUR" --threads 1
+run null-lat produce --namesrv "127.0.0.1:$NB_PORT" --topic BenchTopic --size 128 --connections 1 --inflight 1 \
+  --duration "$DUR"
+kill "$NB_PID" 2>/dev/null || true; wait "$NB_PID" 2>/dev/null || true
+
 for FLUSH in async sync; do
   start_broker "$FLUSH"
   NS="127.0.0.1:$NS_PORT"

@@ -68,33 +68,58 @@ impl Transfer {
     /// Resolves `requested`: `Auto` → [`AUTO_BACKEND`]; `IoUring` falls back to sendfile when the
     /// kernel or the container forbids io_uring. Logs the path that runs.
     pub fn new(requested: TransferBackend) -> Arc<Transfer> {
+        #[cfg(feature = "uring")]
+        return Self::with_ring_starter(requested, crate::uring::Ring::start);
+        #[cfg(not(feature = "uring"))]
+        return Self::with_ring_starter(requested, || {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "built without the uring feature",
+            ))
+        });
+    }
+
+    /// `new` with the ring constructor passed in, so tests can make io_uring "unavailable".
+    #[cfg(feature = "uring")]
+    pub(crate) fn with_ring_starter(
+        requested: TransferBackend,
+        start: impl FnOnce() -> io::Result<Arc<crate::uring::Ring>>,
+    ) -> Arc<Transfer> {
         let mut backend = match requested {
             TransferBackend::Auto => AUTO_BACKEND,
             other => other,
         };
-        #[cfg(feature = "uring")]
         let mut ring = None;
         if backend == TransferBackend::IoUring {
-            #[cfg(feature = "uring")]
-            match crate::uring::Ring::start() {
+            match start() {
                 Ok(r) => ring = Some(r),
                 Err(e) => {
                     tracing::warn!(error = %e, "io_uring unavailable; falling back to sendfile");
                     backend = TransferBackend::Sendfile;
                 }
             }
-            #[cfg(not(feature = "uring"))]
-            {
-                tracing::warn!("built without the uring feature; falling back to sendfile");
-                backend = TransferBackend::Sendfile;
-            }
         }
         tracing::info!(requested = ?requested, running = ?backend, "zero-copy transfer path");
-        Arc::new(Transfer {
-            backend,
-            #[cfg(feature = "uring")]
-            ring,
-        })
+        Arc::new(Transfer { backend, ring })
+    }
+
+    #[cfg(not(feature = "uring"))]
+    pub(crate) fn with_ring_starter(
+        requested: TransferBackend,
+        start: impl FnOnce() -> io::Result<()>,
+    ) -> Arc<Transfer> {
+        let mut backend = match requested {
+            TransferBackend::Auto => AUTO_BACKEND,
+            other => other,
+        };
+        if backend == TransferBackend::IoUring {
+            if let Err(e) = start() {
+                tracing::warn!(error = %e, "io_uring unavailable; falling back to sendfile");
+            }
+            backend = TransferBackend::Sendfile;
+        }
+        tracing::info!(requested = ?requested, running = ?backend, "zero-copy transfer path");
+        Arc::new(Transfer { backend })
     }
 
     /// The path that actually runs.
@@ -230,7 +255,7 @@ async fn copy_regions(
     Ok(())
 }
 
-async fn sendfile_regions(
+pub(crate) async fn sendfile_regions(
     sock: &TcpStream,
     head: &[u8],
     regions: &[Arc<dyn FileRegion>],
@@ -332,4 +357,33 @@ async fn splice_region(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_uring_unavailable_falls_back_to_sendfile() {
+        let t = Transfer::with_ring_starter(TransferBackend::IoUring, || {
+            Err(io::Error::from_raw_os_error(libc::EPERM))
+        });
+        assert_eq!(t.backend(), TransferBackend::Sendfile);
+        assert_eq!(Transfer::new(TransferBackend::Auto).backend(), AUTO_BACKEND);
+        assert_eq!(
+            Transfer::new(TransferBackend::Splice).backend(),
+            TransferBackend::Splice
+        );
+    }
+
+    #[cfg(feature = "uring")]
+    #[test]
+    fn io_uring_runs_where_available() {
+        let expected = if crate::uring::available() {
+            TransferBackend::IoUring
+        } else {
+            TransferBackend::Sendfile
+        };
+        assert_eq!(Transfer::new(TransferBackend::IoUring).backend(), expected);
+    }
 }

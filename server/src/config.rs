@@ -201,7 +201,6 @@ broker_config! {
     flush_disk_type: FlushDiskType = FlushDiskType::Async => "flushDiskType";
     flush_interval_commit_log: u64 = 500 => "flushIntervalCommitLog";
     flush_commit_log_least_pages: u32 = 4 => "flushCommitLogLeastPages";
-    flush_commit_log_thorough_interval: u64 = 10_000 => "flushCommitLogThoroughInterval";
     sync_flush_timeout: u64 = 5000 => "syncFlushTimeout";
     broker_role: BrokerRole = BrokerRole::AsyncMaster => "brokerRole";
     auto_create_topic_enable: bool = true => "autoCreateTopicEnable";
@@ -241,8 +240,9 @@ broker_config! {
     max_transfer_count_on_message_in_memory: u32 = 32 => "maxTransferCountOnMessageInMemory";
     /// Ferrocket serves pull bodies zero-copy unless this is true (Java's default is true).
     transfer_msg_by_heap: bool = false => "transferMsgByHeap";
-    slave_read_enable: bool = false => "slaveReadEnable";
+    /// SQL92 filtering is not implemented: pulls with `expressionType=SQL92` are refused either way.
     enable_property_filter: bool = false => "enablePropertyFilter";
+    /// Refuse sends carrying `TRAN_MSG=true` (NO_PERMISSION).
     reject_transaction_message: bool = false => "rejectTransactionMessage";
     server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds";
     /// Bound on parked long-polling pulls (Ferrocket addition).
@@ -254,6 +254,8 @@ broker_config! {
 /// Keys Java brokers accept that Ferrocket reads but that have no effect here. They are logged
 /// at info level instead of warned about, so a stock broker.conf loads quietly.
 const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
+    "flushCommitLogThoroughInterval",
+    "slaveReadEnable",
     "transientStorePoolEnable",
     "transientStorePoolSize",
     "warmMapedFileEnable",

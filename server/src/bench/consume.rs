@@ -391,12 +391,14 @@ pub fn run(args: ConsumeArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
         .await?;
         let broker_addr = queues.first().map(|t| t.addr.clone()).unwrap_or_default();
         let cpu = super::cpu::BrokerCpu::start(&broker_addr, args.broker_pid);
+        let own_cpu0 = super::cpu::own_cpu_s();
         let live = Arc::new(Live::default());
         let progress = Progress::start("consume".into(), Arc::clone(&live));
         let (rec, elapsed) =
             run_plan(plan.clone(), queues.clone(), connector.as_ref(), live).await?;
         drop(progress);
         let summary = Summary::new("consume", &rec, elapsed, cpu.and_then(|c| c.finish()))
+            .with_environment(&rec, own_cpu0)
             .with("topic", plan.topic.clone())
             .with("group", plan.group.clone())
             .with("queues", queues.len() as u64)

@@ -5,6 +5,7 @@ pub mod consume;
 pub mod cpu;
 pub mod limits;
 pub mod net_client;
+pub mod null_broker;
 pub mod plot;
 pub mod produce;
 pub mod report;
@@ -28,6 +29,8 @@ pub enum BenchCmd {
     Consume(consume::ConsumeArgs),
     /// Measure this machine's limits (loopback TCP, memcpy into mmap, fdatasync, sendfile).
     Limits(limits::LimitsArgs),
+    /// A broker that stores nothing and acks at once: the load generator's own ceiling.
+    NullBroker(null_broker::NullBrokerArgs),
 }
 
 /// Runs one bench command.
@@ -37,5 +40,6 @@ pub fn run(cmd: BenchCmd) -> Result<(), String> {
         BenchCmd::Produce(a) => produce::run(a, Arc::new(net_client::NetConnector)),
         BenchCmd::Consume(a) => consume::run(a, Arc::new(net_client::NetConnector)),
         BenchCmd::Limits(a) => limits::run(a),
+        BenchCmd::NullBroker(a) => null_broker::run(a),
     }
 }

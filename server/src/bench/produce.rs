@@ -430,6 +430,7 @@ pub fn run(args: ProduceArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
         .await?;
         let broker_addr = targets.first().map(|t| t.addr.clone()).unwrap_or_default();
         let cpu = super::cpu::BrokerCpu::start(&broker_addr, args.broker_pid);
+        let own_cpu0 = super::cpu::own_cpu_s();
         let live = Arc::new(Live::default());
         let label = format!("produce {}B x{}", plan.size, plan.batch);
         let progress = Progress::start(label.clone(), Arc::clone(&live));
@@ -438,6 +439,7 @@ pub fn run(args: ProduceArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
         drop(progress);
         let broker_cpu = cpu.and_then(|c| c.finish());
         let summary = Summary::new("produce", &rec, elapsed, broker_cpu)
+            .with_environment(&rec, own_cpu0)
             .with("topic", plan.topic.clone())
             .with("size", plan.size as u64)
             .with("batch", plan.batch)

@@ -8,17 +8,20 @@
 
 pub mod admin;
 pub mod clients;
+pub mod consumer;
 pub mod groups;
 pub mod heartbeat;
 pub mod lock;
 pub mod message;
 pub mod offsets;
 pub mod persist;
+pub mod pull;
 pub mod pull_hold;
 pub mod query;
 pub mod register;
 pub mod retry;
 pub mod schedule;
+pub mod send;
 pub mod subscription;
 pub mod topics;
 pub mod validate;
@@ -29,6 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ferrocket_net::RemotingCommand;
+use ferrocket_store::{MessageStore, StoreOptions};
 use parking_lot::RwLock;
 
 use crate::config::BrokerConfig;
@@ -38,6 +42,8 @@ pub use ferrocket_net::ConnectionHandle;
 /// Errors while starting the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    #[error("opening the store: {0}")]
+    Store(#[from] ferrocket_store::StoreError),
     #[error("loading {what}: {source}")]
     Persist {
         what: &'static str,
@@ -51,6 +57,8 @@ pub struct Broker {
     conf: RwLock<Arc<BrokerConfig>>,
     /// `brokerIP1:listenPort` (IPv4): the registered address and every record's STOREHOST.
     pub store_host: SocketAddr,
+    /// CommitLog, ConsumeQueues and IndexFile.
+    pub store: Arc<MessageStore>,
     pub topics: topics::TopicConfigManager,
     pub offsets: offsets::ConsumerOffsetManager,
     pub groups: groups::SubscriptionGroupManager,
@@ -65,12 +73,14 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Loads the config/*.json managers. `conf.listen_port` must be the bound port.
-    pub fn new(conf: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+    /// Loads the config/*.json managers around an open store. `conf.listen_port` must be the
+    /// bound port (it is every record's STOREHOST).
+    pub fn new(conf: BrokerConfig, store: Arc<MessageStore>) -> Result<Arc<Self>, BrokerError> {
         let dir = conf.config_dir();
         let p = |what| move |source| BrokerError::Persist { what, source };
         let b = Broker {
             store_host: conf.broker_addr(),
+            store,
             topics: topics::TopicConfigManager::load(&dir, &conf).map_err(p("topics.json"))?,
             offsets: offsets::ConsumerOffsetManager::load(&dir)
                 .map_err(p("consumerOffset.json"))?,
@@ -90,19 +100,39 @@ impl Broker {
 
     /// Opens everything the broker needs on disk (blocking: run off the async threads).
     pub fn open(conf: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
-        Self::new(conf)
+        let options = StoreOptions {
+            message_delay_level_ms: crate::config::parse_delay_levels(&conf.message_delay_level)
+                .unwrap_or_else(|_| StoreOptions::default().message_delay_level_ms),
+            ..StoreOptions::default()
+        };
+        let store = MessageStore::open_with(conf.store_config(), options)?;
+        let b = Self::new(conf, Arc::clone(&store))?;
+        // Weak: the store outlives no broker, and an Arc here would be a cycle.
+        let weak = Arc::downgrade(&b);
+        store.set_arrival_listener(Arc::new(
+            move |topic: &str, queue_id: u32, max_offset: u64| {
+                if let Some(b) = weak.upgrade() {
+                    b.pull_hold.notify(topic, queue_id, max_offset);
+                }
+            },
+        ));
+        let s = Arc::clone(&store);
+        b.offsets
+            .set_max_offset_source(Arc::new(move |topic: &str, queue_id: u32| {
+                s.max_offset(topic, queue_id)
+            }));
+        Ok(b)
     }
 
-    /// Starts services that need the shared `Arc` (delay-level delivery).
-    pub fn start_services(b: &Arc<Self>) {
-        schedule::ScheduleService::start(b);
-    }
-
-    /// Periodic persistence (consumer offsets, delay offsets).
-    pub fn persist_periodic(&self) {
+    /// Periodic persistence of consumer offsets (`flushConsumerOffsetInterval`).
+    pub fn persist_offsets(&self) {
         if let Err(e) = self.offsets.persist() {
             tracing::error!(error = %e, "persisting consumerOffset.json failed");
         }
+    }
+
+    /// Periodic persistence of delay-level progress (`flushDelayOffsetInterval`).
+    pub fn persist_delay_offsets(&self) {
         if let Err(e) = self.schedule.persist() {
             tracing::error!(error = %e, "persisting delayOffset.json failed");
         }
@@ -112,6 +142,7 @@ impl Broker {
     /// write its checkpoint.
     pub fn close(&self) {
         self.persist_all();
+        self.store.shutdown();
     }
 
     /// The current configuration (a snapshot; cheap to clone).
@@ -210,6 +241,9 @@ impl Broker {
     ) -> Option<RemotingCommand> {
         let code = req.code;
         match code {
+            c if send::CODES.contains(&c) => send::handle(self, conn, req).await,
+            c if pull::CODES.contains(&c) => pull::handle(self, conn, req).await,
+            c if consumer::CODES.contains(&c) => consumer::handle(self, conn, req).await,
             c if retry::CODES.contains(&c) => retry::handle(self, conn, req).await,
             c if lock::CODES.contains(&c) => lock::handle(self, conn, req).await,
             c if query::CODES.contains(&c) => query::handle(self, conn, req).await,

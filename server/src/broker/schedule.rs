@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -17,6 +18,7 @@ use ferrocket_store::MessageInput;
 use super::persist::{self, value_i64, DataVersion, JsonKey, JsonOut, JsonStyle, PersistError};
 use super::topics::{SCHEDULE_TOPIC, SCHEDULE_TOPIC_QUEUE_NUMS, TRANS_HALF_TOPIC};
 use super::validate::validate_topic;
+use super::Broker;
 use crate::config::BrokerConfig;
 
 /// Java's default `messageDelayLevel`.
@@ -147,6 +149,12 @@ impl DelayLevels {
             return Err(DelayLevelError::TooMany(delays_ms.len()));
         }
         Ok(DelayLevels { delays_ms })
+    }
+
+    /// Delay of each level in ms (index 0 = level 1), e.g. for the store's
+    /// SCHEDULE_TOPIC_XXXX tagsCode (`StoreOptions::message_delay_level_ms`).
+    pub fn delays_ms(&self) -> &[u64] {
+        &self.delays_ms
     }
 
     /// `maxDelayLevel`.
@@ -350,6 +358,12 @@ impl ScheduleService {
             DelayLevels::default()
         });
         Self::open(config_dir, levels)
+    }
+
+    /// Starts delayed delivery. The delivery loop needs `Broker::store`; until the broker holds
+    /// the store this only records that delivery is pending.
+    pub fn start(_b: &Arc<Broker>) {
+        tracing::info!("delayed delivery waits for the store to be wired into the broker");
     }
 
     pub fn levels(&self) -> &DelayLevels {
