@@ -459,11 +459,12 @@ impl ConsumeQueue {
         };
         let end = end_pos(&self.segments.read());
         let mut at = pos;
-        if self.is_empty_locked() {
-            self.start_at(&mut st, pos)?;
-        } else if pos < end {
+        if pos < end {
+            // Also for an emptied queue (its one file starts at `end`): offsets never go back.
             debug!(topic = %self.topic, queue_id = self.queue_id, queue_offset, "unit already built");
             return Ok(());
+        } else if self.is_empty_locked() {
+            self.start_at(&mut st, pos)?;
         } else if pos > end {
             let gap_units = (pos - end) / CQ_UNIT_SIZE_BYTES;
             if gap_units > self.file_size / CQ_UNIT_SIZE_BYTES {
@@ -1369,6 +1370,24 @@ mod tests {
         );
         cq.append(6, unit(6)).unwrap();
         assert_eq!(cq.read_units(6, 10), vec![unit(6)]);
+    }
+
+    /// Regression (found by `queue_matches_model`): after retention and a truncation emptied the
+    /// queue, re-dispatching old offsets restarted the queue at offset 0.
+    #[test]
+    fn emptied_queue_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let cq = ConsumeQueue::open(dir.path(), "T", 0, SMALL).unwrap();
+        fill(&cq, 21);
+        assert_eq!(cq.delete_files_below_phy(2000).unwrap(), 4);
+        cq.truncate_from_phy(2000).unwrap();
+        assert_eq!(
+            (cq.min_offset(), cq.max_offset(), cq.max_phy_end()),
+            (20, 20, 0)
+        );
+        fill(&cq, 21);
+        assert_eq!((cq.min_offset(), cq.max_offset()), (20, 21));
+        assert_eq!(cq.read_units(20, 10), vec![unit(20)]);
     }
 
     #[test]
