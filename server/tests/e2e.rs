@@ -23,6 +23,9 @@ fn conf(dir: &std::path::Path) -> BrokerConfig {
         broker_ip1: "127.0.0.1".into(),
         listen_port: 0,
         mapped_file_size_commit_log: 4 << 20,
+        // the test machine's disk may be fuller than the 90 % default allows
+        disk_space_warning_level_ratio: 100,
+        disk_space_clean_forcibly_ratio: 100,
         ..Default::default()
     }
 }
@@ -395,6 +398,158 @@ async fn long_poll_wakes_on_send_and_heartbeat_registers() {
         .unwrap();
     assert_eq!(r.code, 0);
     assert!(broker.broker.clients.consumer_ids("cg").is_empty());
+    broker.stop().await;
+    ns.stop().await;
+}
+
+fn send_v2(code: i32, topic: &str, queue_id: i32, body: Vec<u8>) -> RemotingCommand {
+    RemotingCommand::request(code)
+        .with_ext("a", "pg")
+        .with_ext("b", topic)
+        .with_ext("c", "TBW102")
+        .with_ext("d", "4")
+        .with_ext("e", queue_id.to_string())
+        .with_ext("f", "0")
+        .with_ext("g", "1700000000000")
+        .with_ext("h", "0")
+        .with_ext("i", "")
+        .with_body(Body::Bytes(body.into()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_send_and_refusals() {
+    use ferrocket_server::broker::message::{encode_batch, BatchItem};
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, broker) = start_standalone(conf(dir.path()), 0).await.unwrap();
+    let client = Client::new(ClientConfig::default());
+    let baddr = broker.broker.store_host.to_string();
+
+    let items: Vec<BatchItem> = (0..3)
+        .map(|i| BatchItem {
+            flag: i,
+            body: format!("b{i}").into_bytes(),
+            properties: format!("UNIQ_KEY\u{1}U{i}\u{2}TAGS\u{1}T{i}\u{2}"),
+        })
+        .collect();
+    let r = client
+        .invoke(&baddr, send_v2(320, "Batch", 2, encode_batch(&items)), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{:?}", r.remark);
+    assert_eq!(r.ext_fields["msgId"].split(',').count(), 3);
+    assert_eq!(r.ext_fields["queueOffset"], "0");
+    wait_max_offset(&client, &baddr, "Batch", 2, 3).await;
+    let r = client
+        .invoke(&baddr, pull("Batch", 2, 0, 4, "T1 || T2"), T)
+        .await
+        .unwrap();
+    let bytes = body_bytes(&r);
+    let recs = decode_records(&bytes).unwrap();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(
+        (recs[0].body, recs[0].flag, recs[0].queue_offset),
+        (&b"b1"[..], 1, 1)
+    );
+    assert_eq!(recs[1].property("UNIQ_KEY"), Some("U2"));
+    // a broken batch body is MESSAGE_ILLEGAL, nothing stored
+    let r = client
+        .invoke(&baddr, send_v2(320, "Batch", 2, vec![0, 0, 0, 9, 1]), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 13);
+
+    let single = |topic: &str, q: i32| send_v2(310, topic, q, b"x".to_vec());
+    // system topics cannot be sent to
+    let r = client
+        .invoke(&baddr, single("SCHEDULE_TOPIC_XXXX", 0), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 16, "{:?}", r.remark);
+    // queue id beyond the topic's queues
+    let r = client.invoke(&baddr, single("Batch", 99), T).await.unwrap();
+    assert_eq!(r.code, 29, "{:?}", r.remark);
+    // illegal topic name
+    let r = client
+        .invoke(&baddr, single("bad/name", 0), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 29, "{:?}", r.remark);
+    // unknown topic whose template does not exist
+    let r = client
+        .invoke(&baddr, single("Fresh", 0).with_ext("c", "NoTemplate"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 17, "{:?}", r.remark);
+    // a missing required field is named
+    let mut m = single("Batch", 0);
+    m.ext_fields.remove("g");
+    let r = client.invoke(&baddr, m, T).await.unwrap();
+    assert_eq!(r.code, 1);
+    assert!(r.remark.unwrap_or_default().contains("<g>"));
+    // pulls: unknown topic, queue out of range, SQL92
+    let r = client
+        .invoke(&baddr, pull("Nope", 0, 0, 4, "*"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 17);
+    let r = client
+        .invoke(&baddr, pull("Batch", 7, 0, 4, "*"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 29);
+    let r = client
+        .invoke(
+            &baddr,
+            pull("Batch", 0, 0, 4, "a > 1").with_ext("expressionType", "SQL92"),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 1);
+    // a queue that exists but is empty: 19 at offset 0
+    let r = client
+        .invoke(&baddr, pull("Batch", 0, 0, 4, "*"), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 19);
+    broker.stop().await;
+    ns.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_change_notifies_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ns, broker) = start_standalone(conf(dir.path()), 0).await.unwrap();
+    let baddr = broker.broker.store_host.to_string();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RemotingCommand>();
+    let first = Client::new(ClientConfig {
+        push_handler: Some(std::sync::Arc::new(
+            move |_addr: &str, cmd: RemotingCommand| {
+                let _ = tx.send(cmd);
+            },
+        )),
+        ..ClientConfig::default()
+    });
+    let second = Client::new(ClientConfig::default());
+    let hb = |id: &str| {
+        let body = format!(
+            r#"{{"clientID":"{id}","consumerDataSet":[{{"groupName":"ng","consumeType":"CONSUME_PASSIVELY","messageModel":"CLUSTERING","consumeFromWhere":"CONSUME_FROM_FIRST_OFFSET","subscriptionDataSet":[{{"topic":"NT","subString":"*","subVersion":0}}]}}]}}"#
+        );
+        RemotingCommand::request(34).with_body(Body::Bytes(body.into_bytes().into()))
+    };
+    assert_eq!(first.invoke(&baddr, hb("c1"), T).await.unwrap().code, 0);
+    let notify = rx.recv().await.unwrap();
+    assert_eq!(notify.code, 40, "a new member is announced, even to itself");
+    assert_eq!(second.invoke(&baddr, hb("c2"), T).await.unwrap().code, 0);
+    let notify = tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap();
+    assert_eq!(notify.code, 40);
+    assert_eq!(notify.ext_fields["consumerGroup"], "ng");
+    assert_eq!(broker.broker.clients.consumer_ids("ng"), vec!["c1", "c2"]);
+    // the second client disconnects: the first is told again
+    second.close_all().await;
+    let notify = tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap();
+    assert_eq!(notify.code, 40);
+    assert_eq!(broker.broker.clients.consumer_ids("ng"), vec!["c1"]);
     broker.stop().await;
     ns.stop().await;
 }
