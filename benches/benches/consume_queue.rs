@@ -143,9 +143,15 @@ fn bench(c: &mut Criterion) {
 
 fn print_ratios() {
     let r = RESULTS.lock().unwrap();
-    let ns = |k: &str| r.get(k).map(|(n, d)| d.as_nanos() as f64 / (*n).max(1) as f64);
+    let ns = |k: &str| {
+        r.get(k)
+            .map(|(n, d)| d.as_nanos() as f64 / (*n).max(1) as f64)
+    };
     println!("\nconsume_queue: ns/op, and ratio = baseline / ours (same run; > 1 means faster)");
-    println!("{:<22} {:>10} {:>10} {:>10} {:>12} {:>12}", "op", "ours", "memcpy", "pread", "vs memcpy", "vs pread");
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:>12} {:>12}",
+        "op", "ours", "memcpy", "pread", "vs memcpy", "vs pread"
+    );
     for op in ["get", "read_units"] {
         if let (Some(o), Some(m), Some(p)) = (
             ns(&format!("{op}/ours")),

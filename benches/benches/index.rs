@@ -99,8 +99,14 @@ fn bench(c: &mut Criterion) {
     for i in 0..MESSAGES {
         let uniq = format!("uniq-{i}");
         let shared = format!("shared-{}", i % SHARED_KEYS);
-        svc.build_index("BenchTopic", Some(&uniq), Some(&shared), i * 1024, T0 + i as i64)
-            .unwrap();
+        svc.build_index(
+            "BenchTopic",
+            Some(&uniq),
+            Some(&shared),
+            i * 1024,
+            T0 + i as i64,
+        )
+        .unwrap();
     }
     svc.flush().unwrap();
     let names = svc.file_names();
@@ -109,8 +115,14 @@ fn bench(c: &mut Criterion) {
     let probes = keys(0x5EED_0002);
     // The service and the raw walk must agree before their speed is compared.
     for (full, k) in probes.iter().take(64) {
-        assert_eq!(svc.query("BenchTopic", k, MAX_RESULTS, 0, i64::MAX), raw_query(&file, full, MAX_RESULTS));
-        assert_eq!(raw_query(&file, full, MAX_RESULTS), linear_query(&file, full, MAX_RESULTS));
+        assert_eq!(
+            svc.query("BenchTopic", k, MAX_RESULTS, 0, i64::MAX),
+            raw_query(&file, full, MAX_RESULTS)
+        );
+        assert_eq!(
+            raw_query(&file, full, MAX_RESULTS),
+            linear_query(&file, full, MAX_RESULTS)
+        );
     }
 
     let mut g = c.benchmark_group("index/query");
@@ -131,18 +143,30 @@ fn bench(c: &mut Criterion) {
             })
         });
     };
-    bench_one("raw_slot_reads", "raw", &|full, _| raw_query(&file, full, MAX_RESULTS));
-    bench_one("linear_scan", "linear", &|full, _| linear_query(&file, full, MAX_RESULTS));
-    bench_one("index_service", "ours", &|_, k| svc.query("BenchTopic", k, MAX_RESULTS, 0, i64::MAX));
+    bench_one("raw_slot_reads", "raw", &|full, _| {
+        raw_query(&file, full, MAX_RESULTS)
+    });
+    bench_one("linear_scan", "linear", &|full, _| {
+        linear_query(&file, full, MAX_RESULTS)
+    });
+    bench_one("index_service", "ours", &|_, k| {
+        svc.query("BenchTopic", k, MAX_RESULTS, 0, i64::MAX)
+    });
     g.finish();
 }
 
 fn print_ratios() {
     let r = RESULTS.lock().unwrap();
-    let ns = |k: &str| r.get(k).map(|(n, d)| d.as_nanos() as f64 / (*n).max(1) as f64);
+    let ns = |k: &str| {
+        r.get(k)
+            .map(|(n, d)| d.as_nanos() as f64 / (*n).max(1) as f64)
+    };
     if let (Some(o), Some(raw), Some(lin)) = (ns("ours"), ns("raw"), ns("linear")) {
         println!("\nindex query: ns/op, ratio = baseline / ours (same run; > 1 means faster)");
-        println!("{:<16} {:>12} {:>12} {:>12} {:>10} {:>10}", "op", "ours", "raw slots", "linear", "vs raw", "vs linear");
+        println!(
+            "{:<16} {:>12} {:>12} {:>12} {:>10} {:>10}",
+            "op", "ours", "raw slots", "linear", "vs raw", "vs linear"
+        );
         println!(
             "{:<16} {o:>12.1} {raw:>12.1} {lin:>12.1} {:>10.2} {:>10.1}",
             "query_by_key",

@@ -128,6 +128,10 @@ fn process(b: &Broker, req: &RemotingCommand, h: &PullMessageRequestHeader, firs
             timeout: Duration::from_millis(ms).min(SUSPEND_MAX),
         };
     }
+    b.stats.msg_get_total.fetch_add(
+        got.messages.len() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     Pulled::Reply(response(req, resp_code, status_name, got))
 }
 

@@ -320,6 +320,10 @@ fn put(b: &Broker, req: &RemotingCommand, msgs: Vec<MessageInput>) -> RemotingCo
         Ok(r) => r,
         Err(e) => return store_error_reply(req, &e),
     };
+    b.stats.msg_put_total.fetch_add(
+        result.appended.len() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let Some(first) = result.appended.first() else {
         return reply(req, code::SYSTEM_ERROR, "store appended nothing");
     };
