@@ -211,9 +211,6 @@ pub async fn start_broker(mut conf: BrokerConfig) -> Result<RunningBroker, Runti
         tokio::spawn(persist_loop(Arc::clone(&broker))),
         tokio::spawn(client_scan_loop(Arc::clone(&broker))),
     ];
-    // Delay-level delivery (SCHEDULE_TOPIC_XXXX → real topics) on its own thread; it stops when
-    // the broker begins shutting down.
-    crate::broker::schedule::ScheduleService::start(&broker);
     let c = broker.conf();
     tracing::info!(
         cluster = %c.broker_cluster_name,
