@@ -211,6 +211,10 @@ broker_config! {
     delete_when: String = "04".to_string() => "deleteWhen";
     file_reserved_time: u64 = 72 => "fileReservedTime";
     disk_max_used_space_ratio: u32 = 75 => "diskMaxUsedSpaceRatio";
+    /// Above this disk usage (percent) old files are deleted whatever their age.
+    disk_space_clean_forcibly_ratio: u32 = 85 => "diskSpaceCleanForciblyRatio";
+    /// Above this disk usage (percent) sends are refused (SERVICE_NOT_AVAILABLE, "disk full").
+    disk_space_warning_level_ratio: u32 = 90 => "diskSpaceWarningLevelRatio";
     max_message_size: u32 = 4 * 1024 * 1024 => "maxMessageSize";
     long_polling_enable: bool = true => "longPollingEnable";
     short_polling_time_mills: u64 = 1000 => "shortPollingTimeMills";
@@ -279,8 +283,6 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "maxTransferBytesOnMessageInDisk",
     "maxTransferCountOnMessageInDisk",
     "accessMessageInMemoryMaxRatio",
-    "diskSpaceCleanForciblyRatio",
-    "diskSpaceWarningLevelRatio",
     "cleanResourceInterval",
     "deleteFileBatchMax",
     "destroyMapedFileIntervalForcibly",
@@ -427,6 +429,20 @@ impl BrokerConfig {
                 &self.disk_max_used_space_ratio.to_string(),
                 "must be 1..=100",
             ));
+        }
+        for (key, v) in [
+            (
+                "diskSpaceCleanForciblyRatio",
+                self.disk_space_clean_forcibly_ratio,
+            ),
+            (
+                "diskSpaceWarningLevelRatio",
+                self.disk_space_warning_level_ratio,
+            ),
+        ] {
+            if v == 0 || v > 100 {
+                return Err(bad(key, &v.to_string(), "must be 1..=100"));
+            }
         }
         if self.max_message_size == 0 {
             return Err(bad("maxMessageSize", "0", "must be positive"));

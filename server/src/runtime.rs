@@ -193,6 +193,7 @@ pub async fn start_broker(mut conf: BrokerConfig) -> Result<RunningBroker, Runti
         .await
         .map_err(|e| RuntimeError::Other(format!("broker start task failed: {e}")))??;
     let _ = processor.broker.set(Arc::clone(&broker));
+    crate::broker::schedule::ScheduleService::start(&broker);
     let shutdown = server.shutdown_handle();
     let transfer = server.transfer_backend();
     let serve = tokio::spawn(async move {

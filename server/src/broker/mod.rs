@@ -28,7 +28,7 @@ pub mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferrocket_net::RemotingCommand;
@@ -70,6 +70,19 @@ pub struct Broker {
     pub pull_hold: pull_hold::PullHold,
     topics_changed: tokio::sync::Notify,
     shutting_down: AtomicBool,
+    /// Counters for GET_BROKER_RUNTIME_INFO.
+    pub stats: Stats,
+}
+
+/// Broker-wide counters since boot (RocketMQ's BrokerStatsManager, reduced to what admin tools
+/// read).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub boot_timestamp_ms: AtomicU64,
+    /// Messages stored by sends.
+    pub msg_put_total: AtomicU64,
+    /// Messages returned by pulls.
+    pub msg_get_total: AtomicU64,
 }
 
 impl Broker {
@@ -94,7 +107,12 @@ impl Broker {
             conf: RwLock::new(Arc::new(conf)),
             topics_changed: tokio::sync::Notify::new(),
             shutting_down: AtomicBool::new(false),
+            stats: Stats::default(),
         };
+        b.stats.boot_timestamp_ms.store(
+            u64::try_from(crate::reply::now_ms()).unwrap_or(0),
+            Ordering::Relaxed,
+        );
         Ok(Arc::new(b))
     }
 
@@ -103,10 +121,21 @@ impl Broker {
         let options = StoreOptions {
             message_delay_level_ms: crate::config::parse_delay_levels(&conf.message_delay_level)
                 .unwrap_or_else(|_| StoreOptions::default().message_delay_level_ms),
+            disk_space_clean_forcibly_ratio: conf.disk_space_clean_forcibly_ratio,
+            disk_space_warning_level_ratio: conf.disk_space_warning_level_ratio,
             ..StoreOptions::default()
         };
         let store = MessageStore::open_with(conf.store_config(), options)?;
         let b = Self::new(conf, Arc::clone(&store))?;
+        // A topics.json restored from .bak may miss the newest topics: recreate a config for
+        // every topic that has queues on disk.
+        match b.topics.adopt_store_topics(&store.topics_and_queues()) {
+            Ok(adopted) if !adopted.is_empty() => {
+                tracing::warn!(topics = ?adopted, "topics found in the store but not in topics.json were restored");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "restoring topics from the store failed"),
+        }
         // Weak: the store outlives no broker, and an Arc here would be a cycle.
         let weak = Arc::downgrade(&b);
         store.set_arrival_listener(Arc::new(
@@ -194,6 +223,46 @@ impl Broker {
                 tracing::error!(file = what, error = %e, "persisting broker state failed");
             }
         }
+    }
+
+    /// Runtime figures for GET_BROKER_RUNTIME_INFO (Java key names). Totals count since boot.
+    pub fn runtime_stats(&self) -> Vec<(&'static str, String)> {
+        let boot = self.stats.boot_timestamp_ms.load(Ordering::Relaxed);
+        let now = u64::try_from(crate::reply::now_ms()).unwrap_or(0);
+        let up_s = now.saturating_sub(boot) / 1000;
+        vec![
+            ("bootTimestamp", boot.to_string()),
+            (
+                "runtime",
+                format!(
+                    "[ {} days, {} hours, {} minutes, {} seconds ]",
+                    up_s / 86_400,
+                    up_s / 3600 % 24,
+                    up_s / 60 % 60,
+                    up_s % 60
+                ),
+            ),
+            (
+                "msgPutTotalTodayNow",
+                self.stats.msg_put_total.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "msgGetTotalTodayNow",
+                self.stats.msg_get_total.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "commitLogMinOffset",
+                self.store.commit_log_min_offset().to_string(),
+            ),
+            (
+                "commitLogMaxOffset",
+                self.store.commit_log_max_offset().to_string(),
+            ),
+            (
+                "brokerVersionDesc",
+                format!("ferrocket {}", env!("CARGO_PKG_VERSION")),
+            ),
+        ]
     }
 
     /// Tells every client of `group` that its membership changed (NOTIFY_CONSUMER_IDS_CHANGED,
