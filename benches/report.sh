@@ -15,6 +15,8 @@
 #   WORK=dir        scratch dir on the real disk (default: a fresh dir under /var/tmp)
 #   BIN=path        use this ferrocket binary instead of building target/release/ferrocket
 #   NOTE="..."      free text for the "what else was running" line
+#   ASYNC_STORE_DIR=dir  parent dir of the ASYNC_FLUSH stores (default WORK; e.g. /dev/shm when the shared disk
+#                   is nearly full: the store refuses writes above 90 % use); SYNC_FLUSH stores stay in WORK
 #   PROFILE="lat-async produce-async-128-b1 ..."  runs whose broker is sampled with `perf record` (top
 #                   symbols written to the scratch dir as NAME.perf.txt) to find what bounds a missed target
 set -euo pipefail
@@ -40,11 +42,15 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 BROKER_PID=""
-start_broker() { # $1 = async|sync
-  rm -rf "$WORK/store"
+STORE=""
+start_broker() { # $1 = async|sync: a fresh store every time
+  local parent=$WORK
+  [ "$1" = async ] && parent=${ASYNC_STORE_DIR:-$WORK}
+  STORE=$parent/ferrocket-bench-store.$$
+  rm -rf "$STORE"
   NS_PORT=$(free_port); BROKER_PORT=$(free_port)
-  "$BIN" standalone --store "$WORK/store" --namesrv-port "$NS_PORT" --broker-port "$BROKER_PORT" \
-    --flush "$1" > "$WORK/broker-$1.log" 2>&1 &
+  "$BIN" standalone --store "$STORE" --namesrv-port "$NS_PORT" --broker-port "$BROKER_PORT" \
+    --flush "$1" >> "$WORK/broker-$1.log" 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 300); do
     if grep -q "boot success" "$WORK/broker-$1.log"; then return 0; fi
@@ -69,6 +75,8 @@ wait_quiet() {
 stop_broker() {
   if [ -n "$BROKER_PID" ]; then kill -TERM "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true; fi
   BROKER_PID=""
+  [ -n "$STORE" ] && rm -rf "$STORE"
+  STORE=""
 }
 trap 'stop_broker' EXIT
 
@@ -124,16 +132,23 @@ run null-lat produce --namesrv "127.0.0.1:$NB_PORT" --topic BenchTopic --size 12
   --duration "$DUR"
 kill "$NB_PID" 2>/dev/null || true; wait "$NB_PID" 2>/dev/null || true
 
-for FLUSH in async sync; do
-  start_broker "$FLUSH"
+# A fresh broker (fresh store) for every body size, so no run pays for an earlier run's data.
+fresh_broker() { # $1 = async|sync
+  stop_broker
+  start_broker "$1"
   NS="127.0.0.1:$NS_PORT"
   # Warm-up: creates the topic and faults in the first segment.
   "$BIN" bench produce --namesrv "$NS" --topic BenchTopic --size 128 --count 2000 > /dev/null 2>&1 || true
   wait_quiet
+}
+
+for FLUSH in async sync; do
+  fresh_broker "$FLUSH"
   [ "$FLUSH" = sync ] && sync_limit lat-sync before "$(record_bytes 128)"
   run "lat-$FLUSH" produce --namesrv "$NS" --topic BenchTopic --size 128 --connections 1 --inflight 1 --duration "$DUR"
   [ "$FLUSH" = sync ] && sync_limit lat-sync after "$(record_bytes 128)"
   for SIZE in 128 1024 16384; do
+    [ "$SIZE" = 128 ] || fresh_broker "$FLUSH"
     for BATCH in 1 32; do
       NAME="produce-$FLUSH-$SIZE-b$BATCH"
       [ "$NAME" = produce-sync-1024-b1 ] && sync_limit "$NAME" before "$SYNC_GROUP"
@@ -144,6 +159,7 @@ for FLUSH in async sync; do
   done
   if [ "$FLUSH" = async ]; then
     # Tail-following consumer while an open-loop producer sends 1 KiB at TAIL_RATE msgs/s.
+    fresh_broker async
     "$BIN" bench produce --namesrv "$NS" --topic TailTopic --size 1024 --count 100 > /dev/null 2>&1 || true
     run tail-consume consume --namesrv "$NS" --topic TailTopic --group tail --duration "$((DUR + 2))" &
     CPID=$!
@@ -158,9 +174,7 @@ done
 # Catch-up consumer over a backlog of BACKLOG_MB of 16 KiB bodies, served from the page cache, on a fresh
 # ASYNC_FLUSH broker so the backlog sits in the first CommitLog segment (retention on a nearly full disk
 # deletes every segment but the active one).
-start_broker async
-NS="127.0.0.1:$NS_PORT"
-wait_quiet
+fresh_broker async
 COUNT=$(( BACKLOG_MB * 1024 * 1024 / 16384 ))
 run backlog-produce produce --namesrv "$NS" --topic BacklogTopic --size 16384 --batch 32 \
   --connections "$CONNS" --inflight 4 --count "$COUNT"
@@ -175,7 +189,7 @@ stop_broker
   echo "mem_gib=$(free -g | awk '/Mem/{print $2}')"
   echo "kernel=$(uname -r)"
   echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-  echo "fs=$(df -T "$WORK" | awk 'NR==2{print $2" on "$1}')"
+  echo "fs=$(df -T "$WORK" | awk 'NR==2{print $2" on "$1}') (SYNC_FLUSH stores); ASYNC_FLUSH stores in ${ASYNC_STORE_DIR:-$WORK} ($(df -T "${ASYNC_STORE_DIR:-$WORK}" | awk 'NR==2{print $2}'))"
   echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "busy=$(ps -eo pcpu,comm --sort=-pcpu | sed -n '2,6p' | awk '{printf "%s %s%%; ", $2, $1}')"
   echo "note=${NOTE:-}"
