@@ -33,6 +33,7 @@ PLOTS=docs/bench
 WORK=${WORK:-$(mktemp -d /var/tmp/ferrocket-bench.XXXXXX)}
 RES=$WORK/results
 mkdir -p "$RES" "$PLOTS"
+STARTED=$(date -u '+%H:%M UTC')
 
 if [ -z "${BIN:-}" ]; then
   cargo build --release -p ferrocket-server
@@ -185,6 +186,7 @@ stop_broker
 
 # What else was running (the machine is shared): load and the busiest processes right now.
 {
+  echo "date=$(date -u '+%Y-%m-%d %H:%M UTC') (end of the runs; started $STARTED)"
   echo "nproc=$(nproc)"
   echo "mem_gib=$(free -g | awk '/Mem/{print $2}')"
   echo "kernel=$(uname -r)"
@@ -196,6 +198,6 @@ stop_broker
 } > "$RES/machine.txt"
 
 python3 "$ROOT/benches/report_md.py" "$RES" "$OUT" "$PLOTS" \
-  "DUR=$DUR BACKLOG_MB=$BACKLOG_MB CONNS=$CONNS INFLIGHT=$INFLIGHT TAIL_RATE=$TAIL_RATE LIMIT_S=$LIMIT_S" \
+  "DUR=$DUR BACKLOG_MB=$BACKLOG_MB CONNS=$CONNS INFLIGHT=$INFLIGHT TAIL_RATE=$TAIL_RATE LIMIT_S=$LIMIT_S ASYNC_STORE_DIR=${ASYNC_STORE_DIR:-}" \
   "$SYNC_GROUP"
 echo "wrote $OUT (raw results in $RES)" >&2

@@ -72,7 +72,7 @@ def main():
     w("Produced by `bash benches/report.sh` (the raw JSON lines of every run stay in its scratch dir). "
       "Every figure is divided by a limit of this machine **measured in the same run**, because absolute "
       "numbers from a shared 2-core VM mean little and its fdatasync latency drifts by up to 80x over minutes.\n")
-    w(f"- Date: {now}")
+    w(f"- Date: {machine.get('date', now)}")
     w(f"- Machine: {machine.get('nproc', '?')} CPUs ({machine.get('cpu', '?')}), {machine.get('mem_gib', '?')} GiB RAM, "
       f"kernel {machine.get('kernel', '?')}, store on {machine.get('fs', '?')}")
     w(f"- Load generator and broker share the machine (same 2 cores). Load average at the end: "
@@ -125,14 +125,21 @@ def main():
         w(f"| ack latency p99.9 | {num(lat['p999_us'])} µs | loopback RTT p99.9 {num(rtt['p999_us'])} µs | {lat['p999_us'] / max(rtt['p999_us'], 0.1):.2f}x | <= 1000 µs | {verdict(lat['p999_us'] <= 1000)} |")
     s1k = load(res, "produce-sync-1024-b1")
     fs = fsync_1k
-    if s1k and fs:
+    def failed_row(label, r):
+        w(f"| {label} | not measured: {r['errors']:,} of its requests failed (see the analysis) | - | - | - | **not measured** |")
+
+    if s1k and s1k["msgs"] == 0:
+        failed_row("SYNC_FLUSH commits/s, 1 KiB, requests in flight", s1k)
+    elif s1k and fs:
         window = s1k.get("connections", 1) * s1k.get("inflight", 1)
         rounds = s1k["requests_per_s"] / window
         r = rounds / fs["commits_per_s"]
         w(f"| SYNC_FLUSH commits/s, 1 KiB, {window} requests in flight (acked requests/s ÷ {window}) | {num(rounds)} /s | "
           f"write+fdatasync of {fs['group_bytes']} B (= {window} records), mean of before/after {' / '.join(num(x) for x in fs['each'])} = {num(fs['commits_per_s'])} /s | {r:.2f} | >= 0.8 | {verdict(r >= 0.8)} |")
     ls = load(res, "lat-sync")
-    if ls and fsync_lat:
+    if ls and ls["msgs"] == 0:
+        failed_row("SYNC_FLUSH, 128 B, 1 in flight", ls)
+    elif ls and fsync_lat:
         r = ls["requests_per_s"] / fsync_lat["commits_per_s"]
         w(f"| SYNC_FLUSH, 128 B, 1 in flight (each ack = one commit) | {num(ls['requests_per_s'])} commits/s, p50 {num(ls['p50_us'])} µs | "
           f"write+fdatasync of {fsync_lat['group_bytes']} B, before/after {' / '.join(num(x) for x in fsync_lat['each'])} /s (p50 {' / '.join(num(x) for x in fsync_lat['p50_us'])} µs) | {r:.2f} | >= 0.8 | {verdict(r >= 0.8)} |")
