@@ -302,6 +302,8 @@ pub struct ScheduleService {
     data_version: Mutex<DataVersion>,
     dirty: AtomicBool,
     persist_lock: Mutex<()>,
+    /// Set by the first [`ScheduleService::start`].
+    started: AtomicBool,
 }
 
 impl ScheduleService {
@@ -347,6 +349,7 @@ impl ScheduleService {
             data_version: Mutex::new(data_version),
             dirty: AtomicBool::new(false),
             persist_lock: Mutex::new(()),
+            started: AtomicBool::new(false),
         })
     }
 
@@ -573,6 +576,9 @@ impl ScheduleService {
     /// Starts the delivery thread: it runs until the broker shuts down, persisting
     /// delayOffset.json every `flushDelayOffsetInterval`.
     pub fn start(b: &Arc<Broker>) {
+        if b.schedule.started.swap(true, Ordering::AcqRel) {
+            return; // one delivery thread per broker
+        }
         let b = b.clone();
         let spawned = std::thread::Builder::new()
             .name("schedule".to_string())
