@@ -227,7 +227,11 @@ fn measure(target: &Target, request: &[u8], responses: u64) -> (u64, Duration, D
             // The raw sender adds its CPU after each response; let the last one land.
             std::thread::sleep(Duration::from_millis(2));
             let after = cpu.load(Ordering::Relaxed);
-            (bytes, wall, Duration::from_nanos(after.saturating_sub(before)))
+            (
+                bytes,
+                wall,
+                Duration::from_nanos(after.saturating_sub(before)),
+            )
         }
         Target::Ours(addr) => {
             let p0 = process_cpu();
@@ -330,8 +334,10 @@ fn bench(c: &mut Criterion) {
         g.warm_up_time(Duration::from_millis(500));
 
         let (raw_addr, raw_cpu) = raw_sendfile_server(Arc::clone(&cutter), count, len);
-        let mut targets: Vec<(String, Target)> =
-            vec![("raw_sendfile".to_owned(), Target::Raw(raw_addr, Arc::clone(&raw_cpu)))];
+        let mut targets: Vec<(String, Target)> = vec![(
+            "raw_sendfile".to_owned(),
+            Target::Raw(raw_addr, Arc::clone(&raw_cpu)),
+        )];
         for (name, addr, _) in &servers {
             targets.push(((*name).to_owned(), Target::Ours(*addr)));
         }
