@@ -81,7 +81,6 @@ fn bench(args: &[&str]) -> serde_json::Value {
 }
 
 #[test]
-#[ignore = "needs `ferrocket standalone` serving (server-core); run with --ignored"]
 fn produce_and_consume_a_tiny_count_against_standalone() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, ns, _bp) = start_standalone(&dir.path().join("store"));

@@ -35,6 +35,15 @@ pub enum BenchCmd {
 
 /// Runs one bench command.
 pub fn run(cmd: BenchCmd) -> Result<(), String> {
+    // Warnings (failed sends, bad pull bodies) go to stderr; stdout stays the JSON summary.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
     match cmd {
         BenchCmd::Store(a) => store::run(a),
         BenchCmd::Produce(a) => produce::run(a, Arc::new(net_client::NetConnector)),

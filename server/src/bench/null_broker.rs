@@ -11,7 +11,7 @@ use ferrocket_net::{
     Body, BoxFuture, ConnectionHandle, Processor, RemotingCommand, Server, ServerConfig,
 };
 
-use super::wire::{code, resp};
+use ferrocket_net::{RequestCode, ResponseCode};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct NullBrokerArgs {
@@ -44,7 +44,7 @@ impl NullBroker {
 
     pub fn answer(&self, req: &RemotingCommand) -> RemotingCommand {
         match req.code {
-            code::GET_ROUTEINFO_BY_TOPIC => {
+            RequestCode::GET_ROUTEINFO_BY_TOPIC => {
                 let body = format!(
                     r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"{}"}},"brokerName":"null-broker","cluster":"DefaultCluster"}}],"queueDatas":[{{"brokerName":"null-broker","perm":6,"readQueueNums":{q},"writeQueueNums":{q},"topicSysFlag":0}}]}}"#,
                     self.addr,
@@ -52,7 +52,7 @@ impl NullBroker {
                 );
                 RemotingCommand::success(req).with_body(Body::Bytes(Bytes::from(body)))
             }
-            code::SEND_MESSAGE_V2 | code::SEND_BATCH_MESSAGE => {
+            RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_BATCH_MESSAGE => {
                 let n = self.sends.fetch_add(1, Ordering::Relaxed);
                 RemotingCommand::success(req)
                     .with_ext("msgId", format!("7F00000100002A9F{n:016X}"))
@@ -62,13 +62,16 @@ impl NullBroker {
                     )
                     .with_ext("queueOffset", n.to_string())
             }
-            code::GET_MIN_OFFSET | code::GET_MAX_OFFSET => {
+            RequestCode::GET_MIN_OFFSET | RequestCode::GET_MAX_OFFSET => {
                 RemotingCommand::success(req).with_ext("offset", "0")
             }
-            code::PULL_MESSAGE => RemotingCommand::response_to(req, resp::PULL_NOT_FOUND, "")
-                .with_ext("nextBeginOffset", "0")
-                .with_ext("minOffset", "0")
-                .with_ext("maxOffset", "0"),
+            RequestCode::PULL_MESSAGE => {
+                RemotingCommand::response_to(req, ResponseCode::PULL_NOT_FOUND, "")
+                    .with_ext("suggestWhichBrokerId", "0")
+                    .with_ext("nextBeginOffset", "0")
+                    .with_ext("minOffset", "0")
+                    .with_ext("maxOffset", "0")
+            }
             _ => RemotingCommand::not_supported(req),
         }
     }
@@ -136,7 +139,7 @@ mod tests {
     #[test]
     fn answers_routes_and_sends() {
         let b = NullBroker::new("127.0.0.1:5".into(), 3);
-        let mut req = RemotingCommand::request(code::GET_ROUTEINFO_BY_TOPIC);
+        let mut req = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC);
         req.opaque = 7;
         let r = b.answer(&req);
         assert_eq!(r.opaque, 7);
@@ -144,9 +147,9 @@ mod tests {
             panic!("route body")
         };
         assert_eq!(parse_route(body, RouteUse::Write).unwrap().len(), 3);
-        let send = RemotingCommand::request(code::SEND_MESSAGE_V2).with_ext("e", "2");
+        let send = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2).with_ext("e", "2");
         let r = b.answer(&send);
-        assert_eq!(r.code, resp::SUCCESS);
+        assert_eq!(r.code, ResponseCode::SUCCESS);
         assert_eq!(r.ext_fields["queueId"], "2");
     }
 }

@@ -53,14 +53,6 @@ pub fn body_bytes(cmd: &RemotingCommand) -> &[u8] {
     }
 }
 
-/// One ext field map from pairs.
-pub fn ext(pairs: &[(&str, String)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), v.clone()))
-        .collect()
-}
-
 /// How long a route lookup keeps retrying while the nameserver does not know the topic yet (a
 /// broker registers shortly after it boots).
 const ROUTE_RETRY_FOR: Duration = Duration::from_secs(5);
@@ -104,25 +96,24 @@ async fn route_once(
     usage: crate::bench::wire::RouteUse,
     timeout: Duration,
 ) -> Result<Option<Vec<crate::bench::wire::QueueTarget>>, String> {
-    use crate::bench::wire::{code, parse_route, resp, QueueTarget, RouteUse};
+    use crate::bench::wire::{parse_route, QueueTarget, RouteUse};
+    use ferrocket_net::header::namesrv::GetRouteInfoRequestHeader;
+    use ferrocket_net::{RequestCode, ResponseCode};
     let ask = |t: &str| {
-        request(
-            code::GET_ROUTEINFO_BY_TOPIC,
-            ext(&[
-                ("topic", t.to_string()),
-                ("acceptStandardJsonOnly", "true".to_string()),
-            ]),
-            None,
-        )
+        let h = GetRouteInfoRequestHeader {
+            topic: t.to_string(),
+            accept_standard_json_only: Some(true),
+        };
+        request(RequestCode::GET_ROUTEINFO_BY_TOPIC, h.to_ext(), None)
     };
     let r = ns
         .call(ask(topic), timeout)
         .await
         .map_err(|e| format!("route query to nameserver {namesrv}: {e}"))?;
-    if r.code == resp::SUCCESS {
+    if r.code == ResponseCode::SUCCESS {
         return parse_route(body_bytes(&r), usage).map(Some);
     }
-    if r.code != resp::TOPIC_NOT_EXIST {
+    if r.code != ResponseCode::TOPIC_NOT_EXIST {
         return Err(format!(
             "route query for {topic} to {namesrv}: code {} {}",
             r.code,
@@ -136,7 +127,7 @@ async fn route_once(
         .call(ask("TBW102"), timeout)
         .await
         .map_err(|e| format!("route query to nameserver {namesrv}: {e}"))?;
-    if t.code != resp::SUCCESS {
+    if t.code != ResponseCode::SUCCESS {
         return Ok(None);
     }
     let mut brokers: Vec<QueueTarget> = parse_route(body_bytes(&t), usage)?;

@@ -391,6 +391,16 @@ fn runtime_info(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         conf.broker_permission.to_string(),
     );
     table.insert("topicCount".into(), b.topics.all().len().to_string());
+    let (min, max) = (
+        b.store.commit_log_min_offset(),
+        b.store.commit_log_max_offset(),
+    );
+    table.insert("commitLogMinOffset".into(), min.to_string());
+    table.insert("commitLogMaxOffset".into(), max.to_string());
+    table.insert(
+        "dispatchBehindBytes".into(),
+        max.saturating_sub(b.store.dispatched_offset()).to_string(),
+    );
     let out = super::persist::JsonOut::obj([(
         "table",
         super::persist::JsonOut::obj(
@@ -836,7 +846,7 @@ mod tests {
             max_message_size: 1 << 20,
             ..BrokerConfig::default()
         };
-        Broker::open(conf).unwrap()
+        crate::broker::retry::testkit::broker_with_conf(conf)
     }
 
     fn conn() -> SocketAddr {
@@ -1140,6 +1150,8 @@ mod tests {
         let r = handle_sync(&b, conn(), &request(req::GET_BROKER_RUNTIME_INFO, &[], ""));
         let v: serde_json::Value = serde_json::from_str(&body_text(&r)).unwrap();
         assert_eq!(v["table"]["brokerPermission"], "6");
+        assert_eq!(v["table"]["commitLogMinOffset"], "0");
+        assert!(v["table"]["commitLogMaxOffset"].is_string());
     }
 
     #[test]

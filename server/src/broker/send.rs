@@ -2,7 +2,7 @@
 //! Java codes and remarks (§7.8), topic auto-creation from TBW102 (§7.7), retry/DLQ and delay
 //! rewrites, the store append, and the SendMessageResponseHeader.
 //!
-//! The append blocks under SYNC_FLUSH (group commit), so it runs on the blocking pool.
+//! The append blocks (group commit, page faults), so it runs on the blocking pool.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -42,8 +42,11 @@ pub async fn handle(
         Ok(h) => h,
         Err(e) => return Some(RemotingCommand::bad_header(&req, &e)),
     };
-    let b = Arc::clone(b);
     let born_host = v4_mapped(conn.peer_addr());
+    // Always on the blocking pool: under SYNC_FLUSH the append waits for the group commit, and
+    // even under ASYNC_FLUSH a write can fault in a fresh page of the mapped segment while the
+    // disk is busy (seconds, measured on a loaded machine); a runtime worker must not stall.
+    let b = Arc::clone(b);
     let resp = tokio::task::spawn_blocking(move || send(&b, &req, header, born_host)).await;
     Some(resp.unwrap_or_else(|e| {
         tracing::error!(error = %e, "send task failed");
