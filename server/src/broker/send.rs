@@ -2,7 +2,7 @@
 //! Java codes and remarks (§7.8), topic auto-creation from TBW102 (§7.7), retry/DLQ and delay
 //! rewrites, the store append, and the SendMessageResponseHeader.
 //!
-//! The append blocks under SYNC_FLUSH (group commit), so there it runs on the blocking pool.
+//! The append blocks (group commit, page faults), so it runs on the blocking pool.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ferrocket_net::header::producer::{SendMessageRequestHeader, SendMessageResponseHeader};
 use ferrocket_net::{Body, RemotingCommand};
-use ferrocket_store::{FlushDiskType, MessageInput, PutStatus, StoreError};
+use ferrocket_store::{MessageInput, PutStatus, StoreError};
 
 use super::message::{self, PROPERTY_CLUSTER, PROPERTY_UNIQ_KEY};
 use super::topics::TopicConfig;
@@ -43,12 +43,9 @@ pub async fn handle(
         Err(e) => return Some(RemotingCommand::bad_header(&req, &e)),
     };
     let born_host = v4_mapped(conn.peer_addr());
-    // Under ASYNC_FLUSH an append only copies into the mapped segment (microseconds), so it runs
-    // right here; under SYNC_FLUSH it waits for the group commit, which belongs on the blocking
-    // pool.
-    if b.conf().flush_disk_type == FlushDiskType::Async {
-        return Some(send(b, &req, header, born_host));
-    }
+    // Always on the blocking pool: under SYNC_FLUSH the append waits for the group commit, and
+    // even under ASYNC_FLUSH a write can fault in a fresh page of the mapped segment while the
+    // disk is busy (seconds, measured on a loaded machine); a runtime worker must not stall.
     let b = Arc::clone(b);
     let resp = tokio::task::spawn_blocking(move || send(&b, &req, header, born_host)).await;
     Some(resp.unwrap_or_else(|e| {
