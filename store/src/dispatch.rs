@@ -27,6 +27,8 @@ pub const DEFAULT_DELAY_LEVELS_MS: [u64; 18] = [
 ];
 /// Records dispatched per step before progress is published to waiters.
 const DISPATCH_BATCH_RECORDS_MAX: usize = 4096;
+/// How long an idle dispatcher spins before it parks.
+const IDLE_SPIN: Duration = Duration::from_micros(50);
 /// The dispatcher re-checks the log at least this often even without a wake-up.
 const IDLE_PARK: Duration = Duration::from_millis(50);
 
@@ -261,6 +263,11 @@ impl Dispatcher {
         while !self.stop.load(Ordering::Acquire) {
             match self.step(u64::MAX) {
                 Ok(0) => {
+                    // Under load the next record arrives within microseconds: spin briefly
+                    // instead of parking, so appenders almost never pay for a futex wake.
+                    if self.spin_for_work() {
+                        continue;
+                    }
                     self.sleeping.store(true, Ordering::Relaxed);
                     fence(Ordering::SeqCst);
                     if self.log.max_offset() <= self.dispatched() {
@@ -278,6 +285,20 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Spins up to [`IDLE_SPIN`] for the CommitLog to grow; true if it did.
+    fn spin_for_work(&self) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < IDLE_SPIN {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            if self.log.max_offset() > self.dispatched() || self.stop.load(Ordering::Acquire) {
+                return true;
+            }
+        }
+        false
     }
 
     pub fn stop(&self) {
