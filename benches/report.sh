@@ -15,6 +15,8 @@
 #   WORK=dir        scratch dir on the real disk (default: a fresh dir under /var/tmp)
 #   BIN=path        use this ferrocket binary instead of building target/release/ferrocket
 #   NOTE="..."      free text for the "what else was running" line
+#   PROFILE="lat-async produce-async-128-b1 ..."  runs whose broker is sampled with `perf record` (top
+#                   symbols written to the scratch dir as NAME.perf.txt) to find what bounds a missed target
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -61,8 +63,20 @@ trap 'stop_broker' EXIT
 run() {
   local name=$1; shift
   echo "== $name: ferrocket bench $*" >&2
+  local perf_pid=""
+  if [[ " ${PROFILE:-} " == *" $name "* ]] && [ -n "$BROKER_PID" ] && command -v perf > /dev/null; then
+    perf record -F 499 -g -p "$BROKER_PID" -o "$WORK/$name.perf" > /dev/null 2>&1 &
+    perf_pid=$!
+  fi
   "$BIN" bench "$@" --plot "$PLOTS/$name.svg" > "$WORK/$name.out" 2> "$WORK/$name.err" || {
-    echo "   failed: $(tail -3 "$WORK/$name.err")" >&2; echo '{"failed":true}' > "$RES/$name.json"; return 0; }
+    echo "   failed: $(tail -3 "$WORK/$name.err")" >&2; echo '{"failed":true}' > "$RES/$name.json"; }
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true
+    perf report -i "$WORK/$name.perf" --no-children --sort dso,symbol --stdio -g none 2>/dev/null \
+      | grep -v '^#' | grep '%' | head -40 > "$WORK/$name.perf.txt" || true
+    echo "   perf profile of the broker: $WORK/$name.perf.txt" >&2
+  fi
+  [ -s "$RES/$name.json" ] && grep -q failed "$RES/$name.json" && return 0
   tail -1 "$WORK/$name.out" > "$RES/$name.json"
   cat "$RES/$name.json" >&2
 }
@@ -76,6 +90,17 @@ echo "== machine limits (part 1)" >&2
 "$BIN" bench limits --dir "$WORK" --seconds "$LIMIT_S" --only tcp,rtt,mmap,sendfile \
   --record-sizes 128,1024,16384 > "$RES/limits.json"
 cat "$RES/limits.json" >&2
+
+echo "== load generator ceiling: the same 128 B runs against a broker that stores nothing" >&2
+NB_PORT=$(free_port)
+"$BIN" bench null-broker --port "$NB_PORT" > "$WORK/null-broker.log" 2>&1 &
+NB_PID=$!
+sleep 1
+run null-128-b1 produce --namesrv "127.0.0.1:$NB_PORT" --topic BenchTopic --size 128 --connections "$CONNS" \
+  --inflight "$INFLIGHT" --duration "$DUR" --threads 1
+run null-lat produce --namesrv "127.0.0.1:$NB_PORT" --topic BenchTopic --size 128 --connections 1 --inflight 1 \
+  --duration "$DUR"
+kill "$NB_PID" 2>/dev/null || true; wait "$NB_PID" 2>/dev/null || true
 
 for FLUSH in async sync; do
   start_broker "$FLUSH"

@@ -95,6 +95,9 @@ def main():
     a128 = load(res, "produce-async-128-b1")
     if a128:
         w(f"| 128 B unbatched, async ({a128.get('connections')} conns x {a128.get('inflight')} in flight) | {num(a128['msgs_per_s'])} msgs/s | absolute | - | >= 200,000 msgs/s | {verdict(a128['msgs_per_s'] >= 200000)} |")
+        nb = load(res, "null-128-b1")
+        if nb:
+            w(f"| same run against the null broker (stores nothing, acks at once): load generator + remoting ceiling | {num(nb['msgs_per_s'])} msgs/s | - | broker run / ceiling = {a128['msgs_per_s'] / max(nb['msgs_per_s'], 1):.2f} | context | - |")
         cpu = a128.get("broker_cpu_us_per_msg")
         w(f"| broker CPU per message, same run | {num(cpu, 2)} µs | absolute | - | <= 5 µs | {verdict(None if cpu is None else cpu <= 5)} |")
     lat = load(res, "lat-async")
@@ -102,6 +105,9 @@ def main():
         goal = 2 * rtt["p50_us"] + 10
         w(f"| ack latency p50, 1 in flight, 128 B async | {num(lat['p50_us'])} µs | loopback RTT p50 {num(rtt['p50_us'])} µs | "
           f"{lat['p50_us'] / rtt['p50_us']:.2f}x RTT | <= 2x RTT + 10 µs = {num(goal)} µs | {verdict(lat['p50_us'] <= goal)} |")
+        nl = load(res, "null-lat")
+        if nl:
+            w(f"| same, against the null broker (tool + remoting only) | p50 {num(nl['p50_us'])} / p99 {num(nl['p99_us'])} / p99.9 {num(nl['p999_us'])} µs | - | - | context | - |")
         w(f"| ack latency p99 | {num(lat['p99_us'])} µs | loopback RTT p99 {num(rtt['p99_us'])} µs | {lat['p99_us'] / max(rtt['p99_us'], 0.1):.2f}x | <= 100 µs | {verdict(lat['p99_us'] <= 100)} |")
         w(f"| ack latency p99.9 | {num(lat['p999_us'])} µs | loopback RTT p99.9 {num(rtt['p999_us'])} µs | {lat['p999_us'] / max(rtt['p999_us'], 0.1):.2f}x | <= 1000 µs | {verdict(lat['p999_us'] <= 1000)} |")
     s1k = load(res, "produce-sync-1024-b1")
@@ -141,14 +147,14 @@ def main():
     # ---- all runs
     w("## Produce matrix\n")
     w("Closed loop (each slot sends when its previous ack arrives); latency is per request (a batch of 32 is one sample).\n")
-    w("| flush | body | batch | conns x in flight | msgs/s | MB/s | ratio to limit | p50 µs | p99 µs | p99.9 µs | max µs | errors | broker µs CPU/msg | broker CPU s/GB |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    w("| flush | body | batch | conns x in flight | msgs/s | MB/s | ratio to limit | p50 µs | p99 µs | p99.9 µs | max µs | errors | broker µs CPU/msg | broker CPU s/GB | load generator µs CPU/msg | load avg |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for flush in ("async", "sync"):
         names = [f"lat-{flush}"] + [f"produce-{flush}-{s}-b{b}" for s in (128, 1024, 16384) for b in (1, 32)]
         for n in names:
             r = load(res, n)
             if not r:
-                w(f"| {flush} | {n} | failed or not run | | | | | | | | | | | |")
+                w(f"| {flush} | {n} | failed or not run | | | | | | | | | | | | | |")
                 continue
             size = r.get("size")
             ratio = "-"
@@ -159,7 +165,7 @@ def main():
                 window = r.get("connections", 1) * r.get("inflight", 1)
                 ratio = f"{r['requests_per_s'] / window / fs['commits_per_s']:.2f} of fdatasync rounds"
             w(f"| {flush} | {size} B | {r.get('batch')} | {r.get('connections')} x {r.get('inflight')} | {num(r['msgs_per_s'])} | {num(r['mb_per_s'])} | {ratio} | "
-              f"{num(r['p50_us'])} | {num(r['p99_us'])} | {num(r['p999_us'])} | {num(r['max_us'])} | {r['errors']} | {num(r.get('broker_cpu_us_per_msg'), 2)} | {num(r.get('broker_cpu_s_per_gb'), 3)} |")
+              f"{num(r['p50_us'])} | {num(r['p99_us'])} | {num(r['p999_us'])} | {num(r['max_us'])} | {r['errors']} | {num(r.get('broker_cpu_us_per_msg'), 2)} | {num(r.get('broker_cpu_s_per_gb'), 3)} | {num(r.get('client_cpu_us_per_msg'), 2)} | {num(r.get('loadavg_1m'), 1)} |")
     w("")
     w("## Consumers\n")
     w("| run | msgs | msgs/s | MB/s | e2e p50 µs | e2e p99 µs | e2e p99.9 µs | max µs | errors | broker CPU s/GB |")

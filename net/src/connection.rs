@@ -66,6 +66,52 @@ impl ConnInner {
 }
 
 impl ConnectionHandle {
+    /// A handle not attached to any socket whose pushes land in the returned receiver, for
+    /// tests that check what a processor pushes (NOTIFY_CONSUMER_IDS_CHANGED, ...).
+    pub fn detached_with_outbox(
+        id: u64,
+        peer: SocketAddr,
+        local: SocketAddr,
+        capacity: usize,
+    ) -> (ConnectionHandle, mpsc::Receiver<RemotingCommand>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (closed, _) = watch::channel(false);
+        let handle = ConnectionHandle {
+            inner: Arc::new(ConnInner {
+                id,
+                peer,
+                local,
+                out: tx,
+                client: Mutex::new(None),
+                next_opaque: AtomicI32::new(1),
+                closed,
+                last_activity_ms: AtomicU64::new(0),
+                born: Instant::now(),
+            }),
+        };
+        (handle, rx)
+    }
+
+    /// A handle not attached to any socket, for processors' unit tests: pushes fail with
+    /// `ConnectionClosed` (the receiver is dropped), everything else answers normally.
+    pub fn detached(id: u64, peer: SocketAddr, local: SocketAddr) -> ConnectionHandle {
+        let (tx, _rx) = mpsc::channel(1);
+        let (closed, _) = watch::channel(false);
+        ConnectionHandle {
+            inner: Arc::new(ConnInner {
+                id,
+                peer,
+                local,
+                out: tx,
+                client: Mutex::new(None),
+                next_opaque: AtomicI32::new(1),
+                closed,
+                last_activity_ms: AtomicU64::new(0),
+                born: Instant::now(),
+            }),
+        }
+    }
+
     /// Server-unique connection number (starts at 1).
     pub fn id(&self) -> u64 {
         self.inner.id

@@ -201,7 +201,6 @@ broker_config! {
     flush_disk_type: FlushDiskType = FlushDiskType::Async => "flushDiskType";
     flush_interval_commit_log: u64 = 500 => "flushIntervalCommitLog";
     flush_commit_log_least_pages: u32 = 4 => "flushCommitLogLeastPages";
-    flush_commit_log_thorough_interval: u64 = 10_000 => "flushCommitLogThoroughInterval";
     sync_flush_timeout: u64 = 5000 => "syncFlushTimeout";
     broker_role: BrokerRole = BrokerRole::AsyncMaster => "brokerRole";
     auto_create_topic_enable: bool = true => "autoCreateTopicEnable";
@@ -212,6 +211,10 @@ broker_config! {
     delete_when: String = "04".to_string() => "deleteWhen";
     file_reserved_time: u64 = 72 => "fileReservedTime";
     disk_max_used_space_ratio: u32 = 75 => "diskMaxUsedSpaceRatio";
+    /// Above this disk usage (percent) old files are deleted whatever their age.
+    disk_space_clean_forcibly_ratio: u32 = 85 => "diskSpaceCleanForciblyRatio";
+    /// Above this disk usage (percent) sends are refused (SERVICE_NOT_AVAILABLE, "disk full").
+    disk_space_warning_level_ratio: u32 = 90 => "diskSpaceWarningLevelRatio";
     max_message_size: u32 = 4 * 1024 * 1024 => "maxMessageSize";
     long_polling_enable: bool = true => "longPollingEnable";
     short_polling_time_mills: u64 = 1000 => "shortPollingTimeMills";
@@ -241,8 +244,9 @@ broker_config! {
     max_transfer_count_on_message_in_memory: u32 = 32 => "maxTransferCountOnMessageInMemory";
     /// Ferrocket serves pull bodies zero-copy unless this is true (Java's default is true).
     transfer_msg_by_heap: bool = false => "transferMsgByHeap";
-    slave_read_enable: bool = false => "slaveReadEnable";
+    /// SQL92 filtering is not implemented: pulls with `expressionType=SQL92` are refused either way.
     enable_property_filter: bool = false => "enablePropertyFilter";
+    /// Refuse sends carrying `TRAN_MSG=true` (NO_PERMISSION).
     reject_transaction_message: bool = false => "rejectTransactionMessage";
     server_channel_max_idle_time_seconds: u64 = 120 => "serverChannelMaxIdleTimeSeconds";
     /// Bound on parked long-polling pulls (Ferrocket addition).
@@ -254,6 +258,8 @@ broker_config! {
 /// Keys Java brokers accept that Ferrocket reads but that have no effect here. They are logged
 /// at info level instead of warned about, so a stock broker.conf loads quietly.
 const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
+    "flushCommitLogThoroughInterval",
+    "slaveReadEnable",
     "transientStorePoolEnable",
     "transientStorePoolSize",
     "warmMapedFileEnable",
@@ -277,8 +283,6 @@ const ACCEPTED_WITHOUT_EFFECT: &[&str] = &[
     "maxTransferBytesOnMessageInDisk",
     "maxTransferCountOnMessageInDisk",
     "accessMessageInMemoryMaxRatio",
-    "diskSpaceCleanForciblyRatio",
-    "diskSpaceWarningLevelRatio",
     "cleanResourceInterval",
     "deleteFileBatchMax",
     "destroyMapedFileIntervalForcibly",
@@ -425,6 +429,20 @@ impl BrokerConfig {
                 &self.disk_max_used_space_ratio.to_string(),
                 "must be 1..=100",
             ));
+        }
+        for (key, v) in [
+            (
+                "diskSpaceCleanForciblyRatio",
+                self.disk_space_clean_forcibly_ratio,
+            ),
+            (
+                "diskSpaceWarningLevelRatio",
+                self.disk_space_warning_level_ratio,
+            ),
+        ] {
+            if v == 0 || v > 100 {
+                return Err(bad(key, &v.to_string(), "must be 1..=100"));
+            }
         }
         if self.max_message_size == 0 {
             return Err(bad("maxMessageSize", "0", "must be positive"));

@@ -193,6 +193,7 @@ pub async fn start_broker(mut conf: BrokerConfig) -> Result<RunningBroker, Runti
         .await
         .map_err(|e| RuntimeError::Other(format!("broker start task failed: {e}")))??;
     let _ = processor.broker.set(Arc::clone(&broker));
+    crate::broker::schedule::ScheduleService::start(&broker);
     let shutdown = server.shutdown_handle();
     let transfer = server.transfer_backend();
     let serve = tokio::spawn(async move {
@@ -210,7 +211,6 @@ pub async fn start_broker(mut conf: BrokerConfig) -> Result<RunningBroker, Runti
         tokio::spawn(persist_loop(Arc::clone(&broker))),
         tokio::spawn(client_scan_loop(Arc::clone(&broker))),
     ];
-    crate::broker::Broker::start_services(&broker);
     let c = broker.conf();
     tracing::info!(
         cluster = %c.broker_cluster_name,
@@ -230,14 +230,36 @@ pub async fn start_broker(mut conf: BrokerConfig) -> Result<RunningBroker, Runti
     })
 }
 
-/// Writes consumer offsets every `flushConsumerOffsetInterval` (read each round, so
-/// UPDATE_BROKER_CONFIG takes effect).
+/// Writes consumer offsets every `flushConsumerOffsetInterval` and delay offsets every
+/// `flushDelayOffsetInterval` (both read each round, so UPDATE_BROKER_CONFIG takes effect).
 async fn persist_loop(b: Arc<Broker>) {
+    let mut last_offsets = tokio::time::Instant::now();
+    let mut last_delay = tokio::time::Instant::now();
     loop {
-        let ms = b.conf().flush_consumer_offset_interval.max(100);
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        let b2 = Arc::clone(&b);
-        let _ = tokio::task::spawn_blocking(move || b2.persist_periodic()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let conf = b.conf();
+        let now = tokio::time::Instant::now();
+        let offsets_due =
+            now - last_offsets >= Duration::from_millis(conf.flush_consumer_offset_interval);
+        let delay_due = now - last_delay >= Duration::from_millis(conf.flush_delay_offset_interval);
+        if offsets_due {
+            last_offsets = now;
+        }
+        if delay_due {
+            last_delay = now;
+        }
+        if offsets_due || delay_due {
+            let b2 = Arc::clone(&b);
+            let _ = tokio::task::spawn_blocking(move || {
+                if offsets_due {
+                    b2.persist_offsets();
+                }
+                if delay_due {
+                    b2.persist_delay_offsets();
+                }
+            })
+            .await;
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::error::{Result, StoreError};
 use crate::message_store::Boundary;
@@ -107,10 +107,14 @@ impl CqUnit {
     /// Decodes the first 20 bytes of `b`. `None` if `b` is shorter than 20 bytes or the unit is not
     /// valid by RocketMQ's rule (`phy >= 0 && size > 0`): zero bytes (the end of a queue) and torn
     /// units decode to `None`. A blank unit decodes to [`CqUnit::BLANK`].
+    #[inline]
     pub fn decode(b: &[u8]) -> Option<CqUnit> {
-        let phy = i64::from_be_bytes(b.get(PHY_OFFSET_AT..SIZE_AT)?.try_into().ok()?);
-        let size = i32::from_be_bytes(b.get(SIZE_AT..TAGS_CODE_AT)?.try_into().ok()?);
-        let tags_code = i64::from_be_bytes(b.get(TAGS_CODE_AT..UNIT_END)?.try_into().ok()?);
+        // Fixed-size chunks: one length check up front, none per field.
+        let (phy, rest) = b.split_first_chunk::<{ SIZE_AT - PHY_OFFSET_AT }>()?;
+        let (size, rest) = rest.split_first_chunk::<{ TAGS_CODE_AT - SIZE_AT }>()?;
+        let (tags, _) = rest.split_first_chunk::<{ UNIT_END - TAGS_CODE_AT }>()?;
+        let (phy, size) = (i64::from_be_bytes(*phy), i32::from_be_bytes(*size));
+        let tags_code = i64::from_be_bytes(*tags);
         if phy < 0 || size <= 0 {
             return None;
         }
@@ -427,8 +431,9 @@ impl ConsumeQueue {
     /// Appends `unit` at `queue_offset`. Called by one dispatcher thread. Idempotent: a unit whose
     /// `phy_offset + size` is at or below [`max_phy_end`](Self::max_phy_end), or whose offset is
     /// already written, is ignored. A queue whose first unit has a non-zero offset starts with
-    /// blank units up to it (below `min_offset`); a later jump forward (at most one file's worth of
-    /// units) is filled with blank units too.
+    /// blank units up to it (below `min_offset`); a later jump forward of at most one file's worth
+    /// of units is filled with blank units too, and a longer one is logged and the unit appended at
+    /// the end of the queue (RocketMQ's behaviour), so dispatch never stalls on a bad offset.
     pub fn append(&self, queue_offset: u64, unit: CqUnit) -> Result<()> {
         if !unit.is_storable() {
             return Err(corrupt(
@@ -444,32 +449,37 @@ impl ConsumeQueue {
         if phy_end <= self.max_phy_end() {
             return Ok(());
         }
-        let pos = queue_offset_to_pos(queue_offset)
-            .filter(|p| p.checked_add(self.file_size).is_some())
-            .ok_or_else(|| corrupt(&self.dir, queue_offset, "queue offset overflows"))?;
+        let Some(pos) = queue_offset_to_pos(queue_offset)
+            .filter(|p| i64::try_from(p.saturating_add(self.file_size)).is_ok())
+        else {
+            // Only a damaged record can carry such an offset; refusing it would stall dispatch.
+            error!(topic = %self.topic, queue_id = self.queue_id, queue_offset,
+                "queue offset out of range; unit not stored");
+            return Ok(());
+        };
         let end = end_pos(&self.segments.read());
-        if self.is_empty_locked() {
-            self.start_at(&mut st, pos)?;
-        } else if pos < end {
+        let mut at = pos;
+        if pos < end {
+            // Also for an emptied queue (its one file starts at `end`): offsets never go back.
             debug!(topic = %self.topic, queue_id = self.queue_id, queue_offset, "unit already built");
             return Ok(());
+        } else if self.is_empty_locked() {
+            self.start_at(&mut st, pos)?;
         } else if pos > end {
             let gap_units = (pos - end) / CQ_UNIT_SIZE_BYTES;
             if gap_units > self.file_size / CQ_UNIT_SIZE_BYTES {
-                return Err(corrupt(
-                    &self.dir,
-                    queue_offset,
-                    format!(
-                        "queue offset jumps from {} to {queue_offset}",
-                        end / CQ_UNIT_SIZE_BYTES
-                    ),
-                ));
+                // Blank-filling an arbitrary jump could fill the disk, and refusing the unit would
+                // stall dispatch for good: append at the end, as RocketMQ does for any mismatch.
+                error!(topic = %self.topic, queue_id = self.queue_id, expected = end / CQ_UNIT_SIZE_BYTES,
+                    got = queue_offset, "queue offset jumps too far; appending at the queue's end");
+                at = end;
+            } else {
+                warn!(topic = %self.topic, queue_id = self.queue_id, from = end / CQ_UNIT_SIZE_BYTES,
+                    to = queue_offset, "queue offset jumps; filling blank units");
+                self.write_blanks(&mut st, end, pos)?;
             }
-            warn!(topic = %self.topic, queue_id = self.queue_id, from = end / CQ_UNIT_SIZE_BYTES,
-                to = queue_offset, "queue offset jumps; filling blank units");
-            self.write_blanks(&mut st, end, pos)?;
         }
-        self.write_at(&mut st, pos, &unit.encode())?;
+        self.write_at(&mut st, at, &unit.encode())?;
         self.max_phy_end.store(phy_end, Ordering::Release);
         Ok(())
     }
@@ -585,8 +595,9 @@ impl ConsumeQueue {
             "truncating consume queue");
         let cut_pos = cut * CQ_UNIT_SIZE_BYTES;
         st.writer = None;
-        // Keep the files that start below the cut; the last of them holds it.
-        let keep = segs.iter().take_while(|s| s.base < cut_pos).count();
+        // Keep the files that start below the cut; the last of them holds it. The first file is
+        // kept even when the cut is at its start, so that `max_offset` never goes below the cut.
+        let keep = segs.iter().take_while(|s| s.base < cut_pos).count().max(1);
         let mut tail: Vec<Segment> = segs.drain(keep..).collect();
         // The last kept file may hold the cut; rewrite its tail through a fresh mapping.
         if let Some(last) = segs.pop() {
@@ -613,18 +624,18 @@ impl ConsumeQueue {
         }
         tail.reverse();
         remove_segments(tail);
-        if segs.is_empty() {
-            self.min_offset.store(0, Ordering::Release);
-        } else {
-            self.min_offset.store(min.min(cut), Ordering::Release);
-        }
-        let new_min = self.min_offset();
+        self.min_offset.store(min.min(cut), Ordering::Release);
+        // Units below `min_offset` still count for idempotency: scan from the first file.
+        let first = segs.first().map_or(0, |s| s.base / CQ_UNIT_SIZE_BYTES);
         self.max_phy_end.store(
-            last_phy_end(&segs, self.file_size, new_min, cut),
+            last_phy_end(&segs, self.file_size, first, cut),
             Ordering::Release,
         );
+        let new_end = end_pos(&segs);
+        // `flush` takes `flushed_pos` before the segment lock: release ours first.
+        drop(segs);
         let mut flushed = self.flushed_pos.lock();
-        *flushed = (*flushed).min(end_pos(&segs));
+        *flushed = (*flushed).min(new_end);
         Ok(())
     }
 
@@ -1208,7 +1219,7 @@ mod tests {
     }
 
     #[test]
-    fn jump_forward_fills_blanks_and_huge_jump_is_refused() {
+    fn jump_forward_fills_blanks_and_huge_jump_appends_at_end() {
         let dir = tempfile::tempdir().unwrap();
         let cq = ConsumeQueue::open(dir.path(), "T", 0, SMALL).unwrap();
         fill(&cq, 2);
@@ -1216,9 +1227,15 @@ mod tests {
         assert_eq!(cq.max_offset(), 5);
         assert_eq!(cq.get(2), Some(CqUnit::BLANK));
         assert_eq!(cq.get(4), Some(unit(4)));
-        let err = cq.append(100, unit(100)).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-        assert_eq!(cq.max_offset(), 5);
+        cq.append(100, unit(100)).unwrap();
+        assert_eq!(cq.max_offset(), 6, "a far jump appends at the end");
+        cq.append(u64::MAX / 2, unit(101)).unwrap();
+        assert_eq!(
+            cq.max_offset(),
+            6,
+            "an offset past i64 byte positions is not stored"
+        );
+        assert_eq!(cq.get(5), Some(unit(100)));
     }
 
     /// Recovery of a last file cut short at every byte position of its last units: exactly the
@@ -1341,9 +1358,36 @@ mod tests {
             (cq.min_offset(), cq.max_offset(), cq.max_phy_end()),
             (0, 0, 0)
         );
-        assert!(names(cq.dir()).is_empty());
+        assert_eq!(names(cq.dir()), vec!["00000000000000000000"]);
         cq.append(6, unit(6)).unwrap();
         assert_eq!((cq.min_offset(), cq.max_offset()), (6, 7));
+        assert_eq!(names(cq.dir()), vec!["00000000000000000100"]);
+        // Cutting everything of a queue that starts at 6 keeps its max offset at 6.
+        cq.truncate_from_phy(0).unwrap();
+        assert_eq!(
+            (cq.min_offset(), cq.max_offset(), cq.max_phy_end()),
+            (6, 6, 0)
+        );
+        cq.append(6, unit(6)).unwrap();
+        assert_eq!(cq.read_units(6, 10), vec![unit(6)]);
+    }
+
+    /// Regression (found by `queue_matches_model`): after retention and a truncation emptied the
+    /// queue, re-dispatching old offsets restarted the queue at offset 0.
+    #[test]
+    fn emptied_queue_never_goes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let cq = ConsumeQueue::open(dir.path(), "T", 0, SMALL).unwrap();
+        fill(&cq, 21);
+        assert_eq!(cq.delete_files_below_phy(2000).unwrap(), 4);
+        cq.truncate_from_phy(2000).unwrap();
+        assert_eq!(
+            (cq.min_offset(), cq.max_offset(), cq.max_phy_end()),
+            (20, 20, 0)
+        );
+        fill(&cq, 21);
+        assert_eq!((cq.min_offset(), cq.max_offset()), (20, 21));
+        assert_eq!(cq.read_units(20, 10), vec![unit(20)]);
     }
 
     #[test]
@@ -1414,6 +1458,72 @@ mod tests {
         }
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(u64),
+        /// Cut at `phy = 100 * (min + n) + 50`-ish: `n` units past the min offset survive.
+        Truncate(u64),
+        /// Retention with the CommitLog's min phy at the unit `n` past the min offset.
+        DeleteBelow(u64),
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1u64..12).prop_map(Op::Append),
+            1 => (0u64..15).prop_map(Op::Truncate),
+            1 => (0u64..15).prop_map(Op::DeleteBelow),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Appends, truncation, retention and reopening against a model (units `0..len`, unit `i`
+        /// at phy `100 i`, consumable from `min`).
+        #[test]
+        fn queue_matches_model(ops in proptest::collection::vec(op(), 1..25)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cq = ConsumeQueue::open(dir.path(), "T", 0, SMALL).unwrap();
+            let (mut len, mut min) = (0u64, 0u64);
+            for op in ops {
+                match op {
+                    Op::Append(n) => {
+                        fill(&cq, len + n);
+                        len += n;
+                    }
+                    Op::Truncate(n) => {
+                        // The log's valid end never lies below the queue's min unit.
+                        let keep = (min + n).min(len);
+                        cq.truncate_from_phy((keep * 100).saturating_sub(50 * (n % 2))).unwrap();
+                        len = keep;
+                    }
+                    Op::DeleteBelow(n) => {
+                        let phy = (min + n) * 100;
+                        cq.delete_files_below_phy(phy).unwrap();
+                        min = (min + n).min(len).max(min);
+                    }
+                    Op::Reopen => {
+                        cq.flush().unwrap();
+                        drop(cq);
+                        cq = ConsumeQueue::open(dir.path(), "T", 0, SMALL).unwrap();
+                        cq.delete_files_below_phy(min * 100).unwrap();
+                    }
+                }
+                if len == 0 {
+                    min = 0;
+                }
+                prop_assert_eq!(cq.max_offset(), len);
+                prop_assert_eq!(cq.min_offset(), min);
+                // With no consumable unit left, the units below `min` may be gone with their
+                // files (then nothing is left to be idempotent against, and 0 is right too).
+                let phy_end = cq.max_phy_end();
+                prop_assert!(phy_end == len * 100 || (len == min && phy_end == 0), "phy end {}", phy_end);
+                prop_assert_eq!(cq.read_units(min, 1000), (min..len).map(unit).collect::<Vec<_>>());
+            }
+        }
+    }
+
     #[test]
     fn delete_files_below_phy_moves_min_and_keeps_last_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -1459,6 +1569,42 @@ mod tests {
             ConsumeQueue::open(dir.path(), "T", 0, SMALL),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    /// Readers running while the dispatcher appends, rolls and flushes only ever see whole,
+    /// correct units below `max_offset`.
+    #[test]
+    fn concurrent_readers_see_whole_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let cq = Arc::new(ConsumeQueue::open(dir.path(), "T", 0, 64 * CQ_UNIT_SIZE_BYTES).unwrap());
+        let n = 2_000u64;
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let cq = Arc::clone(&cq);
+                std::thread::spawn(move || {
+                    let mut seen = 0;
+                    while seen < n {
+                        let max = cq.max_offset();
+                        for (i, u) in cq.read_units(seen.saturating_sub(3), 16).iter().enumerate() {
+                            assert_eq!(*u, unit(seen.saturating_sub(3) + i as u64));
+                        }
+                        if max > 0 {
+                            assert_eq!(cq.get(max - 1), Some(unit(max - 1)));
+                        }
+                        seen = max;
+                    }
+                })
+            })
+            .collect();
+        for i in 0..n {
+            cq.append(i, unit(i)).unwrap();
+            if i % 97 == 0 {
+                cq.flush().unwrap();
+            }
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
     }
 
     #[test]

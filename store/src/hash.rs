@@ -8,6 +8,16 @@ pub fn java_string_hash(s: &str) -> i32 {
     })
 }
 
+/// The Java hash of the concatenation of `parts`, without building the string.
+fn java_hash_of_parts(parts: &[&str]) -> i32 {
+    parts
+        .iter()
+        .flat_map(|p| p.encode_utf16())
+        .fold(0i32, |h, unit| {
+            h.wrapping_mul(31).wrapping_add(i32::from(unit))
+        })
+}
+
 /// ConsumeQueue `tagsCode` of a tag: its Java hash sign-extended to 64 bits; 0 for no tag
 /// (`MessageExtBrokerInner.tagsString2tagsCode`; the empty string hashes to 0 anyway).
 pub fn tags_code(tag: &str) -> i64 {
@@ -17,7 +27,16 @@ pub fn tags_code(tag: &str) -> i64 {
 /// IndexFile key hash (`IndexFile.indexKeyHashMethod`): `Math.abs(key.hashCode())`, where the one
 /// value whose absolute value overflows (`Integer.MIN_VALUE`) maps to 0. Always in `0..=i32::MAX`.
 pub fn index_key_hash(key: &str) -> i32 {
-    let h = java_string_hash(key).wrapping_abs();
+    abs_or_zero(java_string_hash(key))
+}
+
+/// [`index_key_hash`] of the IndexFile key `topic + "#" + key`, without allocating it.
+pub fn index_key_hash_of(topic: &str, key: &str) -> i32 {
+    abs_or_zero(java_hash_of_parts(&[topic, "#", key]))
+}
+
+fn abs_or_zero(h: i32) -> i32 {
+    let h = h.wrapping_abs();
     if h < 0 {
         0
     } else {
@@ -90,6 +109,8 @@ mod tests {
             prop_assert_eq!(java_string_hash(&s), model(&s));
             let k = index_key_hash(&s);
             prop_assert!(k >= 0);
+            let (a, b) = s.split_at(s.char_indices().nth(s.chars().count() / 2).map_or(0, |(i, _)| i));
+            prop_assert_eq!(index_key_hash_of(a, b), index_key_hash(&format!("{a}#{b}")));
         }
     }
 }

@@ -129,7 +129,11 @@ pub fn decode(header: &[u8]) -> Result<RemotingCommand> {
         serde_json::from_slice(header).map_err(|e| WireError::Json(e.to_string()))?;
     Ok(RemotingCommand {
         code: h.code,
-        language: h.language.unwrap_or_else(|| "JAVA".to_owned()),
+        // Java's default; an empty name is what `encode` also writes as JAVA.
+        language: h
+            .language
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "JAVA".to_owned()),
         version: h.version,
         opaque: h.opaque,
         flag: h.flag,

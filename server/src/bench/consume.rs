@@ -7,12 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ferrocket_net::header::consumer::{
+    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, OffsetResponseHeader,
+    PullMessageRequestHeader, PullMessageResponseHeader,
+};
+use ferrocket_net::{RequestCode, ResponseCode};
+
 use super::report::{Live, Progress, Recorder, Summary};
-use super::rpc::{body_bytes, ext, fetch_route, request, Connector, Rpc};
+use super::rpc::{body_bytes, fetch_route, request, Connector, Rpc};
 use super::sched::{Clock, MonoClock};
 use super::wire::{
-    body_sent_unix_ns, code, decode_records, ext_i64, resp, PullHeader, PullOffsets, QueueTarget,
-    RouteUse,
+    body_sent_unix_ns, QueueTarget, RouteUse, PULL_FLAG_SUBSCRIPTION, PULL_FLAG_SUSPEND,
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -187,34 +192,39 @@ pub async fn run_plan(
     Ok((rec, elapsed))
 }
 
+/// GET_MIN_OFFSET or GET_MAX_OFFSET of one queue.
 async fn query_offset(
     rpc: &dyn Rpc,
-    code: i32,
+    max: bool,
     topic: &str,
     queue_id: i32,
     timeout: Duration,
 ) -> Result<i64, String> {
-    let r = rpc
-        .call(
-            request(
-                code,
-                ext(&[
-                    ("topic", topic.to_string()),
-                    ("queueId", queue_id.to_string()),
-                ]),
-                None,
-            ),
-            timeout,
-        )
-        .await?;
-    if r.code != resp::SUCCESS {
+    let (code, ext) = if max {
+        let h = GetMaxOffsetRequestHeader {
+            topic: topic.to_string(),
+            queue_id,
+            committed: None,
+        };
+        (RequestCode::GET_MAX_OFFSET, h.to_ext())
+    } else {
+        let h = GetMinOffsetRequestHeader {
+            topic: topic.to_string(),
+            queue_id,
+        };
+        (RequestCode::GET_MIN_OFFSET, h.to_ext())
+    };
+    let r = rpc.call(request(code, ext, None), timeout).await?;
+    if r.code != ResponseCode::SUCCESS {
         return Err(format!(
             "offset query {code} for {topic}:{queue_id}: code {} {}",
             r.code,
             r.remark.unwrap_or_default()
         ));
     }
-    ext_i64(&r.ext_fields, "offset")
+    OffsetResponseHeader::from_ext(&r.ext_fields)
+        .map(|h| h.offset)
+        .map_err(|e| format!("offset query {code} for {topic}:{queue_id}: {e}"))
 }
 
 fn unix_now_ns() -> u64 {
@@ -232,36 +242,16 @@ async fn pull_queue(
 ) -> Result<Recorder, String> {
     let plan = &sh.plan;
     let mut rec = Recorder::new();
-    let mut offset = if plan.from_start {
-        query_offset(
-            rpc.as_ref(),
-            code::GET_MIN_OFFSET,
-            &plan.topic,
-            q.queue_id,
-            plan.timeout,
-        )
-        .await?
-    } else {
-        query_offset(
-            rpc.as_ref(),
-            code::GET_MAX_OFFSET,
-            &plan.topic,
-            q.queue_id,
-            plan.timeout,
-        )
-        .await?
-    };
+    let mut offset = query_offset(
+        rpc.as_ref(),
+        !plan.from_start,
+        &plan.topic,
+        q.queue_id,
+        plan.timeout,
+    )
+    .await?;
     let stop_at = if plan.until_caught_up {
-        Some(
-            query_offset(
-                rpc.as_ref(),
-                code::GET_MAX_OFFSET,
-                &plan.topic,
-                q.queue_id,
-                plan.timeout,
-            )
-            .await?,
-        )
+        Some(query_offset(rpc.as_ref(), true, &plan.topic, q.queue_id, plan.timeout).await?)
     } else {
         None
     };
@@ -279,22 +269,30 @@ async fn pull_queue(
         let suspend_for = left
             .map_or(plan.suspend, |l| l.min(plan.suspend))
             .max(Duration::from_millis(1));
-        let header = PullHeader {
-            consumer_group: &plan.group,
-            topic: &plan.topic,
+        // The subscription travels in the request (flag SUBSCRIPTION), so no heartbeat is needed.
+        let header = PullMessageRequestHeader {
+            consumer_group: plan.group.clone(),
+            topic: plan.topic.clone(),
             queue_id: q.queue_id,
             queue_offset: offset,
             max_msg_nums: plan.pull_batch as i32,
-            suspend,
-            suspend_timeout_ms: suspend_for.as_millis() as i64,
+            sys_flag: PULL_FLAG_SUBSCRIPTION | if suspend { PULL_FLAG_SUSPEND } else { 0 },
+            commit_offset: 0,
+            suspend_timeout_millis: suspend_for.as_millis() as i64,
+            subscription: Some("*".into()),
             sub_version,
+            expression_type: Some("TAG".into()),
+            ..Default::default()
         };
         let timeout = if suspend {
             suspend_for + plan.timeout
         } else {
             plan.timeout
         };
-        let call = rpc.call(request(code::PULL_MESSAGE, header.to_ext(), None), timeout);
+        let call = rpc.call(
+            request(RequestCode::PULL_MESSAGE, header.to_ext(), None),
+            timeout,
+        );
         let result = match left {
             Some(l) => match tokio::time::timeout(l + Duration::from_millis(50), call).await {
                 Ok(r) => r,
@@ -315,19 +313,23 @@ async fn pull_queue(
             }
         };
         match r.code {
-            resp::SUCCESS => {
-                let offsets = PullOffsets::from_ext(&r.ext_fields)?;
+            ResponseCode::SUCCESS => {
+                let offsets = PullMessageResponseHeader::from_ext(&r.ext_fields)
+                    .map_err(|e| format!("pull response of {}:{}: {e}", plan.topic, q.queue_id))?;
                 let now_unix = unix_now_ns();
                 let done = sh.clock.now_ns().saturating_sub(sh.start_ns);
                 let (mut n, mut bytes) = (0u64, 0u64);
-                for item in decode_records(body_bytes(&r)) {
-                    match item {
+                // The body is the stored records back to back (§3.6); count what decodes.
+                let mut body = body_bytes(&r);
+                while !body.is_empty() {
+                    match ferrocket_store::decode_record(body) {
                         Ok(m) => {
                             n += 1;
                             bytes += m.body.len() as u64;
                             if let Some(sent) = body_sent_unix_ns(m.body) {
                                 rec.latency(now_unix.saturating_sub(sent));
                             }
+                            body = body.get(m.total_size as usize..).unwrap_or_default();
                         }
                         Err(e) => {
                             rec.error();
@@ -346,11 +348,13 @@ async fn pull_queue(
                 }
                 offset = offsets.next_begin_offset.max(offset);
             }
-            resp::PULL_NOT_FOUND | resp::PULL_RETRY_IMMEDIATELY | resp::PULL_OFFSET_MOVED => {
-                if let Ok(o) = PullOffsets::from_ext(&r.ext_fields) {
+            ResponseCode::PULL_NOT_FOUND
+            | ResponseCode::PULL_RETRY_IMMEDIATELY
+            | ResponseCode::PULL_OFFSET_MOVED => {
+                if let Ok(o) = PullMessageResponseHeader::from_ext(&r.ext_fields) {
                     offset = o.next_begin_offset;
                 }
-                if r.code == resp::PULL_NOT_FOUND && plan.until_caught_up {
+                if r.code == ResponseCode::PULL_NOT_FOUND && plan.until_caught_up {
                     break;
                 }
             }
@@ -391,12 +395,14 @@ pub fn run(args: ConsumeArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
         .await?;
         let broker_addr = queues.first().map(|t| t.addr.clone()).unwrap_or_default();
         let cpu = super::cpu::BrokerCpu::start(&broker_addr, args.broker_pid);
+        let own_cpu0 = super::cpu::own_cpu_s();
         let live = Arc::new(Live::default());
         let progress = Progress::start("consume".into(), Arc::clone(&live));
         let (rec, elapsed) =
             run_plan(plan.clone(), queues.clone(), connector.as_ref(), live).await?;
         drop(progress);
         let summary = Summary::new("consume", &rec, elapsed, cpu.and_then(|c| c.finish()))
+            .with_environment(&rec, own_cpu0)
             .with("topic", plan.topic.clone())
             .with("group", plan.group.clone())
             .with("queues", queues.len() as u64)

@@ -131,6 +131,21 @@ pub fn process_cpu_s(pid: u32) -> Option<f64> {
     Some(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
 }
 
+/// The 1-minute load average (how busy the shared machine was), from /proc/loadavg.
+pub fn load_average_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// CPU seconds used so far by this process.
+pub fn own_cpu_s() -> Option<f64> {
+    process_cpu_s(std::process::id())
+}
+
 /// CPU accounting of one broker process over a run.
 #[derive(Debug, Clone, Copy)]
 pub struct BrokerCpu {

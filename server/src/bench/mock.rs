@@ -12,7 +12,10 @@ use ferrocket_net::{Body, RemotingCommand};
 use parking_lot::Mutex;
 
 use super::rpc::{body_bytes, Connector, Rpc, RpcFuture};
-use super::wire::{code, resp, MAGIC_V1};
+use ferrocket_net::{RequestCode, ResponseCode};
+use ferrocket_store::record::RecordParts;
+
+use crate::broker::message::parse_batch;
 
 pub const BROKER_ADDR: &str = "127.0.0.1:1";
 pub const NAMESRV_ADDR: &str = "127.0.0.1:2";
@@ -44,7 +47,7 @@ impl MockBroker {
 
     fn respond(&self, req: RemotingCommand) -> RemotingCommand {
         let mut r = RemotingCommand {
-            code: resp::SUCCESS,
+            code: ResponseCode::SUCCESS,
             language: "JAVA".into(),
             opaque: req.opaque,
             flag: 1,
@@ -52,7 +55,7 @@ impl MockBroker {
         };
         let ext = &req.ext_fields;
         match req.code {
-            code::GET_ROUTEINFO_BY_TOPIC => {
+            RequestCode::GET_ROUTEINFO_BY_TOPIC => {
                 let addr = self
                     .route_addr
                     .lock()
@@ -64,7 +67,7 @@ impl MockBroker {
                 );
                 r.body = Body::Bytes(Bytes::from(body));
             }
-            code::SEND_MESSAGE_V2 | code::SEND_BATCH_MESSAGE => {
+            RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_BATCH_MESSAGE => {
                 let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
                 if self.fail_every > 0 && n.is_multiple_of(self.fail_every) {
                     r.code = 2;
@@ -72,7 +75,7 @@ impl MockBroker {
                 }
                 let q: i32 = ext["e"].parse().unwrap();
                 assert_eq!(ext["b"], "BenchTopic");
-                let bodies: Vec<Vec<u8>> = if req.code == code::SEND_BATCH_MESSAGE {
+                let bodies: Vec<Vec<u8>> = if req.code == RequestCode::SEND_BATCH_MESSAGE {
                     self.batch_requests.fetch_add(1, Ordering::SeqCst);
                     assert_eq!(ext["m"], "true");
                     split_batch(body_bytes(&req))
@@ -87,26 +90,28 @@ impl MockBroker {
                 }
                 r.ext_fields.insert("queueOffset".into(), "0".into());
             }
-            code::GET_MIN_OFFSET => {
+            RequestCode::GET_MIN_OFFSET => {
                 r.ext_fields.insert("offset".into(), "0".into());
             }
-            code::GET_MAX_OFFSET => {
+            RequestCode::GET_MAX_OFFSET => {
                 let q: i32 = ext["queueId"].parse().unwrap();
                 let n = self.stored.lock().get(&q).map_or(0, Vec::len);
                 r.ext_fields.insert("offset".into(), n.to_string());
             }
-            code::PULL_MESSAGE => {
+            RequestCode::PULL_MESSAGE => {
                 let q: i32 = ext["queueId"].parse().unwrap();
                 let from: usize = ext["queueOffset"].parse().unwrap();
                 let max: usize = ext["maxMsgNums"].parse().unwrap();
                 let stored = self.stored.lock();
                 let list = stored.get(&q).map(Vec::as_slice).unwrap_or(&[]);
                 let end = list.len().min(from + max);
+                r.ext_fields
+                    .insert("suggestWhichBrokerId".into(), "0".into());
                 r.ext_fields.insert("minOffset".into(), "0".into());
                 r.ext_fields
                     .insert("maxOffset".into(), list.len().to_string());
                 if from >= list.len() {
-                    r.code = resp::PULL_NOT_FOUND;
+                    r.code = ResponseCode::PULL_NOT_FOUND;
                     r.ext_fields
                         .insert("nextBeginOffset".into(), from.to_string());
                 } else {
@@ -121,43 +126,36 @@ impl MockBroker {
     }
 }
 
-/// Splits a batch body (§3.5) the way a broker would.
-fn split_batch(mut b: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        let total = i32::from_be_bytes(b[0..4].try_into().unwrap()) as usize;
-        let body_len = i32::from_be_bytes(b[16..20].try_into().unwrap()) as usize;
-        out.push(b[20..20 + body_len].to_vec());
-        b = &b[total..];
-    }
-    out
+/// Splits a batch body (§3.5) with the broker's own parser.
+fn split_batch(b: &[u8]) -> Vec<Vec<u8>> {
+    parse_batch(b)
+        .unwrap()
+        .into_iter()
+        .map(|i| i.body)
+        .collect()
 }
 
-/// A v1/IPv4 stored record (§3.1).
+/// A stored record (§3.1) with the store's encoder.
 fn record(body: &[u8], queue_offset: i64, queue_id: i32) -> Vec<u8> {
-    let topic = b"BenchTopic";
-    let total = 91 + body.len() + topic.len();
-    let mut r = Vec::with_capacity(total);
-    r.extend_from_slice(&(total as i32).to_be_bytes());
-    r.extend_from_slice(&MAGIC_V1.to_be_bytes());
-    r.extend_from_slice(&0i32.to_be_bytes());
-    r.extend_from_slice(&queue_id.to_be_bytes());
-    r.extend_from_slice(&0i32.to_be_bytes());
-    r.extend_from_slice(&queue_offset.to_be_bytes());
-    r.extend_from_slice(&0i64.to_be_bytes());
-    r.extend_from_slice(&0i32.to_be_bytes());
-    r.extend_from_slice(&0i64.to_be_bytes());
-    r.extend_from_slice(&[127, 0, 0, 1, 0, 0, 0, 1]);
-    r.extend_from_slice(&0i64.to_be_bytes());
-    r.extend_from_slice(&[127, 0, 0, 1, 0, 0, 0, 2]);
-    r.extend_from_slice(&0i32.to_be_bytes());
-    r.extend_from_slice(&0i64.to_be_bytes());
-    r.extend_from_slice(&(body.len() as i32).to_be_bytes());
-    r.extend_from_slice(body);
-    r.push(topic.len() as u8);
-    r.extend_from_slice(topic);
-    r.extend_from_slice(&0i16.to_be_bytes());
-    r
+    RecordParts {
+        queue_id,
+        flag: 0,
+        queue_offset,
+        phy_offset: 0,
+        sys_flag: 0,
+        born_timestamp: 0,
+        born_host: "127.0.0.1:1".parse().unwrap(),
+        store_timestamp: 0,
+        store_host: "127.0.0.1:2".parse().unwrap(),
+        reconsume_times: 0,
+        prepared_transaction_offset: 0,
+        body_crc: 0,
+        body,
+        topic: "BenchTopic",
+        properties: "",
+    }
+    .to_vec()
+    .unwrap()
 }
 
 struct MockRpc {
@@ -171,7 +169,7 @@ pub async fn handle(
     cmd: RemotingCommand,
     timeout: Duration,
 ) -> RemotingCommand {
-    let suspend = cmd.code == code::PULL_MESSAGE
+    let suspend = cmd.code == RequestCode::PULL_MESSAGE
         && cmd.ext_fields["sysFlag"].parse::<i32>().unwrap() & 2 != 0;
     let hold: u64 = if suspend {
         cmd.ext_fields["suspendTimeoutMillis"].parse().unwrap()
@@ -181,7 +179,7 @@ pub async fn handle(
     let t0 = std::time::Instant::now();
     loop {
         let r = broker.respond(cmd.clone());
-        if r.code != resp::PULL_NOT_FOUND
+        if r.code != ResponseCode::PULL_NOT_FOUND
             || t0.elapsed() >= Duration::from_millis(hold)
             || t0.elapsed() >= timeout
         {

@@ -5,6 +5,7 @@ pub mod consume;
 pub mod cpu;
 pub mod limits;
 pub mod net_client;
+pub mod null_broker;
 pub mod plot;
 pub mod produce;
 pub mod report;
@@ -28,14 +29,26 @@ pub enum BenchCmd {
     Consume(consume::ConsumeArgs),
     /// Measure this machine's limits (loopback TCP, memcpy into mmap, fdatasync, sendfile).
     Limits(limits::LimitsArgs),
+    /// A broker that stores nothing and acks at once: the load generator's own ceiling.
+    NullBroker(null_broker::NullBrokerArgs),
 }
 
 /// Runs one bench command.
 pub fn run(cmd: BenchCmd) -> Result<(), String> {
+    // Warnings (failed sends, bad pull bodies) go to stderr; stdout stays the JSON summary.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
     match cmd {
         BenchCmd::Store(a) => store::run(a),
         BenchCmd::Produce(a) => produce::run(a, Arc::new(net_client::NetConnector)),
         BenchCmd::Consume(a) => consume::run(a, Arc::new(net_client::NetConnector)),
         BenchCmd::Limits(a) => limits::run(a),
+        BenchCmd::NullBroker(a) => null_broker::run(a),
     }
 }

@@ -198,6 +198,18 @@ impl Summary {
         self
     }
 
+    /// Adds the load generator's own CPU per message (`own_cpu0`: its CPU seconds at the start)
+    /// and the machine's 1-minute load average, so a reader can tell a busy machine from a slow
+    /// broker.
+    pub fn with_environment(self, rec: &Recorder, own_cpu0: Option<f64>) -> Self {
+        let client_us = match (own_cpu0, super::cpu::own_cpu_s()) {
+            (Some(a), Some(b)) if rec.msgs > 0 => Some(round3((b - a) * 1e6 / rec.msgs as f64)),
+            _ => None,
+        };
+        self.with("client_cpu_us_per_msg", client_us)
+            .with("loadavg_1m", super::cpu::load_average_1m())
+    }
+
     pub fn to_json_line(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }

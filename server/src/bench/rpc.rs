@@ -53,18 +53,15 @@ pub fn body_bytes(cmd: &RemotingCommand) -> &[u8] {
     }
 }
 
-/// One ext field map from pairs.
-pub fn ext(pairs: &[(&str, String)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), v.clone()))
-        .collect()
-}
+/// How long a route lookup keeps retrying while the nameserver does not know the topic yet (a
+/// broker registers shortly after it boots).
+const ROUTE_RETRY_FOR: Duration = Duration::from_secs(5);
 
 /// Asks the nameserver at `namesrv` for the route of `topic` and returns its usable master
 /// queues. For a producer, a topic the nameserver does not know yet falls back to the brokers of
 /// the auto-create template topic `TBW102` with 4 queues, as real clients do (the first send
-/// creates the topic when the broker has autoCreateTopicEnable).
+/// creates the topic when the broker has autoCreateTopicEnable). Retries for a few seconds while
+/// neither is known.
 pub async fn fetch_route(
     connector: &dyn Connector,
     namesrv: &str,
@@ -72,48 +69,77 @@ pub async fn fetch_route(
     usage: crate::bench::wire::RouteUse,
     timeout: Duration,
 ) -> Result<Vec<crate::bench::wire::QueueTarget>, String> {
-    use crate::bench::wire::{code, parse_route, resp, QueueTarget, RouteUse};
+    let t0 = std::time::Instant::now();
     let ns = connector.connect(namesrv)?;
+    loop {
+        match route_once(ns.as_ref(), namesrv, topic, usage, timeout).await {
+            Ok(Some(r)) => return Ok(r),
+            Ok(None) if t0.elapsed() < ROUTE_RETRY_FOR => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(None) => {
+                return Err(format!(
+                "nameserver {namesrv} has no route for topic {topic} (nor for TBW102) after {:?}",
+                ROUTE_RETRY_FOR
+            ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One route query; `Ok(None)` when the nameserver does not know the topic (yet).
+async fn route_once(
+    ns: &dyn Rpc,
+    namesrv: &str,
+    topic: &str,
+    usage: crate::bench::wire::RouteUse,
+    timeout: Duration,
+) -> Result<Option<Vec<crate::bench::wire::QueueTarget>>, String> {
+    use crate::bench::wire::{parse_route, QueueTarget, RouteUse};
+    use ferrocket_net::header::namesrv::GetRouteInfoRequestHeader;
+    use ferrocket_net::{RequestCode, ResponseCode};
     let ask = |t: &str| {
-        request(
-            code::GET_ROUTEINFO_BY_TOPIC,
-            ext(&[
-                ("topic", t.to_string()),
-                ("acceptStandardJsonOnly", "true".to_string()),
-            ]),
-            None,
-        )
+        let h = GetRouteInfoRequestHeader {
+            topic: t.to_string(),
+            accept_standard_json_only: Some(true),
+        };
+        request(RequestCode::GET_ROUTEINFO_BY_TOPIC, h.to_ext(), None)
     };
     let r = ns
         .call(ask(topic), timeout)
         .await
         .map_err(|e| format!("route query to nameserver {namesrv}: {e}"))?;
-    if r.code == resp::SUCCESS {
-        return parse_route(body_bytes(&r), usage);
+    if r.code == ResponseCode::SUCCESS {
+        return parse_route(body_bytes(&r), usage).map(Some);
     }
-    if r.code == resp::TOPIC_NOT_EXIST && usage == RouteUse::Write {
-        let t = ns
-            .call(ask("TBW102"), timeout)
-            .await
-            .map_err(|e| format!("route query to nameserver {namesrv}: {e}"))?;
-        if t.code == resp::SUCCESS {
-            let mut brokers: Vec<QueueTarget> = parse_route(body_bytes(&t), usage)?;
-            brokers.dedup_by(|a, b| a.broker_name == b.broker_name);
-            let mut out = Vec::new();
-            for b in brokers {
-                for q in 0..4 {
-                    out.push(QueueTarget {
-                        queue_id: q,
-                        ..b.clone()
-                    });
-                }
-            }
-            return Ok(out);
+    if r.code != ResponseCode::TOPIC_NOT_EXIST {
+        return Err(format!(
+            "route query for {topic} to {namesrv}: code {} {}",
+            r.code,
+            r.remark.unwrap_or_default()
+        ));
+    }
+    if usage != RouteUse::Write {
+        return Ok(None);
+    }
+    let t = ns
+        .call(ask("TBW102"), timeout)
+        .await
+        .map_err(|e| format!("route query to nameserver {namesrv}: {e}"))?;
+    if t.code != ResponseCode::SUCCESS {
+        return Ok(None);
+    }
+    let mut brokers: Vec<QueueTarget> = parse_route(body_bytes(&t), usage)?;
+    brokers.dedup_by(|a, b| a.broker_name == b.broker_name);
+    let mut out = Vec::new();
+    for b in brokers {
+        for q in 0..4 {
+            out.push(QueueTarget {
+                queue_id: q,
+                ..b.clone()
+            });
         }
     }
-    Err(format!(
-        "nameserver {namesrv} has no route for topic {topic}: code {} {}",
-        r.code,
-        r.remark.unwrap_or_default()
-    ))
+    Ok(Some(out))
 }

@@ -11,6 +11,7 @@
 #![deny(clippy::indexing_slicing, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ferrocket_net::{Body, RemotingCommand};
@@ -58,15 +59,15 @@ pub async fn handle(
     conn: &ConnectionHandle,
     req: RemotingCommand,
 ) -> Option<RemotingCommand> {
-    Some(handle_sync(b, conn, &req))
+    Some(handle_sync(b, conn.peer_addr(), &req))
 }
 
 /// The synchronous core of [`handle`]: config files are small and written with one fsync.
-pub fn handle_sync(b: &Broker, conn: &ConnectionHandle, req: &RemotingCommand) -> RemotingCommand {
+pub fn handle_sync(b: &Broker, peer: SocketAddr, req: &RemotingCommand) -> RemotingCommand {
     match req.code {
-        req::UPDATE_BROKER_CONFIG => update_broker_config(b, conn, req),
+        req::UPDATE_BROKER_CONFIG => update_broker_config(b, peer, req),
         req::GET_BROKER_CONFIG => with_body(ok(req), encode_properties(&b.conf().to_properties())),
-        req::UPDATE_AND_CREATE_TOPIC => update_and_create_topic(b, conn, req),
+        req::UPDATE_AND_CREATE_TOPIC => update_and_create_topic(b, peer, req),
         req::GET_ALL_TOPIC_CONFIG => {
             with_body(ok(req), b.topics.wrapper_json().render(JsonStyle::Standard))
         }
@@ -77,12 +78,12 @@ pub fn handle_sync(b: &Broker, conn: &ConnectionHandle, req: &RemotingCommand) -
         admin_req::GET_ALL_DELAY_OFFSET => {
             with_body(ok(req), b.schedule.encode(JsonStyle::FastjsonCompact))
         }
-        admin_req::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => update_group(b, conn, req),
+        admin_req::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => update_group(b, peer, req),
         admin_req::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => {
             with_body(ok(req), b.groups.encode(JsonStyle::Standard))
         }
-        admin_req::DELETE_SUBSCRIPTIONGROUP => delete_group(b, conn, req),
-        admin_req::DELETE_TOPIC_IN_BROKER => delete_topic(b, conn, req),
+        admin_req::DELETE_SUBSCRIPTIONGROUP => delete_group(b, peer, req),
+        admin_req::DELETE_TOPIC_IN_BROKER => delete_topic(b, peer, req),
         admin_req::GET_TOPIC_CONFIG => get_topic_config(b, req),
         admin_req::GET_SUBSCRIPTIONGROUP_CONFIG => get_group_config(b, req),
         _ => crate::reply::not_supported(req),
@@ -103,15 +104,11 @@ fn body_of(req: &RemotingCommand) -> &[u8] {
 
 /// UPDATE_BROKER_CONFIG: policy check, then every value parsed on a copy of the config; applied
 /// only if all succeed.
-fn update_broker_config(
-    b: &Broker,
-    conn: &ConnectionHandle,
-    req: &RemotingCommand,
-) -> RemotingCommand {
+fn update_broker_config(b: &Broker, peer: SocketAddr, req: &RemotingCommand) -> RemotingCommand {
     let pairs = match parse_update_body(body_of(req)) {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(peer = %conn.peer_addr(), "refused UPDATE_BROKER_CONFIG: {e}");
+            tracing::warn!(peer = %peer, "refused UPDATE_BROKER_CONFIG: {e}");
             return reply(req, e.code(), e.remark());
         }
     };
@@ -122,7 +119,7 @@ fn update_broker_config(
             .map_err(|e| e.to_string())
             .and_then(|()| check_range(&next, k))
         {
-            tracing::warn!(peer = %conn.peer_addr(), "refused UPDATE_BROKER_CONFIG: {e}");
+            tracing::warn!(peer = %peer, "refused UPDATE_BROKER_CONFIG: {e}");
             let e = ConfigRefusal::BadValue {
                 key: shown(k),
                 reason: e,
@@ -141,7 +138,7 @@ fn update_broker_config(
     b.topics.set_auto_create(conf.auto_create_topic_enable);
     b.groups
         .set_auto_create(conf.auto_create_subscription_group);
-    tracing::info!(peer = %conn.peer_addr(), "broker config updated: {pairs:?}");
+    tracing::info!(peer = %peer, "broker config updated: {pairs:?}");
     if conf.broker_permission != old_perm || pairs.contains_key("autoCreateTopicEnable") {
         b.topics_changed();
     }
@@ -169,11 +166,7 @@ fn check_range(c: &BrokerConfig, key: &str) -> Result<(), String> {
 }
 
 /// UPDATE_AND_CREATE_TOPIC (17).
-fn update_and_create_topic(
-    b: &Broker,
-    conn: &ConnectionHandle,
-    req: &RemotingCommand,
-) -> RemotingCommand {
+fn update_and_create_topic(b: &Broker, peer: SocketAddr, req: &RemotingCommand) -> RemotingCommand {
     let f = Fields::of(req);
     let tc = match topic_from_header(&f) {
         Ok(tc) => tc,
@@ -193,7 +186,7 @@ fn update_and_create_topic(
     if let Err(e) = b.topics.upsert(tc) {
         return reply(req, code::SYSTEM_ERROR, e.to_string());
     }
-    tracing::info!(peer = %conn.peer_addr(), "topic {name} created/updated");
+    tracing::info!(peer = %peer, "topic {name} created/updated");
     b.topics_changed();
     ok(req)
 }
@@ -281,7 +274,7 @@ fn parse_attributes(s: &str) -> Result<BTreeMap<String, String>, (i32, String)> 
 }
 
 /// DELETE_TOPIC_IN_BROKER (215): removes the config and the topic's consumer offsets.
-fn delete_topic(b: &Broker, conn: &ConnectionHandle, req: &RemotingCommand) -> RemotingCommand {
+fn delete_topic(b: &Broker, peer: SocketAddr, req: &RemotingCommand) -> RemotingCommand {
     let topic = match Fields::of(req).str("topic") {
         Ok(t) => t,
         Err(e) => return reply(req, code::INVALID_PARAMETER, e.to_string()),
@@ -301,13 +294,13 @@ fn delete_topic(b: &Broker, conn: &ConnectionHandle, req: &RemotingCommand) -> R
         Err(e) => return reply(req, code::SYSTEM_ERROR, e.to_string()),
     }
     b.offsets.remove_topic(topic);
-    tracing::info!(peer = %conn.peer_addr(), "topic {topic} deleted");
+    tracing::info!(peer = %peer, "topic {topic} deleted");
     b.topics_changed();
     ok(req)
 }
 
 /// UPDATE_AND_CREATE_SUBSCRIPTIONGROUP (200): body = SubscriptionGroupConfig JSON.
-fn update_group(b: &Broker, conn: &ConnectionHandle, req: &RemotingCommand) -> RemotingCommand {
+fn update_group(b: &Broker, peer: SocketAddr, req: &RemotingCommand) -> RemotingCommand {
     let v = match parse_lenient(&String::from_utf8_lossy(body_of(req))) {
         Ok(v) => v,
         Err(e) => {
@@ -332,12 +325,12 @@ fn update_group(b: &Broker, conn: &ConnectionHandle, req: &RemotingCommand) -> R
     if let Err(e) = b.groups.upsert(cfg) {
         return reply(req, code::SYSTEM_ERROR, e.to_string());
     }
-    tracing::info!(peer = %conn.peer_addr(), "subscription group {name} created/updated");
+    tracing::info!(peer = %peer, "subscription group {name} created/updated");
     ok(req)
 }
 
 /// DELETE_SUBSCRIPTIONGROUP (207): `groupName`, optional `cleanOffset`.
-fn delete_group(b: &Broker, conn: &ConnectionHandle, req: &RemotingCommand) -> RemotingCommand {
+fn delete_group(b: &Broker, peer: SocketAddr, req: &RemotingCommand) -> RemotingCommand {
     let f = Fields::of(req);
     let group = match f.str("groupName") {
         Ok(g) => g,
@@ -352,7 +345,7 @@ fn delete_group(b: &Broker, conn: &ConnectionHandle, req: &RemotingCommand) -> R
     if f.opt_bool("cleanOffset").unwrap_or(false) {
         b.offsets.remove_group(group);
     }
-    tracing::info!(peer = %conn.peer_addr(), "subscription group {group} deleted");
+    tracing::info!(peer = %peer, "subscription group {group} deleted");
     ok(req)
 }
 
@@ -398,6 +391,16 @@ fn runtime_info(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
         conf.broker_permission.to_string(),
     );
     table.insert("topicCount".into(), b.topics.all().len().to_string());
+    let (min, max) = (
+        b.store.commit_log_min_offset(),
+        b.store.commit_log_max_offset(),
+    );
+    table.insert("commitLogMinOffset".into(), min.to_string());
+    table.insert("commitLogMaxOffset".into(), max.to_string());
+    table.insert(
+        "dispatchBehindBytes".into(),
+        max.saturating_sub(b.store.dispatched_offset()).to_string(),
+    );
     let out = super::persist::JsonOut::obj([(
         "table",
         super::persist::JsonOut::obj(
@@ -839,17 +842,15 @@ mod tests {
     fn broker(dir: &std::path::Path) -> Arc<Broker> {
         let conf = BrokerConfig {
             store_path_root_dir: dir.to_string_lossy().into_owned(),
+            mapped_file_size_commit_log: 4 << 20,
+            max_message_size: 1 << 20,
             ..BrokerConfig::default()
         };
-        Broker::new(conf).unwrap()
+        crate::broker::retry::testkit::broker_with_conf(conf)
     }
 
-    fn conn() -> ConnectionHandle {
-        ConnectionHandle::new(
-            1,
-            "127.0.0.1:5555".parse().unwrap(),
-            "127.0.0.1:10911".parse().unwrap(),
-        )
+    fn conn() -> SocketAddr {
+        "127.0.0.1:5555".parse().unwrap()
     }
 
     fn request(code: i32, fields: &[(&str, &str)], body: &str) -> RemotingCommand {
@@ -889,7 +890,7 @@ mod tests {
             "kvConfigPath=/tmp/kv.json\n".to_string(),
             "brokerPermission=6\nlistenPort=1\n".to_string(),
         ] {
-            let r = handle_sync(&b, &conn(), &request(req::UPDATE_BROKER_CONFIG, &[], &body));
+            let r = handle_sync(&b, conn(), &request(req::UPDATE_BROKER_CONFIG, &[], &body));
             assert_eq!(r.code, code::NO_PERMISSION, "{body}");
             let key = body.split('=').next().unwrap();
             let remark = r.remark.clone().unwrap_or_default();
@@ -905,14 +906,14 @@ mod tests {
         // Unknown keys and bad values are INVALID_PARAMETER / NO_PERMISSION, never applied.
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(req::UPDATE_BROKER_CONFIG, &[], "brokerPermission=99\n"),
         );
         assert_eq!(r.code, code::INVALID_PARAMETER);
         assert!(r.remark.unwrap().contains("brokerPermission"));
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(
                 req::UPDATE_BROKER_CONFIG,
                 &[],
@@ -929,7 +930,7 @@ mod tests {
         let b = broker(dir.path());
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(
                 req::UPDATE_BROKER_CONFIG,
                 &[],
@@ -944,7 +945,7 @@ mod tests {
             b.topics.create_in_send("NewTopic", "TBW102", 4, 0).unwrap(),
             None
         );
-        let r = handle_sync(&b, &conn(), &request(req::GET_BROKER_CONFIG, &[], ""));
+        let r = handle_sync(&b, conn(), &request(req::GET_BROKER_CONFIG, &[], ""));
         let text = body_text(&r);
         assert!(text.contains("brokerPermission=4\n"), "{text}");
         assert!(text.contains("autoCreateTopicEnable=false\n"));
@@ -966,7 +967,7 @@ mod tests {
         ];
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(req::UPDATE_AND_CREATE_TOPIC, &fields, ""),
         );
         assert_eq!(r.code, code::SUCCESS, "{:?}", r.remark);
@@ -981,17 +982,17 @@ mod tests {
         );
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(admin_req::GET_TOPIC_CONFIG, &[("topic", "AdminTopic")], ""),
         );
         assert!(body_text(&r).contains("\"writeQueueNums\":5"));
-        let r = handle_sync(&b, &conn(), &request(req::GET_ALL_TOPIC_CONFIG, &[], ""));
+        let r = handle_sync(&b, conn(), &request(req::GET_ALL_TOPIC_CONFIG, &[], ""));
         let v: serde_json::Value = serde_json::from_str(&body_text(&r)).unwrap();
         assert_eq!(v["topicConfigTable"]["AdminTopic"]["readQueueNums"], 3);
         b.offsets.commit("g", "AdminTopic", 0, 1);
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(
                 admin_req::DELETE_TOPIC_IN_BROKER,
                 &[("topic", "AdminTopic")],
@@ -1003,7 +1004,7 @@ mod tests {
         assert_eq!(b.offsets.query("g", "AdminTopic", 0), None);
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(admin_req::GET_TOPIC_CONFIG, &[("topic", "AdminTopic")], ""),
         );
         assert_eq!(r.code, code::TOPIC_NOT_EXIST);
@@ -1036,7 +1037,7 @@ mod tests {
         ] {
             let r = handle_sync(
                 &b,
-                &conn(),
+                conn(),
                 &request(req::UPDATE_AND_CREATE_TOPIC, &fields, ""),
             );
             assert_eq!(r.code, want, "{:?}", validate::shown_name(fields[0].1));
@@ -1045,13 +1046,13 @@ mod tests {
         bad_attr.push(("attributes", "+a=../../x"));
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(req::UPDATE_AND_CREATE_TOPIC, &bad_attr, ""),
         );
         assert_eq!(r.code, code::INVALID_PARAMETER);
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(
                 admin_req::DELETE_TOPIC_IN_BROKER,
                 &[("topic", "../../x")],
@@ -1061,7 +1062,7 @@ mod tests {
         assert_eq!(r.code, code::INVALID_PARAMETER);
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(
                 admin_req::DELETE_TOPIC_IN_BROKER,
                 &[("topic", "TBW102")],
@@ -1080,7 +1081,7 @@ mod tests {
         let b = broker(dir.path());
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(
                 admin_req::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP,
                 &[],
@@ -1091,7 +1092,7 @@ mod tests {
         assert_eq!(b.groups.get("ag").unwrap().retry_max_times, 3);
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(
                 admin_req::GET_SUBSCRIPTIONGROUP_CONFIG,
                 &[("group", "ag")],
@@ -1101,14 +1102,14 @@ mod tests {
         assert!(body_text(&r).contains("\"retryMaxTimes\":3"));
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(admin_req::GET_ALL_SUBSCRIPTIONGROUP_CONFIG, &[], ""),
         );
         assert!(body_text(&r).contains("\"ag\""));
         for bad in [r#"{"groupName":"../x"}"#, "{", "", r#"{"retryMaxTimes":1}"#] {
             let r = handle_sync(
                 &b,
-                &conn(),
+                conn(),
                 &request(admin_req::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, &[], bad),
             );
             assert_eq!(r.code, code::INVALID_PARAMETER, "{bad}");
@@ -1116,7 +1117,7 @@ mod tests {
         b.offsets.commit("ag", "T", 0, 5);
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(
                 admin_req::DELETE_SUBSCRIPTIONGROUP,
                 &[("groupName", "ag"), ("cleanOffset", "true")],
@@ -1132,26 +1133,25 @@ mod tests {
     fn offset_dumps_and_runtime_info() {
         let dir = tempfile::tempdir().unwrap();
         let b = broker(dir.path());
+        // The store is empty, so commits clamp to the queue's max offset (0).
         b.offsets.commit("g", "T", 2, 40);
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(admin_req::GET_ALL_CONSUMER_OFFSET, &[], ""),
         );
-        assert!(
-            body_text(&r).contains("\"T@g\":{2:40}"),
-            "{}",
-            body_text(&r)
-        );
+        assert!(body_text(&r).contains("\"T@g\":{2:0}"), "{}", body_text(&r));
         let r = handle_sync(
             &b,
-            &conn(),
+            conn(),
             &request(admin_req::GET_ALL_DELAY_OFFSET, &[], ""),
         );
         assert!(body_text(&r).contains("\"offsetTable\":{"));
-        let r = handle_sync(&b, &conn(), &request(req::GET_BROKER_RUNTIME_INFO, &[], ""));
+        let r = handle_sync(&b, conn(), &request(req::GET_BROKER_RUNTIME_INFO, &[], ""));
         let v: serde_json::Value = serde_json::from_str(&body_text(&r)).unwrap();
         assert_eq!(v["table"]["brokerPermission"], "6");
+        assert_eq!(v["table"]["commitLogMinOffset"], "0");
+        assert!(v["table"]["commitLogMaxOffset"].is_string());
     }
 
     #[test]

@@ -194,7 +194,15 @@ impl LockManager {
     ) -> Vec<MessageQueue> {
         let now = (self.clock)();
         let mut table = self.table.lock();
-        let total: usize = table.values().map(HashMap::len).sum();
+        let mut total: usize = table.values().map(HashMap::len).sum();
+        if total.saturating_add(mqs.len()) > LOCK_ENTRIES_MAX {
+            // Make room from expired locks before refusing anyone.
+            for locks in table.values_mut() {
+                locks.retain(|_, e| !self.expired(e, now));
+            }
+            table.retain(|_, l| !l.is_empty());
+            total = table.values().map(HashMap::len).sum();
+        }
         let mut room = LOCK_ENTRIES_MAX.saturating_sub(total);
         let locks = table.entry(group.to_string()).or_default();
         let mut ok = Vec::new();
@@ -357,6 +365,22 @@ mod tests {
         m.unlock_batch("g", &qs, "c1");
         assert!(!m.is_locked("g", &qs[0], "c1"));
         assert_eq!(m.try_lock_batch("g", &qs, "c2").len(), 1);
+    }
+
+    #[test]
+    fn full_table_recycles_expired_locks() {
+        let (now, clock) = manual_clock();
+        let m = LockManager::with_clock(10, clock);
+        let batch: Vec<MessageQueue> = (0..LOCK_BATCH_MQS_MAX as i32).map(|q| mq("T", q)).collect();
+        let mut groups = 0;
+        while m.try_lock_batch(&format!("g{groups}"), &batch, "c").len() == batch.len() {
+            groups += 1;
+        }
+        assert_eq!(groups, LOCK_ENTRIES_MAX / LOCK_BATCH_MQS_MAX);
+        // Full: a new group gets at most the remainder.
+        assert!(m.try_lock_batch("late", &batch, "c").len() < batch.len());
+        now.fetch_add(11, Ordering::SeqCst);
+        assert_eq!(m.try_lock_batch("late2", &batch, "c").len(), batch.len());
     }
 
     #[test]

@@ -8,27 +8,31 @@
 
 pub mod admin;
 pub mod clients;
+pub mod consumer;
 pub mod groups;
 pub mod heartbeat;
 pub mod lock;
 pub mod message;
 pub mod offsets;
 pub mod persist;
+pub mod pull;
 pub mod pull_hold;
 pub mod query;
 pub mod register;
 pub mod retry;
 pub mod schedule;
+pub mod send;
 pub mod subscription;
 pub mod topics;
 pub mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ferrocket_net::RemotingCommand;
+use ferrocket_store::{MessageStore, StoreOptions};
 use parking_lot::RwLock;
 
 use crate::config::BrokerConfig;
@@ -38,6 +42,8 @@ pub use ferrocket_net::ConnectionHandle;
 /// Errors while starting the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
+    #[error("opening the store: {0}")]
+    Store(#[from] ferrocket_store::StoreError),
     #[error("loading {what}: {source}")]
     Persist {
         what: &'static str,
@@ -51,6 +57,8 @@ pub struct Broker {
     conf: RwLock<Arc<BrokerConfig>>,
     /// `brokerIP1:listenPort` (IPv4): the registered address and every record's STOREHOST.
     pub store_host: SocketAddr,
+    /// CommitLog, ConsumeQueues and IndexFile.
+    pub store: Arc<MessageStore>,
     pub topics: topics::TopicConfigManager,
     pub offsets: offsets::ConsumerOffsetManager,
     pub groups: groups::SubscriptionGroupManager,
@@ -62,15 +70,30 @@ pub struct Broker {
     pub pull_hold: pull_hold::PullHold,
     topics_changed: tokio::sync::Notify,
     shutting_down: AtomicBool,
+    /// Counters for GET_BROKER_RUNTIME_INFO.
+    pub stats: Stats,
+}
+
+/// Broker-wide counters since boot (RocketMQ's BrokerStatsManager, reduced to what admin tools
+/// read).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub boot_timestamp_ms: AtomicU64,
+    /// Messages stored by sends.
+    pub msg_put_total: AtomicU64,
+    /// Messages returned by pulls.
+    pub msg_get_total: AtomicU64,
 }
 
 impl Broker {
-    /// Loads the config/*.json managers. `conf.listen_port` must be the bound port.
-    pub fn new(conf: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+    /// Loads the config/*.json managers around an open store. `conf.listen_port` must be the
+    /// bound port (it is every record's STOREHOST).
+    pub fn new(conf: BrokerConfig, store: Arc<MessageStore>) -> Result<Arc<Self>, BrokerError> {
         let dir = conf.config_dir();
         let p = |what| move |source| BrokerError::Persist { what, source };
         let b = Broker {
             store_host: conf.broker_addr(),
+            store,
             topics: topics::TopicConfigManager::load(&dir, &conf).map_err(p("topics.json"))?,
             offsets: offsets::ConsumerOffsetManager::load(&dir)
                 .map_err(p("consumerOffset.json"))?,
@@ -84,25 +107,61 @@ impl Broker {
             conf: RwLock::new(Arc::new(conf)),
             topics_changed: tokio::sync::Notify::new(),
             shutting_down: AtomicBool::new(false),
+            stats: Stats::default(),
         };
+        b.stats.boot_timestamp_ms.store(
+            u64::try_from(crate::reply::now_ms()).unwrap_or(0),
+            Ordering::Relaxed,
+        );
         Ok(Arc::new(b))
     }
 
     /// Opens everything the broker needs on disk (blocking: run off the async threads).
     pub fn open(conf: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
-        Self::new(conf)
+        let options = StoreOptions {
+            message_delay_level_ms: crate::config::parse_delay_levels(&conf.message_delay_level)
+                .unwrap_or_else(|_| StoreOptions::default().message_delay_level_ms),
+            disk_space_clean_forcibly_ratio: conf.disk_space_clean_forcibly_ratio,
+            disk_space_warning_level_ratio: conf.disk_space_warning_level_ratio,
+            ..StoreOptions::default()
+        };
+        let store = MessageStore::open_with(conf.store_config(), options)?;
+        let b = Self::new(conf, Arc::clone(&store))?;
+        // A topics.json restored from .bak may miss the newest topics: recreate a config for
+        // every topic that has queues on disk.
+        match b.topics.adopt_store_topics(&store.topics_and_queues()) {
+            Ok(adopted) if !adopted.is_empty() => {
+                tracing::warn!(topics = ?adopted, "topics found in the store but not in topics.json were restored");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "restoring topics from the store failed"),
+        }
+        // Weak: the store outlives no broker, and an Arc here would be a cycle.
+        let weak = Arc::downgrade(&b);
+        store.set_arrival_listener(Arc::new(
+            move |topic: &str, queue_id: u32, max_offset: u64| {
+                if let Some(b) = weak.upgrade() {
+                    b.pull_hold.notify(topic, queue_id, max_offset);
+                }
+            },
+        ));
+        let s = Arc::clone(&store);
+        b.offsets
+            .set_max_offset_source(Arc::new(move |topic: &str, queue_id: u32| {
+                s.max_offset(topic, queue_id)
+            }));
+        Ok(b)
     }
 
-    /// Starts services that need the shared `Arc` (delay-level delivery).
-    pub fn start_services(b: &Arc<Self>) {
-        schedule::ScheduleService::start(b);
-    }
-
-    /// Periodic persistence (consumer offsets, delay offsets).
-    pub fn persist_periodic(&self) {
+    /// Periodic persistence of consumer offsets (`flushConsumerOffsetInterval`).
+    pub fn persist_offsets(&self) {
         if let Err(e) = self.offsets.persist() {
             tracing::error!(error = %e, "persisting consumerOffset.json failed");
         }
+    }
+
+    /// Periodic persistence of delay-level progress (`flushDelayOffsetInterval`).
+    pub fn persist_delay_offsets(&self) {
         if let Err(e) = self.schedule.persist() {
             tracing::error!(error = %e, "persisting delayOffset.json failed");
         }
@@ -112,6 +171,7 @@ impl Broker {
     /// write its checkpoint.
     pub fn close(&self) {
         self.persist_all();
+        self.store.shutdown();
     }
 
     /// The current configuration (a snapshot; cheap to clone).
@@ -165,6 +225,46 @@ impl Broker {
         }
     }
 
+    /// Runtime figures for GET_BROKER_RUNTIME_INFO (Java key names). Totals count since boot.
+    pub fn runtime_stats(&self) -> Vec<(&'static str, String)> {
+        let boot = self.stats.boot_timestamp_ms.load(Ordering::Relaxed);
+        let now = u64::try_from(crate::reply::now_ms()).unwrap_or(0);
+        let up_s = now.saturating_sub(boot) / 1000;
+        vec![
+            ("bootTimestamp", boot.to_string()),
+            (
+                "runtime",
+                format!(
+                    "[ {} days, {} hours, {} minutes, {} seconds ]",
+                    up_s / 86_400,
+                    up_s / 3600 % 24,
+                    up_s / 60 % 60,
+                    up_s % 60
+                ),
+            ),
+            (
+                "msgPutTotalTodayNow",
+                self.stats.msg_put_total.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "msgGetTotalTodayNow",
+                self.stats.msg_get_total.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "commitLogMinOffset",
+                self.store.commit_log_min_offset().to_string(),
+            ),
+            (
+                "commitLogMaxOffset",
+                self.store.commit_log_max_offset().to_string(),
+            ),
+            (
+                "brokerVersionDesc",
+                format!("ferrocket {}", env!("CARGO_PKG_VERSION")),
+            ),
+        ]
+    }
+
     /// Tells every client of `group` that its membership changed (NOTIFY_CONSUMER_IDS_CHANGED,
     /// oneway), so they rebalance now instead of at their next 20 s timer.
     pub fn notify_consumer_ids_changed(&self, group: &str) {
@@ -210,6 +310,9 @@ impl Broker {
     ) -> Option<RemotingCommand> {
         let code = req.code;
         match code {
+            c if send::CODES.contains(&c) => send::handle(self, conn, req).await,
+            c if pull::CODES.contains(&c) => pull::handle(self, conn, req).await,
+            c if consumer::CODES.contains(&c) => consumer::handle(self, conn, req).await,
             c if retry::CODES.contains(&c) => retry::handle(self, conn, req).await,
             c if lock::CODES.contains(&c) => lock::handle(self, conn, req).await,
             c if query::CODES.contains(&c) => query::handle(self, conn, req).await,

@@ -255,36 +255,39 @@ pub fn parse_lenient(text: &str) -> Result<Value, serde_json::Error> {
     }
 }
 
-/// Rewrites fastjson-isms into strict JSON; strict JSON passes through unchanged.
+/// Rewrites fastjson-isms into strict JSON; strict JSON passes through unchanged. Works on bytes:
+/// every structural character is ASCII and UTF-8 continuation bytes are never ASCII, so
+/// multi-byte text is copied through untouched and the output stays valid UTF-8.
 pub fn normalize_lenient(text: &str) -> String {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len() + 16);
+    let b = text.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len() + 16);
     let mut i = 0usize;
-    while let Some(&c) = chars.get(i) {
+    while let Some(&c) = b.get(i) {
         match c {
-            '"' => i = copy_string(&chars, i, &mut out),
-            '\'' => i = copy_single_quoted(&chars, i, &mut out),
-            ',' => {
+            b'"' => i = copy_string(b, i, &mut out),
+            b'\'' => i = copy_single_quoted(b, i, &mut out),
+            b',' => {
                 // Drop a comma that only precedes a closing bracket (or another comma).
-                let next = next_non_ws(&chars, i + 1);
-                if !matches!(chars.get(next), Some('}') | Some(']') | Some(',') | None) {
-                    out.push(',');
+                let next = next_non_ws(b, i + 1);
+                if !matches!(b.get(next), Some(b'}') | Some(b']') | Some(b',') | None) {
+                    out.push(b',');
                 }
                 i += 1;
             }
-            c if is_bare_char(c) => {
+            c if is_bare_byte(c) => {
                 let start = i;
-                while chars.get(i).is_some_and(|&c| is_bare_char(c)) {
+                while b.get(i).is_some_and(|&c| is_bare_byte(c)) {
                     i += 1;
                 }
-                let word: String = chars.get(start..i).unwrap_or_default().iter().collect();
-                if chars.get(next_non_ws(&chars, i)) == Some(&':') {
-                    out.push('"');
-                    out.push_str(&word);
-                    out.push('"');
-                } else {
-                    out.push_str(&word);
+                let word = b.get(start..i).unwrap_or_default();
+                let is_key = b.get(next_non_ws(b, i)) == Some(&b':');
+                if is_key {
+                    out.push(b'"');
+                }
+                out.extend_from_slice(word);
+                if is_key {
+                    out.push(b'"');
                 }
             }
             c => {
@@ -293,33 +296,35 @@ pub fn normalize_lenient(text: &str) -> String {
             }
         }
     }
-    out
+    // Only ASCII was inserted or removed at ASCII positions, so this cannot fail; fall back to
+    // a lossy conversion rather than panic if that reasoning were ever wrong.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn is_bare_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '-' | '+' | '.')
+fn is_bare_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'$' | b'-' | b'+' | b'.')
 }
 
-fn next_non_ws(chars: &[char], mut i: usize) -> usize {
-    while chars.get(i).is_some_and(|c| c.is_whitespace()) {
+fn next_non_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
         i += 1;
     }
     i
 }
 
 /// Copies a double-quoted string starting at `i` verbatim; returns the index after it.
-fn copy_string(chars: &[char], mut i: usize, out: &mut String) -> usize {
-    out.push('"');
+fn copy_string(b: &[u8], mut i: usize, out: &mut Vec<u8>) -> usize {
+    out.push(b'"');
     i += 1;
-    while let Some(&c) = chars.get(i) {
+    while let Some(&c) = b.get(i) {
         out.push(c);
         i += 1;
-        if c == '\\' {
-            if let Some(&n) = chars.get(i) {
+        if c == b'\\' {
+            if let Some(&n) = b.get(i) {
                 out.push(n);
                 i += 1;
             }
-        } else if c == '"' {
+        } else if c == b'"' {
             break;
         }
     }
@@ -327,25 +332,25 @@ fn copy_string(chars: &[char], mut i: usize, out: &mut String) -> usize {
 }
 
 /// Converts a single-quoted string at `i` into a double-quoted one.
-fn copy_single_quoted(chars: &[char], mut i: usize, out: &mut String) -> usize {
-    out.push('"');
+fn copy_single_quoted(b: &[u8], mut i: usize, out: &mut Vec<u8>) -> usize {
+    out.push(b'"');
     i += 1;
     let mut closed = false;
-    while let Some(&c) = chars.get(i) {
+    while let Some(&c) = b.get(i) {
         i += 1;
         match c {
-            '\'' => {
+            b'\'' => {
                 closed = true;
                 break;
             }
-            '"' => out.push_str("\\\""),
-            '\\' => match chars.get(i) {
-                Some('\'') => {
-                    out.push('\'');
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => match b.get(i) {
+                Some(b'\'') => {
+                    out.push(b'\'');
                     i += 1;
                 }
                 Some(&n) => {
-                    out.push('\\');
+                    out.push(b'\\');
                     out.push(n);
                     i += 1;
                 }
@@ -356,7 +361,7 @@ fn copy_single_quoted(chars: &[char], mut i: usize, out: &mut String) -> usize {
     }
     // An unterminated string stays unterminated, so the parser rejects it.
     if closed {
-        out.push('"');
+        out.push(b'"');
     }
     i
 }
@@ -621,6 +626,9 @@ mod tests {
         assert_eq!(v["b"], json!("it's \"x\""));
         assert_eq!(v["-1"], json!([1, 2]));
         assert_eq!(v["c,"]["x"], json!(true));
+        let v = parse_lenient("{0:\"ü™,}\", 'é':\"x\",}").unwrap();
+        assert_eq!(v["0"], json!("ü™,}"));
+        assert_eq!(v["é"], json!("x"));
     }
 
     #[test]

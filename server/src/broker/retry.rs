@@ -13,18 +13,135 @@ use super::schedule::{prop_get, prop_set, props_decode, props_encode, PROPERTY_D
 use super::topics::{perm, TopicConfig, TopicConfigManager, DLQ_NUMS_PER_GROUP};
 use super::validate::{dlq_topic, retry_topic, RETRY_GROUP_TOPIC_PREFIX};
 use super::{Broker, ConnectionHandle};
-use crate::reply::req;
+use crate::reply::{reply, req, Fields};
+use ferrocket_net::RemotingCommand;
+use ferrocket_store::record::decode_record;
+use ferrocket_store::MessageStore;
+use std::sync::Arc;
 
 /// Request codes answered here.
 pub const CODES: &[i32] = &[req::CONSUMER_SEND_MSG_BACK];
 
-/// CONSUMER_SEND_MSG_BACK (needs the store; wired when `Broker::store` exists).
+/// Client version from which the header's `maxReconsumeTimes` is honoured (`V3_4_9`).
+pub const VERSION_HONOURS_MAX_RECONSUME: i32 = 121;
+
+/// CONSUMER_SEND_MSG_BACK (36).
 pub async fn handle(
-    _b: &std::sync::Arc<Broker>,
+    b: &Arc<Broker>,
     _conn: &ConnectionHandle,
-    req: ferrocket_net::RemotingCommand,
-) -> Option<ferrocket_net::RemotingCommand> {
-    Some(crate::reply::not_supported(&req))
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let b2 = b.clone();
+    // Reading the original and the put (which waits for a sync flush) block: not on a worker.
+    let r = tokio::task::spawn_blocking(move || send_back(&b2, &b2.store, &req)).await;
+    Some(r.unwrap_or_else(|e| {
+        tracing::error!("send-back task failed: {e}");
+        RemotingCommand {
+            code: code::SYSTEM_ERROR,
+            flag: ferrocket_net::FLAG_RESPONSE,
+            language: "JAVA".to_string(),
+            remark: Some("send back failed".to_string()),
+            ..Default::default()
+        }
+    }))
+}
+
+/// The whole CONSUMER_SEND_MSG_BACK flow (§7.3) against `store`.
+pub fn send_back(b: &Broker, store: &MessageStore, req: &RemotingCommand) -> RemotingCommand {
+    let f = Fields::of(req);
+    let parsed = (|| {
+        Ok::<_, crate::reply::FieldError>((
+            f.i64("offset")?,
+            f.str("group")?,
+            f.i32("delayLevel")?,
+            f.opt_i32("maxReconsumeTimes")?,
+        ))
+    })();
+    let (offset, group, delay_level, header_max) = match parsed {
+        Ok(p) => p,
+        Err(e) => return e.to_reply(req),
+    };
+    let header_max = header_max.filter(|_| req.version >= VERSION_HONOURS_MAX_RECONSUME);
+    let retry_existed = b.topics.contains(&retry_topic(group));
+    let prepared = match prepare_send_back(
+        &b.groups,
+        &b.topics,
+        b.conf().broker_permission,
+        group,
+        header_max,
+    ) {
+        Ok(Some(p)) => p,
+        Ok(None) => return reply(req, code::SUCCESS, ""),
+        Err(r) => return reply(req, r.code, r.remark),
+    };
+    if !retry_existed {
+        b.topics_changed();
+    }
+    let look_failed = || {
+        reply(
+            req,
+            code::SYSTEM_ERROR,
+            format!("look message by offset failed, {offset}"),
+        )
+    };
+    let Ok(phy) = u64::try_from(offset) else {
+        return look_failed();
+    };
+    let slice = match store.read_at(phy) {
+        Ok(Some(s)) => s,
+        Ok(None) => return look_failed(),
+        Err(e) => {
+            tracing::warn!("send back: reading offset {offset}: {e}");
+            return look_failed();
+        }
+    };
+    let Ok(rec) = decode_record(slice.as_bytes()) else {
+        return look_failed();
+    };
+    let orig = OriginalRecord {
+        topic: rec.topic,
+        body: rec.body,
+        flag: rec.flag,
+        properties: rec.properties,
+        sys_flag: rec.sys_flag,
+        born_timestamp: rec.born_timestamp,
+        born_host: rec.born_host,
+        store_host: rec.store_host,
+        reconsume_times: rec.reconsume_times,
+        phy_offset: phy,
+    };
+    let request = SendBackRequest {
+        group,
+        delay_level,
+        max_reconsume_times: prepared.max_reconsume_times,
+    };
+    let dest = destination(&request, orig.reconsume_times);
+    let queue_id = match dest {
+        Destination::DeadLetter => {
+            let existed = b.topics.contains(&dlq_topic(group));
+            if let Err(r) = ensure_dlq_topic(&b.topics, group) {
+                return reply(req, r.code, r.remark);
+            }
+            if !existed {
+                b.topics_changed();
+            }
+            0
+        }
+        Destination::Retry { .. } => {
+            rand::random::<u32>() % prepared.retry_topic.write_queue_nums.max(1)
+        }
+    };
+    let mut msg = build_send_back(&orig, &request, &dest, queue_id, b.store_host);
+    if matches!(dest, Destination::Retry { .. }) {
+        b.schedule.redirect_delayed(&mut msg);
+    }
+    match store.put(msg) {
+        Ok(_) => reply(req, code::SUCCESS, ""),
+        Err(e) => {
+            tracing::warn!("send back of offset {offset} for {group}: {e}");
+            reply(req, code::SYSTEM_ERROR, e.to_string())
+        }
+    }
 }
 
 pub const PROPERTY_RETRY_TOPIC: &str = "RETRY_TOPIC";
@@ -278,6 +395,120 @@ pub fn adjust_retry_send_with(
     Ok(())
 }
 
+/// Test helpers shared by the store-backed tests of retry, schedule and query.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+pub(crate) mod testkit {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ferrocket_net::{Body, RemotingCommand};
+    use ferrocket_store::mmap::DiskSpace;
+    use ferrocket_store::record::{decode_record, RecordView};
+    use ferrocket_store::{MessageInput, MessageStore, StoreOptions, TagFilter};
+
+    use crate::broker::Broker;
+    use crate::config::BrokerConfig;
+
+    /// A broker with a small store under `dir` (1 MiB segments, a small index).
+    pub fn broker(dir: &Path) -> Arc<Broker> {
+        broker_with_conf(BrokerConfig {
+            store_path_root_dir: dir.to_string_lossy().into_owned(),
+            ..BrokerConfig::default()
+        })
+    }
+
+    /// A broker for `conf` with the store sizes made small.
+    pub fn broker_with_conf(conf: BrokerConfig) -> Arc<Broker> {
+        let conf = BrokerConfig {
+            mapped_file_size_commit_log: 1 << 20,
+            mapped_file_size_consume_queue: 1000 * 20,
+            max_hash_slot_num: 1000,
+            max_index_num: 4000,
+            ..conf
+        };
+        // A fixed disk probe: these tests are about the broker, not the machine's free space.
+        let options = StoreOptions {
+            disk_probe: Some(Arc::new(|_: &Path| {
+                Ok(DiskSpace {
+                    total_bytes: 100 << 30,
+                    available_bytes: 90 << 30,
+                })
+            })),
+            ..StoreOptions::default()
+        };
+        let store = MessageStore::open_with(conf.store_config(), options).unwrap();
+        let b = Broker::new(conf, store.clone()).unwrap();
+        // As Broker::open does: offsets never point past a queue's end.
+        b.offsets
+            .set_max_offset_source(Arc::new(move |t: &str, q: u32| store.max_offset(t, q)));
+        b
+    }
+
+    pub fn input(topic: &str, queue_id: u32, body: &[u8], props: &str) -> MessageInput {
+        MessageInput {
+            topic: topic.into(),
+            queue_id,
+            flag: 7,
+            body: body.to_vec(),
+            properties: props.into(),
+            sys_flag: 0,
+            born_timestamp: 1_700_000_000_000,
+            born_host: "10.0.0.9:40000".parse().unwrap(),
+            store_host: "127.0.0.1:10911".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        }
+    }
+
+    /// Puts and waits until the message is dispatched; returns its CommitLog offset.
+    pub fn put(store: &MessageStore, msg: MessageInput) -> u64 {
+        let r = store.put(msg).unwrap();
+        let a = r.appended.first().unwrap().clone();
+        assert!(store.wait_dispatched(a.phy_offset + u64::from(a.size), Duration::from_secs(10)));
+        a.phy_offset
+    }
+
+    /// Waits until everything written so far is dispatched.
+    pub fn settle(store: &MessageStore) {
+        assert!(store.wait_dispatched(store.commit_log_max_offset(), Duration::from_secs(10)));
+    }
+
+    /// Every record of (topic, queue) as owned bytes.
+    pub fn records(store: &MessageStore, topic: &str, queue_id: u32) -> Vec<Vec<u8>> {
+        settle(store);
+        let r = store.get(topic, queue_id, 0, 1000, 64 << 20, &TagFilter::All);
+        r.messages.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    pub fn view(bytes: &[u8]) -> RecordView<'_> {
+        decode_record(bytes).unwrap()
+    }
+
+    pub fn request(code: i32, fields: &[(&str, &str)]) -> RemotingCommand {
+        RemotingCommand {
+            code,
+            opaque: 11,
+            version: 400,
+            ext_fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The body bytes of a reply (copied out of file regions).
+    pub fn body_bytes(r: &RemotingCommand) -> Vec<u8> {
+        match &r.body {
+            Body::Empty => Vec::new(),
+            Body::Bytes(b) => b.to_vec(),
+            Body::Regions(rs) => rs.iter().flat_map(|r| r.as_bytes().to_vec()).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -410,6 +641,182 @@ mod tests {
         let r = prepare_send_back(&groups_off, &topics, 6, "nope", None).unwrap_err();
         assert_eq!(r.code, code::SUBSCRIPTION_GROUP_NOT_EXIST);
         assert!(r.remark.starts_with("subscription group not exist, nope"));
+    }
+
+    #[test]
+    fn send_back_stores_a_delayed_retry_that_is_delivered_when_due() {
+        use super::testkit::*;
+        use crate::broker::schedule::LevelStep;
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        let props = "TAGS\u{1}TagA\u{2}KEYS\u{1}k1\u{2}UNIQ_KEY\u{1}UK1\u{2}";
+        let phy = put(&b.store, input("TopicTest", 1, b"body-1", props));
+        let off = phy.to_string();
+        let req = request(
+            36,
+            &[
+                ("offset", off.as_str()),
+                ("group", "cg"),
+                ("delayLevel", "0"),
+            ],
+        );
+        let r = send_back(&b, &b.store, &req);
+        assert_eq!((r.code, r.opaque), (code::SUCCESS, 11), "{:?}", r.remark);
+        assert!(b.topics.get("%RETRY%cg").is_some());
+        // Stored in SCHEDULE_TOPIC_XXXX, queue 2 (level 3 = 3 + reconsumeTimes 0).
+        let sched = records(&b.store, "SCHEDULE_TOPIC_XXXX", 2);
+        assert_eq!(sched.len(), 1);
+        let v = view(&sched[0]);
+        assert_eq!(v.body, b"body-1");
+        assert_eq!(v.reconsume_times, 1);
+        assert_eq!(v.flag, 7);
+        assert_eq!(v.store_host, b.store_host);
+        assert_eq!(v.born_host, "10.0.0.9:40000".parse().unwrap());
+        assert_eq!(v.property("REAL_TOPIC"), Some("%RETRY%cg"));
+        assert_eq!(v.property("REAL_QID"), Some("0"));
+        assert_eq!(v.property("DELAY"), Some("3"));
+        assert_eq!(v.property("RETRY_TOPIC"), Some("TopicTest"));
+        assert_eq!(v.property("UNIQ_KEY"), Some("UK1"));
+        let origin = offset_msg_id("127.0.0.1:10911".parse().unwrap(), phy);
+        assert_eq!(v.property("ORIGIN_MESSAGE_ID"), Some(origin.as_str()));
+        let stored_at = v.store_timestamp;
+        // Not due 9.9 s later (level 3 = 10 s) ...
+        let levels = b.schedule.levels().clone();
+        assert_eq!(levels.delay_ms(3), Some(10_000));
+        let step = b.schedule.deliver_level(&b.store, 3, stored_at + 9_900);
+        assert!(matches!(step, LevelStep::WaitMs(100)), "{step:?}");
+        assert!(records(&b.store, "%RETRY%cg", 0).is_empty());
+        assert_eq!(b.schedule.offset(3), 0);
+        // ... and delivered once due.
+        b.schedule.deliver_level(&b.store, 3, stored_at + 10_000);
+        let retry = records(&b.store, "%RETRY%cg", 0);
+        assert_eq!(retry.len(), 1);
+        let d = view(&retry[0]);
+        assert_eq!(d.body, b"body-1");
+        assert_eq!(d.reconsume_times, 1);
+        assert_eq!(d.property("DELAY"), None);
+        assert_eq!(d.property("RETRY_TOPIC"), Some("TopicTest"));
+        assert_eq!(d.property("TAGS"), Some("TagA"));
+        assert_eq!(d.property("WAIT"), Some("false"));
+        assert_eq!(b.schedule.offset(3), 1);
+        // Delivery is not repeated.
+        b.schedule.deliver_level(&b.store, 3, stored_at + 20_000);
+        assert_eq!(records(&b.store, "%RETRY%cg", 0).len(), 1);
+    }
+
+    #[test]
+    fn send_back_after_max_reconsume_goes_to_the_dlq() {
+        use super::testkit::*;
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        let mut m = input("%RETRY%cg", 0, b"tired", "RETRY_TOPIC\u{1}TopicTest\u{2}");
+        m.reconsume_times = 16;
+        let phy = put(&b.store, m);
+        let off = phy.to_string();
+        let r = send_back(
+            &b,
+            &b.store,
+            &request(
+                36,
+                &[("offset", &off), ("group", "cg"), ("delayLevel", "0")],
+            ),
+        );
+        assert_eq!(r.code, code::SUCCESS, "{:?}", r.remark);
+        let dlq = records(&b.store, "%DLQ%cg", 0);
+        assert_eq!(dlq.len(), 1);
+        let v = view(&dlq[0]);
+        assert_eq!(v.body, b"tired");
+        assert_eq!(v.reconsume_times, 17);
+        assert_eq!(v.property("RETRY_TOPIC"), Some("TopicTest"));
+        assert_eq!(v.property("DELAY"), None);
+        assert_eq!(b.topics.get("%DLQ%cg").unwrap().perm, perm::WRITE);
+        assert!(records(&b.store, "SCHEDULE_TOPIC_XXXX", 2).is_empty());
+        // delayLevel -1 goes straight to the DLQ too.
+        let phy = put(&b.store, input("TopicTest", 0, b"poison", ""));
+        let off = phy.to_string();
+        let r = send_back(
+            &b,
+            &b.store,
+            &request(
+                36,
+                &[("offset", &off), ("group", "cg"), ("delayLevel", "-1")],
+            ),
+        );
+        assert_eq!(r.code, code::SUCCESS);
+        assert_eq!(records(&b.store, "%DLQ%cg", 0).len(), 2);
+        // A header maxReconsumeTimes from a new client lowers the bar.
+        let mut m = input("%RETRY%cg", 0, b"twice", "");
+        m.reconsume_times = 2;
+        let off = put(&b.store, m).to_string();
+        let r = send_back(
+            &b,
+            &b.store,
+            &request(
+                36,
+                &[
+                    ("offset", &off),
+                    ("group", "cg"),
+                    ("delayLevel", "0"),
+                    ("maxReconsumeTimes", "2"),
+                ],
+            ),
+        );
+        assert_eq!(r.code, code::SUCCESS);
+        assert_eq!(records(&b.store, "%DLQ%cg", 0).len(), 3);
+    }
+
+    #[test]
+    fn send_back_refusals() {
+        use super::testkit::*;
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        // Offset where no record starts.
+        let r = send_back(
+            &b,
+            &b.store,
+            &request(
+                36,
+                &[("offset", "12345"), ("group", "cg"), ("delayLevel", "0")],
+            ),
+        );
+        assert_eq!(r.code, code::SYSTEM_ERROR);
+        assert_eq!(
+            r.remark.as_deref(),
+            Some("look message by offset failed, 12345")
+        );
+        let r = send_back(
+            &b,
+            &b.store,
+            &request(
+                36,
+                &[("offset", "-5"), ("group", "cg"), ("delayLevel", "0")],
+            ),
+        );
+        assert_eq!(r.code, code::SYSTEM_ERROR);
+        // Bad and missing fields name the field.
+        let r = send_back(
+            &b,
+            &b.store,
+            &request(36, &[("offset", "x"), ("group", "cg"), ("delayLevel", "0")]),
+        );
+        assert!(r.remark.unwrap().contains("offset"));
+        let r = send_back(
+            &b,
+            &b.store,
+            &request(36, &[("offset", "0"), ("delayLevel", "0")]),
+        );
+        assert!(r.remark.unwrap().contains("group"));
+        // Hostile group names never create topics.
+        let r = send_back(
+            &b,
+            &b.store,
+            &request(
+                36,
+                &[("offset", "0"), ("group", "../../x"), ("delayLevel", "0")],
+            ),
+        );
+        assert_eq!(r.code, code::SUBSCRIPTION_GROUP_NOT_EXIST);
+        assert!(b.topics.get("%RETRY%../../x").is_none());
     }
 
     #[test]

@@ -8,15 +8,18 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use ferrocket_store::MessageInput;
+use ferrocket_store::record::decode_record;
+use ferrocket_store::{GetStatus, MessageInput, MessageStore, StoreError, TagFilter};
 
 use super::persist::{self, value_i64, DataVersion, JsonKey, JsonOut, JsonStyle, PersistError};
 use super::topics::{SCHEDULE_TOPIC, SCHEDULE_TOPIC_QUEUE_NUMS, TRANS_HALF_TOPIC};
 use super::validate::validate_topic;
+use super::Broker;
 use crate::config::BrokerConfig;
 
 /// Java's default `messageDelayLevel`.
@@ -147,6 +150,12 @@ impl DelayLevels {
             return Err(DelayLevelError::TooMany(delays_ms.len()));
         }
         Ok(DelayLevels { delays_ms })
+    }
+
+    /// Delay of each level in ms (index 0 = level 1), e.g. for the store's
+    /// SCHEDULE_TOPIC_XXXX tagsCode (`StoreOptions::message_delay_level_ms`).
+    pub fn delays_ms(&self) -> &[u64] {
+        &self.delays_ms
     }
 
     /// `maxDelayLevel`.
@@ -293,6 +302,8 @@ pub struct ScheduleService {
     data_version: Mutex<DataVersion>,
     dirty: AtomicBool,
     persist_lock: Mutex<()>,
+    /// Set by the first [`ScheduleService::start`].
+    started: AtomicBool,
 }
 
 impl ScheduleService {
@@ -338,6 +349,7 @@ impl ScheduleService {
             data_version: Mutex::new(data_version),
             dirty: AtomicBool::new(false),
             persist_lock: Mutex::new(()),
+            started: AtomicBool::new(false),
         })
     }
 
@@ -410,6 +422,191 @@ impl ScheduleService {
             self.dirty.store(true, Ordering::Release);
         }
         r
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delivery.
+
+/// Records read from one level's queue per store call.
+const DELIVER_BATCH_MAX: u32 = 32;
+/// Messages delivered per level per pass, so one busy level cannot starve the others.
+const DELIVER_PASS_MAX: usize = 1024;
+/// Re-check period while nothing is due (Java's `DELAY_FOR_A_WHILE`).
+pub const IDLE_CHECK_MS: u64 = 100;
+/// Wait before retrying after the store refused a re-put (disk full, write disabled).
+pub const PUT_RETRY_MS: u64 = 1_000;
+
+/// What one delivery pass over a level ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelStep {
+    /// Nothing more is due; check again after this many ms.
+    WaitMs(u64),
+    /// The pass hit its bound with more due messages: run again at once.
+    More,
+}
+
+impl LevelStep {
+    fn wait_ms(self) -> u64 {
+        match self {
+            LevelStep::WaitMs(ms) => ms,
+            LevelStep::More => 0,
+        }
+    }
+}
+
+impl ScheduleService {
+    /// Delivers every due message of `level` (up to a bound) into its real topic and records the
+    /// progress. Deterministic given `now_ms`; the delivery thread calls it in a loop, tests call
+    /// it directly.
+    pub fn deliver_level(&self, store: &MessageStore, level: u32, now_ms: i64) -> LevelStep {
+        let queue_id = DelayLevels::queue_id(level);
+        let mut offset = self.offset(level);
+        let mut delivered = 0usize;
+        loop {
+            if delivered >= DELIVER_PASS_MAX {
+                self.set_offset(level, offset);
+                return LevelStep::More;
+            }
+            let r = store.get(
+                SCHEDULE_TOPIC,
+                queue_id,
+                offset,
+                DELIVER_BATCH_MAX,
+                4 << 20,
+                &TagFilter::All,
+            );
+            match r.status {
+                GetStatus::Found => {}
+                GetStatus::OffsetTooSmall => {
+                    tracing::warn!("delay level {level}: offset {offset} below the queue minimum {}; skipping ahead", r.min_offset);
+                    offset = r.next_begin_offset.max(offset);
+                    self.set_offset(level, offset);
+                    continue;
+                }
+                GetStatus::OffsetOverflowBadly => {
+                    // The queue lost its tail (crash before flush): the missing entries are gone.
+                    tracing::warn!(
+                        "delay level {level}: offset {offset} past the queue end {}; resetting",
+                        r.max_offset
+                    );
+                    self.set_offset(level, r.max_offset);
+                    return LevelStep::WaitMs(IDLE_CHECK_MS);
+                }
+                _ if r.next_begin_offset > offset => {
+                    // Blank or removed units: step over them.
+                    offset = r.next_begin_offset;
+                    self.set_offset(level, offset);
+                    continue;
+                }
+                _ => {
+                    self.set_offset(level, offset);
+                    return LevelStep::WaitMs(IDLE_CHECK_MS);
+                }
+            }
+            for slice in &r.messages {
+                let rec = match decode_record(slice.as_bytes()) {
+                    Ok(rec) => rec,
+                    Err(e) => {
+                        tracing::warn!(
+                            "delay level {level}: undecodable record at {}: {e}",
+                            slice.phy_offset()
+                        );
+                        continue;
+                    }
+                };
+                let Ok(queue_offset) = u64::try_from(rec.queue_offset) else {
+                    continue;
+                };
+                let due = self
+                    .levels
+                    .deliver_at_ms(level, rec.store_timestamp, now_ms);
+                if due > now_ms {
+                    self.set_offset(level, queue_offset);
+                    let wait = u64::try_from(due.saturating_sub(now_ms)).unwrap_or(IDLE_CHECK_MS);
+                    return LevelStep::WaitMs(wait.min(IDLE_CHECK_MS));
+                }
+                let scheduled = ScheduledRecord {
+                    body: rec.body,
+                    flag: rec.flag,
+                    properties: rec.properties,
+                    sys_flag: rec.sys_flag,
+                    born_timestamp: rec.born_timestamp,
+                    born_host: rec.born_host,
+                    store_host: rec.store_host,
+                    store_timestamp: rec.store_timestamp,
+                    reconsume_times: rec.reconsume_times,
+                };
+                match restore(&scheduled) {
+                    Ok(msg) => match store.put(msg) {
+                        Ok(_) => delivered += 1,
+                        Err(StoreError::MessageIllegal(why)) => {
+                            tracing::warn!(
+                                "delay level {level}: dropping message at {}: {why}",
+                                slice.phy_offset()
+                            );
+                        }
+                        Err(e) => {
+                            // Transient (disk full, write disabled): retry the same message later.
+                            tracing::warn!("delay level {level}: re-put failed, will retry: {e}");
+                            self.set_offset(level, queue_offset);
+                            return LevelStep::WaitMs(PUT_RETRY_MS);
+                        }
+                    },
+                    Err(e) => tracing::warn!(
+                        "delay level {level}: skipping message at {}: {e}",
+                        slice.phy_offset()
+                    ),
+                }
+                offset = queue_offset.saturating_add(1);
+            }
+            offset = offset.max(r.next_begin_offset);
+            self.set_offset(level, offset);
+        }
+    }
+
+    /// One pass over every level; returns how long the caller may sleep.
+    pub fn deliver_all(&self, store: &MessageStore, now_ms: i64) -> u64 {
+        (1..=self.levels.max_level())
+            .map(|level| self.deliver_level(store, level, now_ms).wait_ms())
+            .min()
+            .unwrap_or(IDLE_CHECK_MS)
+    }
+
+    /// Starts the delivery thread: it runs until the broker shuts down, persisting
+    /// delayOffset.json every `flushDelayOffsetInterval`.
+    pub fn start(b: &Arc<Broker>) {
+        if b.schedule.started.swap(true, Ordering::AcqRel) {
+            return; // one delivery thread per broker
+        }
+        let b = b.clone();
+        let spawned = std::thread::Builder::new()
+            .name("schedule".to_string())
+            .spawn(move || {
+                let mut last_persist = std::time::Instant::now();
+                while !b.is_shutting_down() {
+                    let wait = b.schedule.deliver_all(&b.store, persist::now_ms());
+                    let interval =
+                        std::time::Duration::from_millis(b.conf().flush_delay_offset_interval);
+                    if last_persist.elapsed() >= interval {
+                        if let Err(e) = b.schedule.persist() {
+                            tracing::warn!("delayOffset.json: {e}");
+                        }
+                        last_persist = std::time::Instant::now();
+                    }
+                    if wait > 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(
+                            wait.min(IDLE_CHECK_MS),
+                        ));
+                    }
+                }
+                if let Err(e) = b.schedule.persist() {
+                    tracing::warn!("delayOffset.json: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the delayed-delivery thread: {e}");
+        }
     }
 }
 
@@ -606,6 +803,106 @@ mod tests {
         .unwrap();
         let s = ScheduleService::open(dir.path(), DelayLevels::parse("1s").unwrap()).unwrap();
         assert_eq!((s.offset(1), s.offset(2), s.offset(4)), (5, 6, 0));
+    }
+
+    #[test]
+    fn delayed_sends_are_delivered_per_level_in_order() {
+        use crate::broker::retry::testkit::*;
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        let mut stored_at = Vec::new();
+        for (i, level) in [(0u8, 1u32), (1, 1), (2, 4), (3, 2)] {
+            let props = format!("TAGS\u{1}T{i}\u{2}DELAY\u{1}{level}\u{2}");
+            let mut m = input("DelayTopic", 1, &[b'm', b'0' + i], &props);
+            assert_eq!(b.schedule.redirect_delayed(&mut m), Some(level));
+            put(&b.store, m);
+        }
+        for q in [0, 1, 3] {
+            for rec in records(&b.store, SCHEDULE_TOPIC, q) {
+                stored_at.push(view(&rec).store_timestamp);
+            }
+        }
+        let t0 = *stored_at.iter().max().unwrap();
+        // Level 1 (1 s) is due after 1 s, level 2 (5 s) after 5 s, level 4 (30 s) after 30 s.
+        b.schedule.deliver_all(&b.store, t0 + 1_000);
+        let got: Vec<Vec<u8>> = records(&b.store, "DelayTopic", 1)
+            .iter()
+            .map(|r| view(r).body.to_vec())
+            .collect();
+        assert_eq!(got, vec![b"m0".to_vec(), b"m1".to_vec()]);
+        b.schedule.deliver_all(&b.store, t0 + 5_000);
+        assert_eq!(records(&b.store, "DelayTopic", 1).len(), 3);
+        b.schedule.deliver_all(&b.store, t0 + 29_000);
+        assert_eq!(records(&b.store, "DelayTopic", 1).len(), 3);
+        b.schedule.deliver_all(&b.store, t0 + 30_000);
+        let all = records(&b.store, "DelayTopic", 1);
+        assert_eq!(all.len(), 4);
+        let last = view(&all[3]);
+        assert_eq!(last.body, b"m2");
+        assert_eq!(last.property("TAGS"), Some("T2"));
+        assert_eq!(last.property("REAL_TOPIC"), Some("DelayTopic"));
+        assert_eq!(last.property("DELAY"), None);
+        assert_eq!(
+            (
+                b.schedule.offset(1),
+                b.schedule.offset(2),
+                b.schedule.offset(4)
+            ),
+            (2, 1, 1)
+        );
+        // Progress survives a restart of the service.
+        b.schedule.persist().unwrap();
+        let again = ScheduleService::open(&b.config_dir(), DelayLevels::default()).unwrap();
+        assert_eq!(again.offset(1), 2);
+    }
+
+    #[test]
+    fn bad_scheduled_records_are_skipped_and_offsets_past_the_end_reset() {
+        use crate::broker::retry::testkit::*;
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        // Written straight into the schedule queue without REAL_TOPIC (e.g. by an old tool).
+        put(
+            &b.store,
+            input(SCHEDULE_TOPIC, 0, b"orphan", "DELAY\u{1}1\u{2}"),
+        );
+        let mut ok = input("Real", 0, b"fine", "DELAY\u{1}1\u{2}");
+        b.schedule.redirect_delayed(&mut ok);
+        put(&b.store, ok);
+        b.schedule.deliver_level(&b.store, 1, i64::MAX / 2);
+        assert_eq!(records(&b.store, "Real", 0).len(), 1);
+        assert_eq!(b.schedule.offset(1), 2);
+        // An offset beyond the queue (the queue lost its tail) is pulled back to the end.
+        b.schedule.set_offset(1, 1_000);
+        b.schedule.deliver_level(&b.store, 1, i64::MAX / 2);
+        assert_eq!(b.schedule.offset(1), 2);
+        // An empty level is idle.
+        assert_eq!(
+            b.schedule.deliver_level(&b.store, 7, 0),
+            LevelStep::WaitMs(IDLE_CHECK_MS)
+        );
+    }
+
+    #[test]
+    fn delivery_loop_with_fast_test_levels() {
+        use crate::broker::retry::testkit::*;
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        // Build a service with test-scaled levels (`messageDelayLevel=100ms 200ms` style).
+        let fast = DelayLevels::parse("100ms 200ms").unwrap();
+        let mut m = input("Fast", 0, b"quick", "DELAY\u{1}2\u{2}");
+        assert_eq!(divert(&fast, &mut m), Some(2));
+        put(&b.store, m);
+        let svc = ScheduleService::open(&dir.path().join("fastcfg"), fast).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while records(&b.store, "Fast", 0).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "not delivered");
+            let wait = svc.deliver_all(&b.store, persist::now_ms());
+            std::thread::sleep(std::time::Duration::from_millis(
+                wait.clamp(1, IDLE_CHECK_MS),
+            ));
+        }
+        assert_eq!(view(&records(&b.store, "Fast", 0)[0]).body, b"quick");
     }
 
     #[test]

@@ -439,6 +439,68 @@ impl TopicConfigManager {
         Ok(Some(tc))
     }
 
+    /// Repairs the table from what the store holds: a topic with ConsumeQueues on disk but no
+    /// config (topics.json lost or rolled back to its backup) gets one with enough queues (at
+    /// least the default, RW), and a known topic whose queues on disk exceed its config grows.
+    /// `queues` is `MessageStore::topics_and_queues()`. Returns the topics repaired.
+    pub fn adopt_store_topics(
+        &self,
+        queues: &[(String, u32)],
+    ) -> Result<Vec<String>, PersistError> {
+        let mut needed: BTreeMap<&str, u32> = BTreeMap::new();
+        for (topic, qid) in queues {
+            if validate_topic(topic).is_err() {
+                continue;
+            }
+            let n = qid.saturating_add(1).min(QUEUE_NUMS_MAX);
+            let e = needed.entry(topic.as_str()).or_insert(0);
+            *e = (*e).max(n);
+        }
+        let mut repaired = Vec::new();
+        {
+            let mut t = self.table.write();
+            for (topic, n) in needed {
+                match t.topics.get_mut(topic) {
+                    Some(tc) if tc.queue_nums_max() >= n => {}
+                    Some(tc) => {
+                        tracing::warn!(
+                            "topic {topic}: queues up to {n} exist on disk but the config has {}; enlarged",
+                            tc.queue_nums_max()
+                        );
+                        tc.read_queue_nums = tc.read_queue_nums.max(n);
+                        tc.write_queue_nums = tc.write_queue_nums.max(n);
+                        repaired.push(topic.to_string());
+                    }
+                    None => {
+                        let queues = if validate::is_retry_or_dlq_topic(topic) {
+                            n
+                        } else {
+                            n.max(self.defaults.default_topic_queue_nums)
+                        };
+                        let p = if topic.starts_with(validate::DLQ_GROUP_TOPIC_PREFIX) {
+                            perm::WRITE
+                        } else {
+                            perm::RW
+                        };
+                        tracing::warn!(
+                            "topic {topic} has messages but no config (topics.json lost?); recreated with {queues} queues"
+                        );
+                        t.topics
+                            .insert(topic.to_string(), TopicConfig::new(topic, queues, p));
+                        repaired.push(topic.to_string());
+                    }
+                }
+            }
+            if !repaired.is_empty() {
+                t.data_version.bump();
+            }
+        }
+        if !repaired.is_empty() {
+            self.persist()?;
+        }
+        Ok(repaired)
+    }
+
     /// Adds or replaces a topic (UPDATE_AND_CREATE_TOPIC). The caller validated the name.
     pub fn upsert(&self, tc: TopicConfig) -> Result<(), PersistError> {
         if validate_topic(&tc.topic_name).is_err() {
@@ -689,6 +751,33 @@ mod tests {
             m.get("Kept").is_some(),
             "backup holds the state before the last write"
         );
+    }
+
+    #[test]
+    fn store_topics_missing_from_config_are_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = open(dir.path());
+        m.create_in_send("Known", "TBW102", 2, 0).unwrap();
+        let on_disk: Vec<(String, u32)> = vec![
+            ("Known".into(), 5),
+            ("Lost".into(), 0),
+            ("Lost".into(), 2),
+            ("%RETRY%g".into(), 0),
+            ("%DLQ%g".into(), 0),
+            ("../bad".into(), 0),
+        ];
+        let mut repaired = m.adopt_store_topics(&on_disk).unwrap();
+        repaired.sort();
+        assert_eq!(repaired, vec!["%DLQ%g", "%RETRY%g", "Known", "Lost"]);
+        assert_eq!(m.get("Known").unwrap().write_queue_nums, 6);
+        assert_eq!(m.get("Lost").unwrap().write_queue_nums, 8);
+        assert_eq!(m.get("%RETRY%g").unwrap().write_queue_nums, 1);
+        assert_eq!(m.get("%DLQ%g").unwrap().perm, perm::WRITE);
+        assert!(m.get("../bad").is_none());
+        // Idempotent.
+        assert!(m.adopt_store_topics(&on_disk).unwrap().is_empty());
+        let m = open(dir.path());
+        assert!(m.get("Lost").is_some());
     }
 
     #[test]

@@ -1,0 +1,371 @@
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320): validation with the
+//! Java codes and remarks (§7.8), topic auto-creation from TBW102 (§7.7), retry/DLQ and delay
+//! rewrites, the store append, and the SendMessageResponseHeader.
+//!
+//! The append blocks under SYNC_FLUSH (group commit), so there it runs on the blocking pool.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use ferrocket_net::header::producer::{SendMessageRequestHeader, SendMessageResponseHeader};
+use ferrocket_net::{Body, RemotingCommand};
+use ferrocket_store::{FlushDiskType, MessageInput, PutStatus, StoreError};
+
+use super::message::{self, PROPERTY_CLUSTER, PROPERTY_UNIQ_KEY};
+use super::topics::TopicConfig;
+use super::{retry, validate, Broker, ConnectionHandle};
+use crate::reply::{code, now_ms, reply, req};
+
+pub const CODES: &[i32] = &[
+    req::SEND_MESSAGE,
+    req::SEND_MESSAGE_V2,
+    req::SEND_BATCH_MESSAGE,
+];
+
+/// PermName bits.
+pub const PERM_READ: u32 = 4;
+pub const PERM_WRITE: u32 = 2;
+pub const PERM_INHERIT: u32 = 1;
+/// `TopicFilterType.MULTI_TAG` sets MessageSysFlag MULTI_TAGS_FLAG.
+const MULTI_TAGS_FLAG: i32 = 0x2;
+
+/// Rotates the queue picked for sends with `queueId < 0`.
+static NEXT_QUEUE: AtomicU32 = AtomicU32::new(0);
+
+pub async fn handle(
+    b: &Arc<Broker>,
+    conn: &ConnectionHandle,
+    req: RemotingCommand,
+) -> Option<RemotingCommand> {
+    let header = match SendMessageRequestHeader::decode_for(req.code, &req.ext_fields) {
+        Ok(h) => h,
+        Err(e) => return Some(RemotingCommand::bad_header(&req, &e)),
+    };
+    let born_host = v4_mapped(conn.peer_addr());
+    // Under ASYNC_FLUSH an append only copies into the mapped segment (microseconds), so it runs
+    // right here; under SYNC_FLUSH it waits for the group commit, which belongs on the blocking
+    // pool.
+    if b.conf().flush_disk_type == FlushDiskType::Async {
+        return Some(send(b, &req, header, born_host));
+    }
+    let b = Arc::clone(b);
+    let resp = tokio::task::spawn_blocking(move || send(&b, &req, header, born_host)).await;
+    Some(resp.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "send task failed");
+        RemotingCommand::response(code::SYSTEM_ERROR, "send task failed")
+    }))
+}
+
+/// Clients on an IPv4 socket accepted by a dual-stack listener show up as `::ffff:a.b.c.d`;
+/// store them as IPv4 (the C++ client decodes only 4-byte hosts).
+pub fn v4_mapped(a: SocketAddr) -> SocketAddr {
+    match a.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), a.port()),
+            None => a,
+        },
+        IpAddr::V4(_) => a,
+    }
+}
+
+/// The whole send, synchronously.
+fn send(
+    b: &Broker,
+    req: &RemotingCommand,
+    h: SendMessageRequestHeader,
+    born_host: SocketAddr,
+) -> RemotingCommand {
+    let (tc, queue_id) = match check_and_route(b, req, &h) {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let batch = h.batch == Some(true);
+    let body: &[u8] = match &req.body {
+        Body::Bytes(bytes) => bytes,
+        _ => &[],
+    };
+    let conf = b.conf();
+    if conf.reject_transaction_message
+        && h.properties
+            .as_deref()
+            .and_then(|p| message::property(p, message::PROPERTY_TRANSACTION_PREPARED))
+            == Some("true")
+    {
+        return reply(
+            req,
+            code::NO_PERMISSION,
+            format!(
+                "the broker[{}] sending transaction message is forbidden",
+                conf.broker_ip1
+            ),
+        );
+    }
+    let mut sys_flag = h.sys_flag;
+    if tc.topic_filter_type == "MULTI_TAG" {
+        sys_flag |= MULTI_TAGS_FLAG;
+    }
+    let cluster = conf.broker_cluster_name.clone();
+    let base = MessageInput {
+        topic: h.topic.clone(),
+        queue_id,
+        flag: h.flag,
+        body: Vec::new(),
+        properties: String::new(),
+        sys_flag,
+        born_timestamp: h.born_timestamp,
+        born_host,
+        store_host: b.store_host,
+        reconsume_times: h.reconsume_times.unwrap_or(0),
+        prepared_transaction_offset: 0,
+    };
+    let msgs = if batch {
+        if h.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
+            return reply(
+                req,
+                code::MESSAGE_ILLEGAL,
+                "Retry group topic is not allowed for batch message",
+            );
+        }
+        let items = match message::parse_batch(body) {
+            Ok(items) => items,
+            Err(e) => return reply(req, code::MESSAGE_ILLEGAL, format!("bad batch body: {e}")),
+        };
+        items
+            .into_iter()
+            .map(|it| {
+                let mut m = base.clone();
+                m.flag = it.flag;
+                m.body = it.body;
+                m.properties = it.properties;
+                complete_properties(&mut m.properties, &cluster, born_host.ip());
+                m
+            })
+            .collect::<Vec<_>>()
+    } else {
+        let mut m = base;
+        m.body = body.to_vec();
+        m.properties = h.properties.clone().unwrap_or_default();
+        complete_properties(&mut m.properties, &cluster, born_host.ip());
+        if m.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
+            if let Err((c, remark)) =
+                retry::adjust_retry_send(b, m.reconsume_times, h.max_reconsume_times, &mut m)
+            {
+                return reply(req, c, remark);
+            }
+        }
+        b.schedule.redirect_delayed(&mut m);
+        vec![m]
+    };
+    put(b, req, msgs)
+}
+
+/// Validation in Java's order (§7.8) and the target queue. Err is the reply to send.
+// The Err is the reply itself, built only when a request is refused.
+#[allow(clippy::result_large_err)]
+fn check_and_route(
+    b: &Broker,
+    req: &RemotingCommand,
+    h: &SendMessageRequestHeader,
+) -> Result<(TopicConfig, u32), RemotingCommand> {
+    let conf = b.conf();
+    if b.is_shutting_down() {
+        return Err(reply(
+            req,
+            code::SERVICE_NOT_AVAILABLE,
+            "service not available now. It may be caused by the broker shutting down",
+        ));
+    }
+    if conf.broker_permission & PERM_WRITE == 0 {
+        return Err(reply(
+            req,
+            code::NO_PERMISSION,
+            format!(
+                "the broker[{}] sending message is forbidden",
+                conf.broker_ip1
+            ),
+        ));
+    }
+    if let Err(e) = validate::validate_topic(&h.topic) {
+        return Err(reply(req, e.code(), e.remark()));
+    }
+    if super::topics::is_not_allowed_send_topic(&h.topic) {
+        return Err(reply(
+            req,
+            code::NO_PERMISSION,
+            format!("Sending message to topic[{}] is forbidden.", h.topic),
+        ));
+    }
+    let tc = topic_for_send(b, req, h)?;
+    if tc.perm & PERM_WRITE == 0 {
+        return Err(reply(
+            req,
+            code::NO_PERMISSION,
+            format!("the topic[{}] sending message is forbidden", h.topic),
+        ));
+    }
+    let queue_nums = tc.write_queue_nums.max(tc.read_queue_nums);
+    let queue_id = if h.queue_id < 0 {
+        let n = tc.write_queue_nums.max(1);
+        NEXT_QUEUE.fetch_add(1, Ordering::Relaxed) % n
+    } else {
+        let q = u32::try_from(h.queue_id).unwrap_or(u32::MAX);
+        if q >= queue_nums {
+            return Err(reply(
+                req,
+                code::INVALID_PARAMETER,
+                format!(
+                    "request queueId[{}] is illegal, {:?} Producer: {}",
+                    h.queue_id, tc.topic_name, h.producer_group
+                ),
+            ));
+        }
+        q
+    };
+    Ok((tc, queue_id))
+}
+
+/// The topic's config, auto-creating it from the default topic (TBW102) or, for a retry topic,
+/// with the group's retry queue count.
+// The Err is the reply itself, built only when a request is refused.
+#[allow(clippy::result_large_err)]
+fn topic_for_send(
+    b: &Broker,
+    req: &RemotingCommand,
+    h: &SendMessageRequestHeader,
+) -> Result<TopicConfig, RemotingCommand> {
+    if let Some(tc) = b.topics.get(&h.topic) {
+        return Ok(tc);
+    }
+    let not_exist = || {
+        reply(
+            req,
+            code::TOPIC_NOT_EXIST,
+            format!("topic[{}] not exist, apply first please! https://rocketmq.apache.org/docs/bestPractice/06FAQ", h.topic),
+        )
+    };
+    let persist_failed = |e: super::persist::PersistError| {
+        tracing::error!(topic = %h.topic, error = %e, "creating topic failed");
+        reply(
+            req,
+            code::SYSTEM_ERROR,
+            format!("create topic {} failed: {e}", h.topic),
+        )
+    };
+    let default_queue_nums = u32::try_from(h.default_topic_queue_nums)
+        .unwrap_or(0)
+        .max(1);
+    let created = b
+        .topics
+        .create_in_send(&h.topic, &h.default_topic, default_queue_nums, 0)
+        .map_err(persist_failed)?;
+    let created = match created {
+        Some(tc) => Some(tc),
+        None if h.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) => {
+            let group = h
+                .topic
+                .trim_start_matches(validate::RETRY_GROUP_TOPIC_PREFIX);
+            match b.groups.get_or_create(group) {
+                Some(g) => b
+                    .topics
+                    .create_if_absent(
+                        &h.topic,
+                        g.retry_queue_nums.max(1),
+                        PERM_READ | PERM_WRITE,
+                        0,
+                    )
+                    .map_err(persist_failed)?,
+                None => None,
+            }
+        }
+        None => None,
+    };
+    match created {
+        Some(tc) => {
+            tracing::info!(topic = %tc.topic_name, queues = tc.write_queue_nums, "topic auto-created on send");
+            b.topics_changed();
+            Ok(tc)
+        }
+        None => Err(not_exist()),
+    }
+}
+
+/// Adds CLUSTER and, when the producer did not set one, a UNIQ_KEY (as the 5.x broker does).
+fn complete_properties(props: &mut String, cluster: &str, ip: IpAddr) {
+    if message::property(props, PROPERTY_UNIQ_KEY).is_none() {
+        message::push_property(
+            props,
+            PROPERTY_UNIQ_KEY,
+            &message::new_uniq_key(ip, now_ms()),
+        );
+    }
+    if message::property(props, PROPERTY_CLUSTER).is_none() && !cluster.is_empty() {
+        message::push_property(props, PROPERTY_CLUSTER, cluster);
+    }
+}
+
+/// Appends and builds the response.
+fn put(b: &Broker, req: &RemotingCommand, msgs: Vec<MessageInput>) -> RemotingCommand {
+    let single_uniq = if msgs.len() == 1 {
+        msgs.first()
+            .and_then(|m| message::property(&m.properties, PROPERTY_UNIQ_KEY))
+            .map(str::to_string)
+    } else {
+        None
+    };
+    let queue_id = msgs.first().map(|m| m.queue_id).unwrap_or(0);
+    let result = if msgs.len() == 1 {
+        match msgs.into_iter().next() {
+            Some(m) => b.store.put(m),
+            None => return reply(req, code::MESSAGE_ILLEGAL, "no message"),
+        }
+    } else {
+        b.store.put_batch(msgs)
+    };
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => return store_error_reply(req, &e),
+    };
+    b.stats.msg_put_total.fetch_add(
+        result.appended.len() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let Some(first) = result.appended.first() else {
+        return reply(req, code::SYSTEM_ERROR, "store appended nothing");
+    };
+    let msg_id = result
+        .appended
+        .iter()
+        .map(|a| message::offset_msg_id(b.store_host, a.phy_offset))
+        .collect::<Vec<_>>()
+        .join(",");
+    let conf = b.conf();
+    let header = SendMessageResponseHeader {
+        msg_id,
+        queue_id: i32::try_from(queue_id).unwrap_or(i32::MAX),
+        queue_offset: i64::try_from(first.queue_offset).unwrap_or(i64::MAX),
+        transaction_id: single_uniq,
+        batch_uniq_id: None,
+        recall_handle: None,
+        msg_region: Some(conf.region_id.clone()),
+        trace_on: Some(conf.trace_on.to_string()),
+    };
+    let (status_code, remark) = match result.status {
+        PutStatus::Ok => (code::SUCCESS, ""),
+        PutStatus::FlushDiskTimeout => (code::FLUSH_DISK_TIMEOUT, "flush disk timeout"),
+    };
+    reply(req, status_code, remark).with_header(&header)
+}
+
+/// Maps a store refusal to Java's codes: illegal message 13, not writable 14, else 1.
+pub fn store_error_reply(req: &RemotingCommand, e: &StoreError) -> RemotingCommand {
+    let c = match e {
+        StoreError::MessageIllegal(_) => code::MESSAGE_ILLEGAL,
+        StoreError::DiskFull(_) | StoreError::WriteDisabled(_) => code::SERVICE_NOT_AVAILABLE,
+        _ => code::SYSTEM_ERROR,
+    };
+    if c == code::SYSTEM_ERROR {
+        tracing::error!(error = %e, "store put failed");
+    }
+    reply(req, c, e.to_string())
+}
