@@ -15,9 +15,10 @@ use ferrocket_store::{FlushDiskType, MessageInput, MessageStore, PutStatus, Stor
 const PRODUCERS: u64 = 16;
 const BODY: usize = 1024;
 
-/// (messages, commits, bytes, elapsed) per id.
-static RESULTS: Mutex<BTreeMap<&'static str, (u64, u64, u64, Duration)>> =
-    Mutex::new(BTreeMap::new());
+/// (messages, commits, bytes, elapsed).
+type Tally = (u64, u64, u64, Duration);
+
+static RESULTS: Mutex<BTreeMap<&'static str, Tally>> = Mutex::new(BTreeMap::new());
 
 fn record(id: &'static str, msgs: u64, commits: u64, bytes: u64, e: Duration) {
     let mut r = RESULTS.lock().unwrap();
@@ -123,8 +124,8 @@ fn print_ratios() {
     let (Some(o), Some(b)) = (r.get("ours"), r.get("baseline")) else {
         return;
     };
-    let cps = |v: &(u64, u64, u64, Duration)| v.1 as f64 / v.3.as_secs_f64().max(1e-9);
-    let mps = |v: &(u64, u64, u64, Duration)| v.0 as f64 / v.3.as_secs_f64().max(1e-9);
+    let cps = |v: &Tally| v.1 as f64 / v.3.as_secs_f64().max(1e-9);
+    let mps = |v: &Tally| v.0 as f64 / v.3.as_secs_f64().max(1e-9);
     println!(
         "\nsync_commit: {} producers, 1 KiB; group = {:.1} msgs / {:.0} bytes per commit",
         PRODUCERS,
