@@ -1,9 +1,10 @@
 //! Atomic, lenient persistence of the broker's JSON config files (`<storeRoot>/config/*.json`).
 //!
 //! Writing: the new content goes to `<name>.tmp`, which is fsynced and renamed over `<name>`; the
-//! directory is fsynced afterwards. Before the rename the current file, if it parses, is hard-linked
-//! to `<name>.bak` (via `<name>.bak.tmp` + rename, so `.bak` is always a whole file). At every
-//! instant `<name>` is either the old or the new complete content.
+//! directory is fsynced afterwards. Before the rename the current file, if it parses, is copied
+//! to `<name>.bak` (via `<name>.bak.tmp` + fsync + rename, so `.bak` is always a whole file; the
+//! very first version is copied there too). At every instant `<name>` is either the old or the
+//! new complete content, and `.bak` never shares data blocks with it.
 //!
 //! Reading: RocketMQ writes these files with fastjson, which is not strict JSON (unquoted integer
 //! keys such as `{0:123}`, occasionally trailing commas or single quotes). [`parse_lenient`]
@@ -103,8 +104,26 @@ pub fn write_atomic_with(
     fs::rename(&tmp, path).map_err(io_err("rename", path))?;
     hook(WriteStage::Renamed).map_err(io_err("write", path))?;
 
+    // The very first version has no predecessor to back up: keep a copy of it, so a file
+    // written once and then damaged still has something to fall back to.
+    let bak = sibling(path, ".bak");
+    if !bak.exists() {
+        copy_as(path, &bak)?;
+    }
     sync_dir(dir)?;
     Ok(())
+}
+
+/// Makes `to` a whole, durable copy of `from` atomically (copy to `<to>.tmp`, fsync, rename).
+/// A copy, not a hard link: a link would share the data blocks, so damage to one file (an
+/// in-place write, a bad sector) would be damage to both.
+fn copy_as(from: &Path, to: &Path) -> Result<(), PersistError> {
+    let to_tmp = sibling(to, ".tmp");
+    fs::copy(from, &to_tmp).map_err(io_err("copy", &to_tmp))?;
+    File::open(&to_tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("fsync", &to_tmp))?;
+    fs::rename(&to_tmp, to).map_err(io_err("rename", to))
 }
 
 /// Keeps the current `<path>` as `<path>.bak` if it is a valid file. A corrupt current file is not
@@ -122,15 +141,8 @@ fn refresh_backup(path: &Path) -> Result<(), PersistError> {
     if !parses {
         return Ok(());
     }
-    let bak = sibling(path, ".bak");
-    let bak_tmp = sibling(path, ".bak.tmp");
-    let _ = fs::remove_file(&bak_tmp);
-    // A hard link costs no copy; the rename makes `.bak` switch atomically from old to new.
-    if fs::hard_link(path, &bak_tmp).is_err() {
-        fs::write(&bak_tmp, &current).map_err(io_err("write", &bak_tmp))?;
-    }
-    fs::rename(&bak_tmp, &bak).map_err(io_err("rename", &bak))?;
-    Ok(())
+    // The rename inside makes `.bak` switch atomically from the old backup to the new one.
+    copy_as(path, &sibling(path, ".bak"))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), PersistError> {
@@ -700,7 +712,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config").join("topics.json");
         write_atomic(&path, b"{\"v\":1}").unwrap();
-        assert!(!sibling(&path, ".bak").exists());
+        // The first version is its own backup, in separate blocks: damaging the main file in
+        // place leaves the backup intact.
+        assert_eq!(fs::read(sibling(&path, ".bak")).unwrap(), b"{\"v\":1}");
+        fs::write(&path, b"").unwrap();
+        assert_eq!(fs::read(sibling(&path, ".bak")).unwrap(), b"{\"v\":1}");
+        write_atomic(&path, b"{\"v\":1}").unwrap();
         write_atomic(&path, b"{\"v\":2}").unwrap();
         assert_eq!(fs::read(sibling(&path, ".bak")).unwrap(), b"{\"v\":1}");
         let l = load_json(&path);

@@ -347,7 +347,8 @@ impl ScheduleService {
             path,
             offsets: Mutex::new(offsets),
             data_version: Mutex::new(data_version),
-            dirty: AtomicBool::new(false),
+            // After a fallback to the backup, rewrite the main file at the next persist.
+            dirty: AtomicBool::new(loaded.source == persist::LoadSource::Backup),
             persist_lock: Mutex::new(()),
             started: AtomicBool::new(false),
         })
