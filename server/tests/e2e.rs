@@ -553,3 +553,50 @@ async fn membership_change_notifies_the_group() {
     broker.stop().await;
     ns.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_broker_registers_with_every_nameserver() {
+    use ferrocket_server::runtime::{start_broker, start_namesrv};
+    let dir = tempfile::tempdir().unwrap();
+    let ns1 = start_namesrv("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let ns2 = start_namesrv("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut c = conf(dir.path());
+    c.namesrv_addr = format!("{};{}", ns1.addr, ns2.addr);
+    c.broker_name = "broker-x".into();
+    let broker = start_broker(c).await.unwrap();
+    let client = Client::new(ClientConfig::default());
+    for ns in [&ns1, &ns2] {
+        let r = client
+            .invoke(
+                &ns.addr.to_string(),
+                RemotingCommand::request(105).with_ext("topic", "TBW102"),
+                T,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+        let v: serde_json::Value = serde_json::from_str(&body_str(&r)).unwrap();
+        assert_eq!(v["brokerDatas"][0]["brokerName"], "broker-x");
+        // the route reflects the broker's TBW102 (perm 7, defaultTopicQueueNums queues)
+        assert_eq!(v["queueDatas"][0]["writeQueueNums"], 4);
+        let r = client
+            .invoke(&ns.addr.to_string(), RemotingCommand::request(206), T)
+            .await
+            .unwrap();
+        assert!(body_str(&r).contains("TBW102"));
+    }
+    broker.stop().await;
+    for ns in [&ns1, &ns2] {
+        let r = client
+            .invoke(
+                &ns.addr.to_string(),
+                RemotingCommand::request(105).with_ext("topic", "TBW102"),
+                T,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.code, 17, "unregistered at shutdown");
+    }
+    ns1.stop().await;
+    ns2.stop().await;
+}
