@@ -459,3 +459,29 @@ async fn many_concurrent_calls_on_one_connection_match_by_opaque() {
     shutdown.shutdown();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_panicking_processor_costs_one_request_not_the_connection() {
+    let config = ServerConfig {
+        max_inflight_per_connection: 1,
+        ..local_config()
+    };
+    let (addr, shutdown, task) = start(config, TestProcessor::new()).await;
+    let client = Client::new(ClientConfig::default());
+    let a = addr.to_string();
+    for req in [
+        RemotingCommand::request(PANIC),
+        RemotingCommand::request(PANIC).with_ext("sync", "1"),
+    ] {
+        let resp = client.invoke(&a, req, T).await.unwrap();
+        assert_eq!(resp.code, ResponseCode::SYSTEM_ERROR);
+        // With one in-flight slot, a leaked slot would hang the next call.
+        let ok = client
+            .invoke(&a, RemotingCommand::request(ECHO), T)
+            .await
+            .unwrap();
+        assert_eq!(ok.code, 0);
+    }
+    shutdown.shutdown();
+    task.await.unwrap();
+}
