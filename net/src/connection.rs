@@ -350,7 +350,16 @@ async fn dispatch(
         let oneway = req.is_oneway();
         let opaque = req.opaque;
         let out = conn.inner.out.clone();
-        let resp = processor.process(conn, req).await;
+        let code = req.code;
+        let resp = run_processor(processor, conn, req)
+            .await
+            .unwrap_or_else(|| {
+                // The processor panicked: answer like Java answers an exception.
+                Some(RemotingCommand::response(
+                    crate::header::codes::ResponseCode::SYSTEM_ERROR,
+                    format!("internal error processing request code {code}"),
+                ))
+            });
         if let (Some(mut resp), false) = (resp, oneway) {
             resp.opaque = opaque;
             resp.flag = (resp.flag | FLAG_RESPONSE) & !FLAG_ONEWAY;
@@ -359,6 +368,32 @@ async fn dispatch(
         drop(permit);
     });
     true
+}
+
+static PANIC_LOG: LogLimiter = LogLimiter::new(10_000);
+
+/// Runs the processor so that a panic (a bug in a handler) costs one request, not the
+/// connection's in-flight slot or the process: `None` means it panicked.
+async fn run_processor(
+    processor: Arc<dyn crate::server::Processor>,
+    conn: ConnectionHandle,
+    req: RemotingCommand,
+) -> Option<Option<RemotingCommand>> {
+    let code = req.code;
+    let peer = conn.inner.peer;
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        processor.process(conn, req)
+    }));
+    let result = match started {
+        Ok(fut) => tokio::spawn(fut).await.ok(),
+        Err(_) => None,
+    };
+    if result.is_none() {
+        if let Some(n) = PANIC_LOG.allow() {
+            tracing::error!(%peer, code, suppressed = n, "request processor panicked");
+        }
+    }
+    result
 }
 
 async fn write_loop(
