@@ -21,7 +21,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Result, StoreError};
 use crate::message_store::{Appended, MessageInput, Slice};
-use crate::mmap::{create_zero_filled, MappedFile, MappedWriter, OS_PAGE_SIZE};
+use crate::mmap::{create_zero_filled_until, MappedFile, MappedWriter, OS_PAGE_SIZE};
 use crate::record::{self, RecordParts, Scan, BLANK_LEN_BYTES};
 
 /// One CommitLog file: `base` is the physical offset of its first byte and its name.
@@ -29,11 +29,47 @@ use crate::record::{self, RecordParts, Scan, BLANK_LEN_BYTES};
 pub struct Segment {
     base: u64,
     mapped: Arc<MappedFile>,
+    /// Bytes from the start known pre-faulted writable (a hint; faults are only slower).
+    warmed: AtomicU64,
+    /// Highest warm-up end already asked of the pre-allocation thread.
+    warm_requested: AtomicU64,
+    /// The segment after this one was asked for.
+    next_requested: AtomicBool,
 }
+
+/// The next segment is pre-allocated once the active one is `1 / this` full.
+const NEXT_SEGMENT_AT_FRACTION: u64 = 4;
+
+/// Pages are pre-faulted this far ahead of the write position. Pre-faulting a whole segment at
+/// creation does not last: ext4 (data=ordered) writes the dirtied zero pages back at the next
+/// journal commit and write-protects them again, so appends would fault anyway. A window just
+/// ahead of the appender is consumed before that happens.
+pub const WARM_WINDOW_BYTES: u64 = 32 << 20;
+/// A new window is requested when fewer than this many warmed bytes are left.
+const WARM_LOW_BYTES: u64 = WARM_WINDOW_BYTES / 2;
 
 impl Segment {
     pub fn new(base: u64, mapped: Arc<MappedFile>) -> Self {
-        Self { base, mapped }
+        Self {
+            base,
+            mapped,
+            warmed: AtomicU64::new(0),
+            warm_requested: AtomicU64::new(0),
+            next_requested: AtomicBool::new(false),
+        }
+    }
+
+    /// Pre-faults `[warmed, to)` (called on the pre-allocation thread).
+    fn warm(&self, to: u64) {
+        let from = self.warmed.load(Ordering::Acquire);
+        let to = to.min(self.mapped.len());
+        if to <= from {
+            return;
+        }
+        if let Err(e) = self.mapped.prefault_write(from, to - from) {
+            tracing::debug!(base = self.base, error = %e, "pre-faulting a segment failed");
+        }
+        self.warmed.fetch_max(to, Ordering::AcqRel);
     }
     pub fn base(&self) -> u64 {
         self.base
@@ -70,6 +106,16 @@ const TMP_SUFFIX: &str = ".tmp";
 /// the directory synced (so a crash never leaves a short file under a segment name and the new
 /// name survives a crash), then mapped and pre-faulted.
 pub fn create_segment(dir: &Path, base: u64, file_size: u64) -> Result<Arc<Segment>> {
+    create_segment_until(dir, base, file_size, &AtomicBool::new(false))
+}
+
+/// [`create_segment`] that stops early (an `Io` error, nothing left behind) once `stop` is set.
+fn create_segment_until(
+    dir: &Path,
+    base: u64,
+    file_size: u64,
+    stop: &AtomicBool,
+) -> Result<Arc<Segment>> {
     let name = segment_file_name(base);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
@@ -79,14 +125,16 @@ pub fn create_segment(dir: &Path, base: u64, file_size: u64) -> Result<Arc<Segme
         tracing::warn!(path = %path.display(), "replacing a stale segment file past the log end");
         std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
     }
-    create_zero_filled(&tmp, file_size).map_err(|e| io_or_full(&tmp, e))?;
+    if let Err(e) = create_zero_filled_until(&tmp, file_size, stop) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_or_full(&tmp, e));
+    }
     std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
     sync_dir(dir)?;
     let mapped = MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?;
-    if let Err(e) = mapped.prefault_write(0, file_size) {
-        tracing::debug!(path = %path.display(), error = %e, "pre-faulting a segment failed");
-    }
-    Ok(Arc::new(Segment::new(base, Arc::new(mapped))))
+    let seg = Arc::new(Segment::new(base, Arc::new(mapped)));
+    seg.warm(WARM_WINDOW_BYTES);
+    Ok(seg)
 }
 
 /// fsyncs a directory so entries created or renamed in it survive a crash.
@@ -111,12 +159,16 @@ pub fn io_or_full(path: &Path, e: io::Error) -> StoreError {
 struct Preallocator {
     dir: PathBuf,
     file_size: u64,
+    /// Set at shutdown: an in-progress zero-fill gives up.
+    stop: AtomicBool,
     state: Mutex<PreState>,
     cv: Condvar,
 }
 
 #[derive(Default)]
 struct PreState {
+    /// A segment to pre-fault further, and up to where.
+    warm: Option<(Arc<Segment>, u64)>,
     wanted: Option<u64>,
     busy: Option<u64>,
     ready: Option<Arc<Segment>>,
@@ -128,18 +180,24 @@ impl Preallocator {
         loop {
             let base = {
                 let mut st = self.state.lock();
-                while st.wanted.is_none() && !st.shutdown {
+                while st.wanted.is_none() && st.warm.is_none() && !st.shutdown {
                     self.cv.wait(&mut st);
                 }
                 if st.shutdown {
                     return;
+                }
+                // Warming the active segment is more urgent than making the next one.
+                if let Some((seg, to)) = st.warm.take() {
+                    drop(st);
+                    seg.warm(to);
+                    continue;
                 }
                 let base = st.wanted.take();
                 st.busy = base;
                 base
             };
             let Some(base) = base else { continue };
-            let made = create_segment(&self.dir, base, self.file_size);
+            let made = create_segment_until(&self.dir, base, self.file_size, &self.stop);
             let mut st = self.state.lock();
             st.busy = None;
             match made {
@@ -148,6 +206,15 @@ impl Preallocator {
                     tracing::warn!(base, error = %e, "pre-allocating the next segment failed")
                 }
             }
+            self.cv.notify_all();
+        }
+    }
+
+    /// Asks for `seg` to be pre-faulted up to `to` (non-blocking).
+    fn request_warm(&self, seg: &Arc<Segment>, to: u64) {
+        let mut st = self.state.lock();
+        if !st.shutdown {
+            st.warm = Some((Arc::clone(seg), to));
             self.cv.notify_all();
         }
     }
@@ -180,15 +247,26 @@ impl Preallocator {
                 break None;
             }
         };
-        let seg = match seg {
-            Some(s) => s,
-            None => create_segment(&self.dir, base, self.file_size)?,
-        };
-        self.request(base + self.file_size);
-        Ok(seg)
+        match seg {
+            Some(s) => Ok(s),
+            None => create_segment(&self.dir, base, self.file_size),
+        }
+    }
+
+    /// Waits until no segment is being made or wanted (benches start timing after this).
+    fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut st = self.state.lock();
+        while st.busy.is_some() || st.wanted.is_some() {
+            if st.shutdown || self.cv.wait_until(&mut st, deadline).timed_out() {
+                return st.busy.is_none() && st.wanted.is_none();
+            }
+        }
+        true
     }
 
     fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
         let mut st = self.state.lock();
         st.shutdown = true;
         self.cv.notify_all();
@@ -277,6 +355,7 @@ impl CommitLog {
         let prealloc = Arc::new(Preallocator {
             dir: dir.to_path_buf(),
             file_size,
+            stop: AtomicBool::new(false),
             state: Mutex::new(PreState::default()),
             cv: Condvar::new(),
         });
@@ -310,15 +389,17 @@ impl CommitLog {
             .spawn(move || p.run())
             .map_err(|e| StoreError::io(&self.dir, e))?;
         *self.prealloc_thread.lock() = Some(h);
-        let max = self.max_offset();
-        let next = (max / self.file_size + 1) * self.file_size;
-        self.prealloc
-            .request(if self.append.lock().active.is_some() {
-                next
-            } else {
-                max
-            });
+        // With no active segment the first append needs one at the log end: make it now. The
+        // segment after an active one is asked for by `append` once it is a quarter full.
+        if self.append.lock().active.is_none() {
+            self.prealloc.request(self.max_offset());
+        }
         Ok(())
+    }
+
+    /// Blocks until the background pre-allocation has nothing in progress.
+    pub fn wait_preallocated(&self, timeout: std::time::Duration) -> bool {
+        self.prealloc.wait_idle(timeout)
     }
 
     pub fn stop(&self) {
@@ -442,6 +523,20 @@ impl CommitLog {
             pos += len as u64;
         }
         writer.publish(pos);
+        if pos + WARM_LOW_BYTES > seg.warm_requested.load(Ordering::Relaxed)
+            && pos + WARM_LOW_BYTES > seg.warmed.load(Ordering::Relaxed)
+        {
+            let to = pos + WARM_WINDOW_BYTES;
+            seg.warm_requested.store(to, Ordering::Relaxed);
+            self.prealloc.request_warm(seg, to);
+        }
+        // The next segment is made once this one is a quarter full, not at open or roll: making
+        // a 1 GiB file competes with the appends for the disk and, on 2 cores, for a CPU.
+        if pos >= self.file_size / NEXT_SEGMENT_AT_FRACTION
+            && !seg.next_requested.swap(true, Ordering::Relaxed)
+        {
+            self.prealloc.request(seg.end());
+        }
         let end = seg.base + pos;
         a.last_store_ts = store_ts;
         self.max_offset.store(end, Ordering::Release);

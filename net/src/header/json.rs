@@ -56,8 +56,9 @@ impl<'de> Visitor<'de> for ExtMapVisitor {
         f.write_str("an object of strings, numbers or booleans")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<ExtMap, A::Error> {
-        // The size hint is not trusted: serde_json gives none, and the cap below bounds growth.
-        let mut out = HashMap::new();
+        // The size hint is not trusted (serde_json gives none); the cap below bounds growth.
+        // Most headers carry a handful of fields: start with room for them.
+        let mut out = HashMap::with_capacity(16);
         while let Some(key) = map.next_key::<String>()? {
             if out.len() >= EXT_FIELDS_MAX {
                 return Err(de::Error::custom(format_args!(
