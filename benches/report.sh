@@ -43,6 +43,13 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 BROKER_PID=""
+# The broker's disk thresholds: this shared disk reserves most of its blocks, so the store's use figure
+# (from available blocks) sits near 90 %; the bench raises the thresholds so the broker keeps accepting
+# writes and keeps its segments (BROKER_CONF=path overrides the file).
+CONF=${BROKER_CONF:-$WORK/broker.conf}
+if [ -z "${BROKER_CONF:-}" ]; then
+  printf '%s\n' "diskMaxUsedSpaceRatio=97" "diskSpaceCleanForciblyRatio=98" "diskSpaceWarningLevelRatio=99" > "$CONF"
+fi
 STORE=""
 start_broker() { # $1 = async|sync: a fresh store every time
   local parent=$WORK
@@ -50,7 +57,7 @@ start_broker() { # $1 = async|sync: a fresh store every time
   STORE=$parent/ferrocket-bench-store.$$
   rm -rf "$STORE"
   NS_PORT=$(free_port); BROKER_PORT=$(free_port)
-  "$BIN" standalone --store "$STORE" --namesrv-port "$NS_PORT" --broker-port "$BROKER_PORT" \
+  "$BIN" standalone -c "$CONF" --store "$STORE" --namesrv-port "$NS_PORT" --broker-port "$BROKER_PORT" \
     --flush "$1" >> "$WORK/broker-$1.log" 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 300); do
