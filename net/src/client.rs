@@ -193,14 +193,40 @@ impl Client {
     }
 }
 
+/// Frames queued together are coalesced into one write up to this many bytes.
+const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
+
+/// Writes queued frames; frames waiting in the queue go out together in one write(2).
 async fn client_writer(
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<Bytes>,
     closed: Arc<AtomicBool>,
 ) {
-    while let Some(frame) = rx.recv().await {
-        if closed.load(Ordering::Acquire) || wr.write_all(&frame).await.is_err() {
+    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
+    'outer: while let Some(first) = rx.recv().await {
+        if closed.load(Ordering::Acquire) {
             break;
+        }
+        // A large frame goes out as it is; small ones are gathered while more are queued.
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            if batch.is_empty() && frame.len() >= WRITE_BATCH_BYTES_MAX {
+                if wr.write_all(&frame).await.is_err() {
+                    break 'outer;
+                }
+            } else {
+                batch.extend_from_slice(&frame);
+            }
+            if batch.len() >= WRITE_BATCH_BYTES_MAX {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !batch.is_empty() {
+            if wr.write_all(&batch).await.is_err() {
+                break;
+            }
+            batch.clear();
         }
     }
     closed.store(true, Ordering::Release);

@@ -66,6 +66,32 @@ impl ConnInner {
 }
 
 impl ConnectionHandle {
+    /// A handle not attached to any socket whose pushes land in the returned receiver, for
+    /// tests that check what a processor pushes (NOTIFY_CONSUMER_IDS_CHANGED, ...).
+    pub fn detached_with_outbox(
+        id: u64,
+        peer: SocketAddr,
+        local: SocketAddr,
+        capacity: usize,
+    ) -> (ConnectionHandle, mpsc::Receiver<RemotingCommand>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let (closed, _) = watch::channel(false);
+        let handle = ConnectionHandle {
+            inner: Arc::new(ConnInner {
+                id,
+                peer,
+                local,
+                out: tx,
+                client: Mutex::new(None),
+                next_opaque: AtomicI32::new(1),
+                closed,
+                last_activity_ms: AtomicU64::new(0),
+                born: Instant::now(),
+            }),
+        };
+        (handle, rx)
+    }
+
     /// A handle not attached to any socket, for processors' unit tests: pushes fail with
     /// `ConnectionClosed` (the receiver is dropped), everything else answers normally.
     pub fn detached(id: u64, peer: SocketAddr, local: SocketAddr) -> ConnectionHandle {
@@ -324,7 +350,16 @@ async fn dispatch(
         let oneway = req.is_oneway();
         let opaque = req.opaque;
         let out = conn.inner.out.clone();
-        let resp = processor.process(conn, req).await;
+        let code = req.code;
+        let resp = run_processor(processor, conn, req)
+            .await
+            .unwrap_or_else(|| {
+                // The processor panicked: answer like Java answers an exception.
+                Some(RemotingCommand::response(
+                    crate::header::codes::ResponseCode::SYSTEM_ERROR,
+                    format!("internal error processing request code {code}"),
+                ))
+            });
         if let (Some(mut resp), false) = (resp, oneway) {
             resp.opaque = opaque;
             resp.flag = (resp.flag | FLAG_RESPONSE) & !FLAG_ONEWAY;
@@ -333,6 +368,32 @@ async fn dispatch(
         drop(permit);
     });
     true
+}
+
+static PANIC_LOG: LogLimiter = LogLimiter::new(10_000);
+
+/// Runs the processor so that a panic (a bug in a handler) costs one request, not the
+/// connection's in-flight slot or the process: `None` means it panicked.
+async fn run_processor(
+    processor: Arc<dyn crate::server::Processor>,
+    conn: ConnectionHandle,
+    req: RemotingCommand,
+) -> Option<Option<RemotingCommand>> {
+    let code = req.code;
+    let peer = conn.inner.peer;
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        processor.process(conn, req)
+    }));
+    let result = match started {
+        Ok(fut) => tokio::spawn(fut).await.ok(),
+        Err(_) => None,
+    };
+    if result.is_none() {
+        if let Some(n) = PANIC_LOG.allow() {
+            tracing::error!(%peer, code, suppressed = n, "request processor panicked");
+        }
+    }
+    result
 }
 
 async fn write_loop(

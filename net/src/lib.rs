@@ -15,6 +15,8 @@ pub mod transfer;
 #[cfg(feature = "uring")]
 pub mod uring;
 
+/// The buffer types of `Body::Bytes` and `RemotingCommand::decode`.
+pub use bytes;
 pub use client::{Client, ClientConfig};
 pub use command::*;
 pub use connection::ConnectionHandle;

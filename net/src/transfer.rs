@@ -255,34 +255,60 @@ async fn copy_regions(
     Ok(())
 }
 
+/// A run of bytes in one file: adjacent regions of the same open file merged, so consecutive
+/// messages of a pull (contiguous in the CommitLog) cost one syscall instead of one each.
+#[derive(Clone, Copy)]
+pub struct Span<'a> {
+    pub file: &'a std::fs::File,
+    pub offset: u64,
+    pub len: usize,
+}
+
+/// Merges regions that continue each other in the same file (same fd, next offset).
+pub fn coalesce(regions: &[Arc<dyn FileRegion>]) -> Vec<Span<'_>> {
+    use std::os::fd::AsRawFd;
+    let mut spans: Vec<Span<'_>> = Vec::with_capacity(regions.len());
+    for r in regions.iter().filter(|r| !r.is_empty()) {
+        if let Some(last) = spans.last_mut() {
+            let same_file = last.file.as_raw_fd() == r.file().as_raw_fd();
+            if same_file && last.offset + last.len as u64 == r.file_offset() {
+                last.len += r.len();
+                continue;
+            }
+        }
+        spans.push(Span {
+            file: r.file(),
+            offset: r.file_offset(),
+            len: r.len(),
+        });
+    }
+    spans
+}
+
 pub(crate) async fn sendfile_regions(
     sock: &TcpStream,
     head: &[u8],
     regions: &[Arc<dyn FileRegion>],
 ) -> io::Result<()> {
     send_all(sock, head, true).await?;
-    for r in regions {
-        sendfile_region(sock, r.as_ref()).await?;
+    for span in coalesce(regions) {
+        sendfile_span(sock, span).await?;
     }
     Ok(())
 }
 
-fn short_file(region: &dyn FileRegion) -> io::Error {
+fn short_file(span: Span<'_>) -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
-        format!(
-            "file ended inside region [{}, +{})",
-            region.file_offset(),
-            region.len()
-        ),
+        format!("file ended inside region [{}, +{})", span.offset, span.len),
     )
 }
 
-/// sendfile(2) one region, looping over partial writes and EAGAIN.
-pub async fn sendfile_region(sock: &TcpStream, region: &dyn FileRegion) -> io::Result<()> {
-    let file = region.file();
-    let mut offset = region.file_offset();
-    let end = offset + region.len() as u64;
+/// sendfile(2) one span, looping over partial writes and EAGAIN.
+pub async fn sendfile_span(sock: &TcpStream, span: Span<'_>) -> io::Result<()> {
+    let file = span.file;
+    let mut offset = span.offset;
+    let end = offset + span.len as u64;
     while offset < end {
         let step = (end - offset).min(STEP_BYTES_MAX as u64) as usize;
         sock.writable().await?;
@@ -290,7 +316,7 @@ pub async fn sendfile_region(sock: &TcpStream, region: &dyn FileRegion) -> io::R
             rustix::fs::sendfile(sock.as_fd(), file, Some(&mut offset), step)
                 .map_err(io::Error::from)
         }) {
-            Ok(0) => return Err(short_file(region)),
+            Ok(0) => return Err(short_file(span)),
             Ok(_) => {} // the kernel advanced `offset`
             Err(e) if would_block(&e) => continue,
             Err(e) => return Err(e),
@@ -306,24 +332,25 @@ async fn splice_regions(
     regions: &[Arc<dyn FileRegion>],
 ) -> io::Result<()> {
     send_all(sock, head, true).await?;
-    let last = regions.len().saturating_sub(1);
-    for (i, r) in regions.iter().enumerate() {
-        splice_region(sock, pipe, r.as_ref(), i < last).await?;
+    let spans = coalesce(regions);
+    let last = spans.len().saturating_sub(1);
+    for (i, span) in spans.into_iter().enumerate() {
+        splice_span(sock, pipe, span, i < last).await?;
     }
     Ok(())
 }
 
 /// File → pipe (no copy: the pipe references page-cache pages), then pipe → socket, looping
 /// over partial transfers and EAGAIN. The pipe is empty on entry and on successful exit.
-async fn splice_region(
+async fn splice_span(
     sock: &TcpStream,
     pipe: &mut Pipe,
-    region: &dyn FileRegion,
+    span: Span<'_>,
     more_follows: bool,
 ) -> io::Result<()> {
-    let file = region.file();
-    let mut offset = region.file_offset();
-    let mut file_left = region.len();
+    let file = span.file;
+    let mut offset = span.offset;
+    let mut file_left = span.len;
     let mut in_pipe = 0usize;
     while file_left > 0 || in_pipe > 0 {
         if in_pipe == 0 {
@@ -337,7 +364,7 @@ async fn splice_region(
                 SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
             )?;
             if n == 0 {
-                return Err(short_file(region));
+                return Err(short_file(span));
             }
             file_left -= n;
             in_pipe = n;
@@ -362,6 +389,38 @@ async fn splice_region(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct R(std::sync::Arc<std::fs::File>, u64, usize);
+    impl FileRegion for R {
+        fn file(&self) -> &std::fs::File {
+            &self.0
+        }
+        fn file_offset(&self) -> u64 {
+            self.1
+        }
+        fn len(&self) -> usize {
+            self.2
+        }
+        fn as_bytes(&self) -> &[u8] {
+            &[]
+        }
+    }
+
+    #[test]
+    fn coalesce_merges_only_contiguous_runs_of_one_file() {
+        let a = Arc::new(tempfile::tempfile().unwrap());
+        let b = Arc::new(tempfile::tempfile().unwrap());
+        let rs: Vec<Arc<dyn FileRegion>> = vec![
+            Arc::new(R(a.clone(), 0, 10)),
+            Arc::new(R(a.clone(), 10, 5)),
+            Arc::new(R(a.clone(), 15, 0)),
+            Arc::new(R(b.clone(), 15, 5)),
+            Arc::new(R(a.clone(), 20, 5)),
+            Arc::new(R(a.clone(), 30, 5)),
+        ];
+        let spans: Vec<(u64, usize)> = coalesce(&rs).iter().map(|s| (s.offset, s.len)).collect();
+        assert_eq!(spans, vec![(0, 15), (15, 5), (20, 5), (30, 5)]);
+    }
 
     #[test]
     fn io_uring_unavailable_falls_back_to_sendfile() {

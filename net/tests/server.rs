@@ -429,3 +429,59 @@ async fn zero_copy_under_a_slow_reader_handles_partial_writes() {
         task.await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_calls_on_one_connection_match_by_opaque() {
+    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let client = Client::new(ClientConfig::default());
+    let a = addr.to_string();
+    let calls: Vec<_> = (0..500)
+        .map(|i| {
+            let c = client.clone();
+            let a = a.clone();
+            tokio::spawn(async move {
+                let body = format!("call-{i}").repeat(i % 50 + 1);
+                let req = RemotingCommand::request(ECHO)
+                    .with_ext("i", i.to_string())
+                    .with_body(Body::Bytes(body.clone().into()));
+                let resp = c.invoke(&a, req, T).await.unwrap();
+                assert_eq!(resp.ext_fields["i"], i.to_string());
+                assert_eq!(resp.body.to_bytes(), body);
+                resp.ext_fields["conn"].clone()
+            })
+        })
+        .collect();
+    let mut conns = std::collections::HashSet::new();
+    for c in calls {
+        conns.insert(c.await.unwrap());
+    }
+    assert_eq!(conns.len(), 1, "all calls shared one connection");
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_panicking_processor_costs_one_request_not_the_connection() {
+    let config = ServerConfig {
+        max_inflight_per_connection: 1,
+        ..local_config()
+    };
+    let (addr, shutdown, task) = start(config, TestProcessor::new()).await;
+    let client = Client::new(ClientConfig::default());
+    let a = addr.to_string();
+    for req in [
+        RemotingCommand::request(PANIC),
+        RemotingCommand::request(PANIC).with_ext("sync", "1"),
+    ] {
+        let resp = client.invoke(&a, req, T).await.unwrap();
+        assert_eq!(resp.code, ResponseCode::SYSTEM_ERROR);
+        // With one in-flight slot, a leaked slot would hang the next call.
+        let ok = client
+            .invoke(&a, RemotingCommand::request(ECHO), T)
+            .await
+            .unwrap();
+        assert_eq!(ok.code, 0);
+    }
+    shutdown.shutdown();
+    task.await.unwrap();
+}

@@ -553,3 +553,84 @@ async fn membership_change_notifies_the_group() {
     broker.stop().await;
     ns.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_broker_registers_with_every_nameserver() {
+    use ferrocket_server::runtime::{start_broker, start_namesrv};
+    let dir = tempfile::tempdir().unwrap();
+    let ns1 = start_namesrv("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let ns2 = start_namesrv("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut c = conf(dir.path());
+    c.namesrv_addr = format!("{};{}", ns1.addr, ns2.addr);
+    c.broker_name = "broker-x".into();
+    let broker = start_broker(c).await.unwrap();
+    let client = Client::new(ClientConfig::default());
+    for ns in [&ns1, &ns2] {
+        let r = client
+            .invoke(
+                &ns.addr.to_string(),
+                RemotingCommand::request(105).with_ext("topic", "TBW102"),
+                T,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+        let v: serde_json::Value = serde_json::from_str(&body_str(&r)).unwrap();
+        assert_eq!(v["brokerDatas"][0]["brokerName"], "broker-x");
+        // the route reflects the broker's TBW102 (perm 7, defaultTopicQueueNums queues)
+        assert_eq!(v["queueDatas"][0]["writeQueueNums"], 4);
+        let r = client
+            .invoke(&ns.addr.to_string(), RemotingCommand::request(206), T)
+            .await
+            .unwrap();
+        assert!(body_str(&r).contains("TBW102"));
+    }
+    broker.stop().await;
+    for ns in [&ns1, &ns2] {
+        let r = client
+            .invoke(
+                &ns.addr.to_string(),
+                RemotingCommand::request(105).with_ext("topic", "TBW102"),
+                T,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.code, 17, "unregistered at shutdown");
+    }
+    ns1.stop().await;
+    ns2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_flush_sends_are_durable_before_the_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = conf(dir.path());
+    c.flush_disk_type = ferrocket_store::FlushDiskType::Sync;
+    let (ns, broker) = start_standalone(c, 0).await.unwrap();
+    let client = Client::new(ClientConfig::default());
+    let baddr = broker.broker.store_host.to_string();
+    // concurrent sync sends share group commits; every ack means "flushed"
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (client, baddr) = (client.clone(), baddr.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .invoke(&baddr, send("Sync", 0, "T", &format!("s{i}")), T)
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+    }
+    assert!(broker.broker.store.flushed_offset() >= broker.broker.store.commit_log_max_offset());
+    wait_max_offset(&client, &baddr, "Sync", 0, 16).await;
+    let r = client
+        .invoke(&baddr, pull("Sync", 0, 0, 4, "*"), T)
+        .await
+        .unwrap();
+    assert_eq!(decode_records(&body_bytes(&r)).unwrap().len(), 16);
+    broker.stop().await;
+    ns.stop().await;
+}

@@ -29,11 +29,41 @@ use crate::record::{self, RecordParts, Scan, BLANK_LEN_BYTES};
 pub struct Segment {
     base: u64,
     mapped: Arc<MappedFile>,
+    /// Bytes from the start known pre-faulted writable (a hint; faults are only slower).
+    warmed: AtomicU64,
+    /// Highest warm-up end already asked of the pre-allocation thread.
+    warm_requested: AtomicU64,
 }
+
+/// Pages are pre-faulted this far ahead of the write position. Pre-faulting a whole segment at
+/// creation does not last: ext4 (data=ordered) writes the dirtied zero pages back at the next
+/// journal commit and write-protects them again, so appends would fault anyway. A window just
+/// ahead of the appender is consumed before that happens.
+pub const WARM_WINDOW_BYTES: u64 = 32 << 20;
+/// A new window is requested when fewer than this many warmed bytes are left.
+const WARM_LOW_BYTES: u64 = WARM_WINDOW_BYTES / 2;
 
 impl Segment {
     pub fn new(base: u64, mapped: Arc<MappedFile>) -> Self {
-        Self { base, mapped }
+        Self {
+            base,
+            mapped,
+            warmed: AtomicU64::new(0),
+            warm_requested: AtomicU64::new(0),
+        }
+    }
+
+    /// Pre-faults `[warmed, to)` (called on the pre-allocation thread).
+    fn warm(&self, to: u64) {
+        let from = self.warmed.load(Ordering::Acquire);
+        let to = to.min(self.mapped.len());
+        if to <= from {
+            return;
+        }
+        if let Err(e) = self.mapped.prefault_write(from, to - from) {
+            tracing::debug!(base = self.base, error = %e, "pre-faulting a segment failed");
+        }
+        self.warmed.fetch_max(to, Ordering::AcqRel);
     }
     pub fn base(&self) -> u64 {
         self.base
@@ -83,10 +113,9 @@ pub fn create_segment(dir: &Path, base: u64, file_size: u64) -> Result<Arc<Segme
     std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
     sync_dir(dir)?;
     let mapped = MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?;
-    if let Err(e) = mapped.prefault_write(0, file_size) {
-        tracing::debug!(path = %path.display(), error = %e, "pre-faulting a segment failed");
-    }
-    Ok(Arc::new(Segment::new(base, Arc::new(mapped))))
+    let seg = Arc::new(Segment::new(base, Arc::new(mapped)));
+    seg.warm(WARM_WINDOW_BYTES);
+    Ok(seg)
 }
 
 /// fsyncs a directory so entries created or renamed in it survive a crash.
@@ -117,6 +146,8 @@ struct Preallocator {
 
 #[derive(Default)]
 struct PreState {
+    /// A segment to pre-fault further, and up to where.
+    warm: Option<(Arc<Segment>, u64)>,
     wanted: Option<u64>,
     busy: Option<u64>,
     ready: Option<Arc<Segment>>,
@@ -128,11 +159,17 @@ impl Preallocator {
         loop {
             let base = {
                 let mut st = self.state.lock();
-                while st.wanted.is_none() && !st.shutdown {
+                while st.wanted.is_none() && st.warm.is_none() && !st.shutdown {
                     self.cv.wait(&mut st);
                 }
                 if st.shutdown {
                     return;
+                }
+                // Warming the active segment is more urgent than making the next one.
+                if let Some((seg, to)) = st.warm.take() {
+                    drop(st);
+                    seg.warm(to);
+                    continue;
                 }
                 let base = st.wanted.take();
                 st.busy = base;
@@ -148,6 +185,15 @@ impl Preallocator {
                     tracing::warn!(base, error = %e, "pre-allocating the next segment failed")
                 }
             }
+            self.cv.notify_all();
+        }
+    }
+
+    /// Asks for `seg` to be pre-faulted up to `to` (non-blocking).
+    fn request_warm(&self, seg: &Arc<Segment>, to: u64) {
+        let mut st = self.state.lock();
+        if !st.shutdown {
+            st.warm = Some((Arc::clone(seg), to));
             self.cv.notify_all();
         }
     }
@@ -186,6 +232,18 @@ impl Preallocator {
         };
         self.request(base + self.file_size);
         Ok(seg)
+    }
+
+    /// Waits until no segment is being made or wanted (benches start timing after this).
+    fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut st = self.state.lock();
+        while st.busy.is_some() || st.wanted.is_some() {
+            if st.shutdown || self.cv.wait_until(&mut st, deadline).timed_out() {
+                return st.busy.is_none() && st.wanted.is_none();
+            }
+        }
+        true
     }
 
     fn shutdown(&self) {
@@ -321,6 +379,11 @@ impl CommitLog {
         Ok(())
     }
 
+    /// Blocks until the background pre-allocation has nothing in progress.
+    pub fn wait_preallocated(&self, timeout: std::time::Duration) -> bool {
+        self.prealloc.wait_idle(timeout)
+    }
+
     pub fn stop(&self) {
         self.prealloc.shutdown();
         if let Some(h) = self.prealloc_thread.lock().take() {
@@ -442,6 +505,13 @@ impl CommitLog {
             pos += len as u64;
         }
         writer.publish(pos);
+        if pos + WARM_LOW_BYTES > seg.warm_requested.load(Ordering::Relaxed)
+            && pos + WARM_LOW_BYTES > seg.warmed.load(Ordering::Relaxed)
+        {
+            let to = pos + WARM_WINDOW_BYTES;
+            seg.warm_requested.store(to, Ordering::Relaxed);
+            self.prealloc.request_warm(seg, to);
+        }
         let end = seg.base + pos;
         a.last_store_ts = store_ts;
         self.max_offset.store(end, Ordering::Release);

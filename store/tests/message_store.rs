@@ -355,9 +355,11 @@ fn disk_full_refuses_writes_without_corruption() {
     let u = Arc::clone(&used);
     let opts = StoreOptions {
         disk_probe: Some(Arc::new(move |_p: &Path| {
+            let free = 100 - u64::from(u.load(Ordering::Acquire));
             Ok(DiskSpace {
                 total_bytes: 100,
-                available_bytes: 100 - u64::from(u.load(Ordering::Acquire)),
+                free_bytes: free,
+                available_bytes: free,
             })
         })),
         clean_resource_interval_ms: 3_600_000,
@@ -402,6 +404,7 @@ fn retention_deletes_old_segments_a_few_at_a_time() {
         disk_probe: Some(Arc::new(|_p: &Path| {
             Ok(DiskSpace {
                 total_bytes: 100,
+                free_bytes: 90,
                 available_bytes: 90,
             })
         })),

@@ -154,6 +154,20 @@ def body_for(i, size=None, rng=None, alphabet=None):
     return head + bytes(rng.choice(alphabet) for _ in range(size - len(head)))
 
 
+def send_sync_retrying(producer, msg, attempts=4):
+    """send_sync, retried only when librocketmq failed before any byte reached the broker: right
+    after start its heartbeat thread can hold the transport lock while the first send wants it
+    ("GetTransport ... get timed_mutex timeout" in the client log, reported to the caller as "No
+    route info of this topic"). Nothing was sent then, so a retry cannot duplicate."""
+    for i in range(attempts):
+        try:
+            return producer.send_sync(msg)
+        except Exception as e:  # the binding raises ProducerSendSyncFailed
+            if "No route info" not in str(e) or i == attempts - 1:
+                raise
+            time.sleep(0.5)
+
+
 def send_ok(res):
     return res.status == SendStatus.OK
 

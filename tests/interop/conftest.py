@@ -11,6 +11,7 @@ exists. HOME points at a per-session temporary directory, so the official C++ cl
 import ctypes
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,8 +27,31 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 _SESSION_HOME = tempfile.mkdtemp(prefix="ferrocket-interop-home-")
 os.environ["HOME"] = _SESSION_HOME
 
+# Brokers inherit this: production runs with a high open-file limit (RocketMQ's scripts raise it).
+try:
+    import resource
+    _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if _soft != resource.RLIM_INFINITY and (_hard == resource.RLIM_INFINITY or _soft < _hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, _hard) if _hard != resource.RLIM_INFINITY else 65536, _hard))
+except (ImportError, ValueError, OSError):
+    pass
+
 BOOT_TIMEOUT_S = float(os.environ.get("FERROCKET_BOOT_TIMEOUT", "60"))
 STOP_TIMEOUT_S = 20.0
+
+# broker.conf the harness always passes (a test's own keys win): small preallocated files, so a
+# suite of ~80 brokers does not fill the disk (the defaults preallocate 1 GiB CommitLog segments
+# and a ~420 MB IndexFile per broker), and a disk-full threshold a shared test machine does not
+# reach by itself (test_diskfull.py uses a tmpfs of its own and Ferrocket's ratios).
+DEFAULT_CONF = {
+    "mappedFileSizeCommitLog": 64 << 20,
+    "mappedFileSizeConsumeQueue": 30000 * 20,
+    "maxHashSlotNum": 50000,
+    "maxIndexNum": 200000,
+    "diskSpaceWarningLevelRatio": 98,
+    "diskSpaceCleanForciblyRatio": 97,
+    "diskMaxUsedSpaceRatio": 96,
+}
 
 
 def ferrocket_bin():
@@ -105,7 +129,8 @@ class Broker:
         os.makedirs(workdir, exist_ok=True)
         self.store = store or os.path.join(workdir, "store")
         self.flush = flush
-        self.conf = dict(conf or {})
+        self.conf = dict(DEFAULT_CONF)
+        self.conf.update(conf or {})
         self.namesrv_port = namesrv_port or free_port()
         self.broker_port = broker_port or free_port()
         self.extra_args = list(extra_args or [])
@@ -173,11 +198,13 @@ class Broker:
                                      % (self.proc.returncode, tail(self.log_path)))
             try:
                 with open(self.log_path, "rb") as f:
-                    booted = b"boot success" in f.read()
+                    # the broker's line, not the nameserver's (which comes before the store opens)
+                    booted = any(b"boot success" in l and b"Name Server" not in l for l in f.read().splitlines())
             except OSError:
                 booted = False
             if booted and port_open(self.broker_port) and port_open(self.namesrv_port):
-                return
+                if self.proc.poll() is None:
+                    return
             time.sleep(0.05)
         raise AssertionError("ferrocket did not print 'boot success' and listen within %.0fs; "
                              "log tail:\n%s" % (timeout, tail(self.log_path)))
@@ -283,6 +310,10 @@ class BrokerFactory:
             for b in self.brokers:
                 print(b.describe_failure())
             print(client_log_tails())
+        else:
+            # free the disk now (stores are large); logs stay for a failing test only
+            for b in self.brokers:
+                shutil.rmtree(b.store, ignore_errors=True)
 
 
 @pytest.fixture
@@ -311,6 +342,43 @@ def soak_enabled(config=None):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "soak: long variants, run with --soak or FERROCKET_SOAK=1")
+    if "FERROCKET_STATS_FILE" not in os.environ:
+        os.environ["FERROCKET_STATS_FILE"] = os.path.join(_SESSION_HOME, "stats.jsonl")
+
+
+def record_stat(kind, **figures):
+    """Append figures (seeds, cycles, messages checked, ...) for the end-of-run summary.
+    Works from forked test processes: one JSON line per call, appended to a shared file."""
+    import json
+    line = json.dumps(dict(kind=kind, **figures), sort_keys=True)
+    with open(os.environ.get("FERROCKET_STATS_FILE", os.path.join(_SESSION_HOME, "stats.jsonl")), "a") as f:
+        f.write(line + "\n")
+
+
+def pytest_terminal_summary(terminalreporter):
+    import json
+    path = os.environ.get("FERROCKET_STATS_FILE")
+    if not path or not os.path.exists(path):
+        return
+    totals = {}
+    with open(path) as f:
+        for line in f:
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            k = d.pop("kind")
+            t = totals.setdefault(k, {})
+            for name, v in d.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    t[name] = t.get(name, 0) + v
+                else:
+                    t.setdefault(name, [])
+                    if isinstance(t[name], list) and v not in t[name]:
+                        t[name].append(v)
+    terminalreporter.section("ferrocket black-box figures")
+    for k in sorted(totals):
+        terminalreporter.write_line("%s: %s" % (k, ", ".join("%s=%s" % kv for kv in sorted(totals[k].items()))))
 
 
 def known_failures():

@@ -20,7 +20,8 @@ QUERY_CONSUMER_OFFSET = 14
 UPDATE_CONSUMER_OFFSET = 15
 UPDATE_AND_CREATE_TOPIC = 17
 GET_MAX_OFFSET = 30
-GET_MIN_OFFSET = 29
+GET_MIN_OFFSET = 31
+SEARCH_OFFSET_BY_TIMESTAMP = 29
 HEART_BEAT = 34
 UNREGISTER_CLIENT = 35
 GET_CONSUMER_LIST_BY_GROUP = 38
@@ -347,11 +348,34 @@ def decode_records(data):
     return out
 
 
-def read_queue(conn, group, topic, queue_id, start=None, expr="*", batch=32, deadline_s=60.0):
-    """Every record of one queue from `start` (min offset by default) to the max offset."""
+def settled_max_offsets(conn, topic, queues, at_least=0, timeout=15.0, quiet_s=0.3):
+    """Max offsets of `queues` once they sum to >= at_least and stop moving for quiet_s: a send is
+    acknowledged before the ConsumeQueue dispatch makes it visible (RocketMQ's reput lag)."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while True:
+        cur = {q: max_offset(conn, topic, q) for q in queues}
+        now = time.monotonic()
+        if cur != last:
+            last, since = cur, now
+        elif sum(cur.values()) >= at_least and now - since >= quiet_s:
+            return cur
+        if now > deadline:
+            return cur
+        time.sleep(0.05)
+
+
+def read_queue(conn, group, topic, queue_id, start=None, expr="*", batch=32, deadline_s=60.0, end=None):
+    """Every record of one queue from `start` (min offset by default) to the max offset (or to
+    `end`, waiting up to 10 s for the dispatch to make it visible)."""
     if start is None:
         start = min_offset(conn, topic, queue_id)
-    end = max_offset(conn, topic, queue_id)
+    if end is None:
+        end = max_offset(conn, topic, queue_id)
+    else:
+        t_vis = time.monotonic() + 10
+        while max_offset(conn, topic, queue_id) < end and time.monotonic() < t_vis:
+            time.sleep(0.02)
     out = []
     off = start
     t_end = time.monotonic() + deadline_s

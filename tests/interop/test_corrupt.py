@@ -21,7 +21,7 @@ import struct
 import pytest
 
 import remoting as R
-from conftest import unique
+from conftest import record_stat, unique
 
 QUEUES = 4
 SEG = 1 << 20
@@ -43,6 +43,7 @@ def fill(broker, seed):
             rep = R.send(conn, topic, body, queue_id=q, tags="T%d" % (i % 3), keys="key-%d" % i,
                          props={"seq": str(i)})
             assert rep.code == R.SUCCESS, rep
+        R.settled_max_offsets(conn, topic, range(QUEUES), at_least=N_MESSAGES)
         truth = {}
         for q in range(QUEUES):
             for r in R.read_queue(conn, unique("Truth"), topic, q):
@@ -79,9 +80,10 @@ def verify(broker, topic, truth, intact_below_phy=None, intact_below_qoff=None, 
     problems = []
     served = {}
     with R.Conn(broker.addr, timeout=20) as conn:
+        maxes = R.settled_max_offsets(conn, topic, range(QUEUES), at_least=len(truth) if all_intact else 0)
         for q in range(QUEUES):
             mn = R.min_offset(conn, topic, q)
-            mx = R.max_offset(conn, topic, q)
+            mx = maxes[q]
             try:
                 recs = R.read_queue(conn, unique("Check"), topic, q, start=mn)
             except R.RecordError as e:
@@ -114,10 +116,11 @@ def verify(broker, topic, truth, intact_below_phy=None, intact_below_qoff=None, 
             rep = R.send(conn, topic, b"after-repair", queue_id=q, props={"seq": "after"})
             assert rep.code == R.SUCCESS, rep
             assert int(rep.ext["queueOffset"]) == mx, (q, mx, rep)
-            rec = R.read_queue(conn, unique("After"), topic, q, start=mx)
+            rec = R.read_queue(conn, unique("After"), topic, q, start=mx, end=mx + 1)
             assert [r.body for r in rec] == [b"after-repair"]
     repaired = broker.log_grep(r"(?i)(repair|truncat|recover|corrupt|torn|invalid|bak)")
     REPAIRS_SEEN.append(len(repaired))
+    record_stat("corrupt", cases=1, records_checked=len(served), repair_log_lines=len(repaired))
     return served
 
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 import remoting as R
-from conftest import soak_enabled, unique
+from conftest import record_stat, soak_enabled, unique
 from workload import CommittingConsumer, Producer, body_of, check_queue
 
 QUEUES = 4
@@ -63,10 +63,12 @@ def run_cycle(broker, topic, group, seed, cycle, state):
 def verify(broker, topic, group, seed, state):
     problems = []
     with R.Conn(broker.addr, timeout=20) as conn:
+        maxes = R.settled_max_offsets(conn, topic, range(QUEUES),
+                                      at_least=sum(len(state["acked"][q]) for q in range(QUEUES)))
         for q in range(QUEUES):
             mn = R.min_offset(conn, topic, q)
-            mx = R.max_offset(conn, topic, q)
-            recs = R.read_queue(conn, unique("Verify"), topic, q, start=mn)
+            mx = maxes[q]
+            recs = R.read_queue(conn, unique("Verify"), topic, q, start=mn, end=mx)
             assert len(recs) == mx - mn, "queue %d: read %d records between min %d and max %d" % (q, len(recs), mn, mx)
             seqs, probs = check_queue(recs, topic, q, seed, state["acked"][q], state["maybe"][q], mn)
             problems += probs
@@ -107,4 +109,7 @@ def test_kill9_under_load(broker_factory, flush):
             assert rep.code == R.SUCCESS, rep
             assert int(rep.ext["queueOffset"]) == mx, rep
         broker.stop()
+        record_stat("kill9_%s" % flush, seeds=1, cycles=cycles)
+    record_stat("kill9_%s" % flush, acked=STATS["acked"], records_checked=STATS["checked"],
+                in_flight_stored=STATS["in_flight_stored"])
     print("kill -9 (%s): %r" % (flush, STATS))

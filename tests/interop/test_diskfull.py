@@ -25,6 +25,10 @@ CONF = {
     "maxHashSlotNum": 1000,
     "maxIndexNum": 4000,
     "defaultTopicQueueNums": 2,
+    # Java's defaults (the harness raises them for the other tests on a shared disk)
+    "diskSpaceWarningLevelRatio": 90,
+    "diskSpaceCleanForciblyRatio": 85,
+    "diskMaxUsedSpaceRatio": 75,
 }
 
 
@@ -47,6 +51,7 @@ def small_fs(tmp_path):
 def read_all(broker, topic, queues):
     out = {}
     with R.Conn(broker.addr, timeout=20) as c:
+        R.settled_max_offsets(c, topic, range(queues))
         for q in range(queues):
             mn = R.min_offset(c, topic, q)
             for r in R.read_queue(c, unique("DfG"), topic, q, start=mn):
@@ -69,8 +74,8 @@ def test_disk_full_then_space_freed(broker_factory, small_fs):
             try:
                 rep = R.send(c, topic, body, queue_id=q, keys="dk-%d" % i, props={"seq": str(i)})
             except (OSError, R.RemotingError) as e:
-                pytest.fail("connection broke while filling the disk (%s); broker alive=%s\n%s"
-                            % (e, broker.alive(), broker.describe_failure()))
+                pytest.fail("connection broke while filling the disk at send #%d (%d acknowledged, errors so far %r): %s; "
+                            "broker alive=%s\n%s" % (i, len(acked), errors, e, broker.alive(), broker.describe_failure()))
             if rep.code == R.SUCCESS:
                 acked[(q, int(rep.ext["queueOffset"]))] = (i, body)
             else:

@@ -13,7 +13,7 @@ import pytest
 
 import remoting as R
 from clients import (CONSUME_SUCCESS, RECONSUME_LATER, BoundedPuller, Collector, body_for, make_message,
-                     make_producer, make_push_consumer, pull_all, send_ok, shutdown_quietly,
+                     make_producer, make_push_consumer, pull_all, send_ok, send_sync_retrying, shutdown_quietly,
                      subscribe_status)
 from conftest import REPO, unique
 
@@ -44,7 +44,7 @@ def produce(producer, topic, n, tags=lambda i: "TagA", keys=lambda i: "key-%d" %
         body = body_for(i, size(i))
         p = {"seq": str(i)}
         p.update(props(i))
-        res = producer.send_sync(make_message(topic, body, tags(i), keys(i), p))
+        res = send_sync_retrying(producer, make_message(topic, body, tags(i), keys(i), p))
         assert send_ok(res), "send #%d: %r" % (i, res)
         assert res.msg_id, "send #%d returned no msgId" % i
         sent[i] = (body, tags(i), keys(i), p, res.msg_id)
@@ -106,6 +106,7 @@ def test_send_results_match_queue_offsets(broker):
     finally:
         shutdown_quietly(p)
     with R.Conn(broker.addr) as conn:
+        R.settled_max_offsets(conn, topic, range(4), at_least=12)
         recs = []
         for q in range(4):
             recs += R.read_queue(conn, unique("RawG"), topic, q)
@@ -150,7 +151,7 @@ def test_orderly_send_and_orderly_consume(broker):
     n_orders, per_order = 6, 20
     try:
         # Route the topic first so the selector sees 4 queues.
-        p.send_sync(make_message(topic, b"warmup", "Warm", "warm", {"seq": "-1"}))
+        send_sync_retrying(p, make_message(topic, b"warmup", "Warm", "warm", {"seq": "-1"}))
         sent = {}
         seq = 0
         for step in range(per_order):
@@ -313,6 +314,7 @@ def test_tag_filtering(broker, expression, wanted):
     # The broker itself filters (the C++ client would hide a broker that does not): a raw pull
     # with the same subscription returns only matching records.
     with R.Conn(broker.addr) as conn:
+        R.settled_max_offsets(conn, topic, range(4), at_least=len(sent))
         seen = []
         for q in range(4):
             seen += R.read_queue(conn, unique("RawTagG"), topic, q, expr=expression)
@@ -336,10 +338,18 @@ def test_resume_from_committed_offsets_after_consumer_restart(broker):
         assert_exactly_once(col.snapshot(), first)
 
         with R.Conn(broker.addr) as conn:
-            committed = {q: R.query_consumer_offset(conn, cg, topic, q) for q in range(4)}
             maxes = {q: R.max_offset(conn, topic, q) for q in range(4)}
-        assert committed == maxes, "committed offsets %r != queue max offsets %r after a clean " \
-                                   "consumer shutdown" % (committed, maxes)
+            seen = {}
+
+            def all_committed():
+                seen.update({q: R.query_consumer_offset(conn, cg, topic, q) for q in range(4)})
+                return seen == maxes
+            # the shutdown's UPDATE_CONSUMER_OFFSETs are fire-and-forget: give them a moment
+            try:
+                R.wait_until(all_committed, 10, 0.2, "committed offsets")
+            except AssertionError:
+                raise AssertionError("committed offsets %r != queue max offsets %r after a clean consumer "
+                                     "shutdown" % (seen, maxes))
 
         second = produce(p, topic, 30, start=100)
         c2 = make_push_consumer(broker.namesrv, cg)
@@ -412,7 +422,7 @@ def test_body_sizes_1_byte_to_4_mib(broker):
                 if kind == "bin" and size >= (4 << 20) - 1024:
                     continue  # incompressible 4 MiB + headers would exceed the broker's 4 MiB limit
                 props = {"seq": str(seq), "size": str(size)}
-                res = p.send_sync(make_message(topic, body, "Size", "size-%d" % size, props))
+                res = send_sync_retrying(p, make_message(topic, body, "Size", "size-%d" % size, props))
                 assert send_ok(res), "size %d (%s): %r" % (size, kind, res)
                 sent[seq] = (body, "Size", "size-%d" % size, props, res.msg_id)
         col = Collector()
@@ -425,6 +435,7 @@ def test_body_sizes_1_byte_to_4_mib(broker):
         shutdown_quietly(c, p)
     # Stored as the client sent them: compressed (sysFlag bit 0) from 4 KiB up, raw below.
     with R.Conn(broker.addr, timeout=30) as conn:
+        R.settled_max_offsets(conn, topic, range(4), at_least=len(sent))
         recs = []
         for q in range(4):
             recs += R.read_queue(conn, unique("RawSizeG"), topic, q, batch=4)
@@ -452,6 +463,7 @@ def test_oversized_message_is_refused_cleanly(broker):
     finally:
         shutdown_quietly(p)
     with R.Conn(broker.addr) as conn:
+        R.settled_max_offsets(conn, topic, range(4), at_least=2)
         recs = []
         for q in range(4):
             recs += R.read_queue(conn, unique("RawG"), topic, q)

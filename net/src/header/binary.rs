@@ -94,7 +94,8 @@ pub fn decode(header: &[u8]) -> Result<RemotingCommand> {
 
 fn decode_ext(buf: &[u8], base: usize) -> Result<HashMap<String, String>> {
     let mut r = Reader { buf, at: 0 };
-    let mut out = HashMap::new();
+    // An entry takes at least 6 bytes, which bounds the pre-sizing by the input.
+    let mut out = HashMap::with_capacity((buf.len() / 6).min(16));
     while r.at < buf.len() {
         if out.len() >= EXT_FIELDS_MAX {
             return Err(WireError::Binary {

@@ -204,3 +204,16 @@ ext_header! {
         req offset: i64 = "offset",
     }
 }
+
+ext_header! {
+    /// CONSUME_MESSAGE_DIRECTLY (309), admin → broker → consumer.
+    pub struct ConsumeMessageDirectlyResultRequestHeader {
+        req consumer_group: String = "consumerGroup",
+        opt client_id: String = "clientId",
+        opt msg_id: String = "msgId",
+        opt broker_name: String = "brokerName",
+        opt topic: String = "topic",
+        opt topic_sys_flag: i32 = "topicSysFlag",
+        opt group_sys_flag: i32 = "groupSysFlag",
+    }
+}

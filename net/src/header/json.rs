@@ -56,8 +56,9 @@ impl<'de> Visitor<'de> for ExtMapVisitor {
         f.write_str("an object of strings, numbers or booleans")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<ExtMap, A::Error> {
-        // The size hint is not trusted: serde_json gives none, and the cap below bounds growth.
-        let mut out = HashMap::new();
+        // The size hint is not trusted (serde_json gives none); the cap below bounds growth.
+        // Most headers carry a handful of fields: start with room for them.
+        let mut out = HashMap::with_capacity(16);
         while let Some(key) = map.next_key::<String>()? {
             if out.len() >= EXT_FIELDS_MAX {
                 return Err(de::Error::custom(format_args!(
@@ -129,7 +130,11 @@ pub fn decode(header: &[u8]) -> Result<RemotingCommand> {
         serde_json::from_slice(header).map_err(|e| WireError::Json(e.to_string()))?;
     Ok(RemotingCommand {
         code: h.code,
-        language: h.language.unwrap_or_else(|| "JAVA".to_owned()),
+        // Java's default; an empty name is what `encode` also writes as JAVA.
+        language: h
+            .language
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| "JAVA".to_owned()),
         version: h.version,
         opaque: h.opaque,
         flag: h.flag,

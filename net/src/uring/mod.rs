@@ -1,15 +1,18 @@
 //! io_uring transfer backend: region bytes go file → pipe → socket as linked SPLICE operations
 //! driven by one ring thread, so neither the copy nor the page-cache reads touch a runtime thread.
 //!
-//! Per chunk (at most one pipe's capacity) the ring thread submits one linked chain:
+//! Per pipeful (at most one pipe's capacity, up to `FILLS_MAX` file runs) the ring thread
+//! submits one linked chain:
 //!
 //! ```text
-//! SPLICE file@off → pipe.w (len)  ──link──▶  POLL_ADD sock POLLOUT  ──link──▶  SPLICE pipe.r → sock
+//! SPLICE run0 → pipe.w ─link─▶ SPLICE run1 → pipe.w ─link─▶ … ─link─▶ POLL_ADD sock POLLOUT
+//!                                                                  ─link─▶ SPLICE pipe.r → sock
 //! ```
 //!
-//! A short first splice cancels the rest of the chain (`-ECANCELED`); a partial or `-EAGAIN`
-//! second splice (tokio's socket is `O_NONBLOCK`) leaves bytes in the pipe, and the next chain
-//! is just POLL_ADD + SPLICE out. Splice is always executed by io_uring's worker threads
+//! A short fill cancels the rest of the chain (`-ECANCELED`); a partial or `-EAGAIN` drain
+//! (tokio's socket is `O_NONBLOCK`) leaves bytes in the pipe, and the next chain is just
+//! POLL_ADD + SPLICE out. A chain is always pushed whole (the SQ is flushed first if it lacks
+//! room), because a submission that ends inside a chain would cut the link. Splice is always executed by io_uring's worker threads
 //! (`iou-wrk`), which belong to this process, so `getrusage(RUSAGE_SELF)` counts their CPU.
 //!
 //! Invariants that make the `unsafe` here sound (each `// SAFETY:` refers to them):
@@ -44,20 +47,24 @@ use crate::command::FileRegion;
 use crate::transfer::send_all;
 
 /// Submission queue entries (the CQ gets twice as many).
-const RING_ENTRIES: u32 = 256;
+const RING_ENTRIES: u32 = 512;
 /// Jobs (one response body each) the ring works on at once; more wait in the queue.
-const JOBS_ACTIVE_MAX: usize = 64;
-/// SQEs one job has outstanding at most (the three-step chain).
-const CHAIN_SQES_MAX: usize = 3;
+const JOBS_ACTIVE_MAX: usize = 32;
+/// File runs spliced into the pipe by one chain at most.
+const FILLS_MAX: usize = 16;
+/// SQEs one job has outstanding at most: the fills, the poll, the drain.
+const CHAIN_SQES_MAX: usize = FILLS_MAX + 2;
+const _: () = assert!(CHAIN_SQES_MAX <= RING_ENTRIES as usize);
 const _: () = assert!(JOBS_ACTIVE_MAX * CHAIN_SQES_MAX + 1 < 2 * RING_ENTRIES as usize);
 /// Pipe capacity asked for (the unprivileged maximum by default).
 const PIPE_CAPACITY_BYTES: usize = 1024 * 1024;
 /// user_data of the eventfd read.
 const WAKE: u64 = u64::MAX;
 
-const STEP_IN: u64 = 0;
-const STEP_POLL: u64 = 1;
-const STEP_OUT: u64 = 2;
+/// Step numbers in the low byte of user_data: fills are 0..FILLS_MAX.
+const STEP_POLL: u64 = 0xfe;
+const STEP_OUT: u64 = 0xff;
+const _: () = assert!((FILLS_MAX as u64) < STEP_POLL);
 
 /// The ring thread's handle. Dropping the last `Arc` stops the thread once its jobs finish.
 pub struct Ring {
@@ -70,14 +77,21 @@ pub struct Ring {
 /// One response body: its regions, sent in order, and the waiter to tell.
 struct Job {
     sock: OwnedFd,
-    regions: Vec<Arc<dyn FileRegion>>,
+    /// Never read: owning the regions keeps every file in `spans` open (U1).
+    _keep_open: Vec<Arc<dyn FileRegion>>,
+    /// Coalesced runs: (fd of one of `regions`, offset, len).
+    spans: Vec<(RawFd, u64, usize)>,
+    /// Index into `spans` of the run being sent.
     region: usize,
     file_offset: u64,
     file_left: usize,
     in_pipe: usize,
     pipe: Option<Pipe>,
     pending: usize,
-    results: [Option<i32>; 3],
+    /// Bytes asked of each fill of the chain in flight, in order.
+    fills: Vec<usize>,
+    /// (step, result) of the chain in flight.
+    results: Vec<(u64, i32)>,
     error: Option<io::Error>,
     done: Option<oneshot::Sender<io::Result<()>>>,
 }
@@ -162,18 +176,24 @@ impl Ring {
         }
         send_all(sock, head, true).await?;
         let (tx, rx) = oneshot::channel();
-        let first_len = regions.first().map_or(0, |r| r.len());
-        let first_off = regions.first().map_or(0, |r| r.file_offset());
+        let spans: Vec<(RawFd, u64, usize)> = crate::transfer::coalesce(regions)
+            .into_iter()
+            .map(|s| (s.file.as_raw_fd(), s.offset, s.len))
+            .collect();
+        let first_len = spans.first().map_or(0, |s| s.2);
+        let first_off = spans.first().map_or(0, |s| s.1);
         let job = Job {
             sock: sock.as_fd().try_clone_to_owned()?,
-            regions: regions.to_vec(),
+            _keep_open: regions.to_vec(),
+            spans,
             region: 0,
             file_offset: first_off,
             file_left: first_len,
             in_pipe: 0,
             pipe: None,
             pending: 0,
-            results: [None; 3],
+            fills: Vec::new(),
+            results: Vec::new(),
             error: None,
             done: Some(tx),
         };
@@ -281,13 +301,11 @@ impl Driver {
 
     fn complete(&mut self, user_data: u64, result: i32) -> io::Result<()> {
         let slot = (user_data >> 8) as usize;
-        let step = (user_data & 0xff) as usize;
+        let step = user_data & 0xff;
         let Some(Some(job)) = self.jobs.get_mut(slot) else {
             return Ok(());
         };
-        if let Some(r) = job.results.get_mut(step) {
-            *r = Some(result);
-        }
+        job.results.push((step, result));
         job.pending = job.pending.saturating_sub(1);
         if job.pending == 0 {
             self.advance(slot)?;
@@ -302,16 +320,6 @@ impl Driver {
         };
         let results = std::mem::take(&mut job.results);
         apply_results(job, results);
-        if job.error.is_none() && job.in_pipe == 0 && job.file_left == 0 {
-            // Next region, skipping empty ones.
-            while job.file_left == 0 && job.region + 1 < job.regions.len() {
-                job.region += 1;
-                if let Some(r) = job.regions.get(job.region) {
-                    job.file_offset = r.file_offset();
-                    job.file_left = r.len();
-                }
-            }
-        }
         if job.error.is_some() || (job.in_pipe == 0 && job.file_left == 0) {
             return self.finish(slot);
         }
@@ -329,10 +337,7 @@ impl Driver {
         }
         let entries = chain(slot, job);
         job.pending = entries.len();
-        for e in entries {
-            self.push(e)?;
-        }
-        Ok(())
+        self.push_chain(&entries)
     }
 
     fn finish(&mut self, slot: usize) -> io::Result<()> {
@@ -368,6 +373,21 @@ impl Driver {
         }
     }
 
+    /// Pushes a linked chain whole: a submission must not end inside a chain.
+    fn push_chain(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
+        let free = {
+            let sq = self.ring.submission();
+            sq.capacity() - sq.len()
+        };
+        if free < entries.len() {
+            self.ring.submit()?;
+        }
+        for e in entries {
+            self.push(e.clone())?;
+        }
+        Ok(())
+    }
+
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         loop {
             // SAFETY: U1/U2: the entry names only fds owned by a live job (or the eventfd owned
@@ -383,33 +403,55 @@ impl Driver {
     }
 }
 
-/// Folds the CQE results of the last chain into the job's counters.
-fn apply_results(job: &mut Job, results: [Option<i32>; 3]) {
-    let [r_in, r_poll, r_out] = results;
-    if let Some(n) = r_in {
-        match n {
-            n if n > 0 => {
-                let n = n as usize;
-                job.in_pipe += n;
-                job.file_left = job.file_left.saturating_sub(n);
-                job.file_offset += n as u64;
+impl Job {
+    /// `n` bytes of the current run moved into the pipe: advance the cursor, stepping to the
+    /// next non-empty run when this one is done.
+    fn consume(&mut self, n: usize) {
+        self.in_pipe += n;
+        self.file_left = self.file_left.saturating_sub(n);
+        self.file_offset += n as u64;
+        while self.file_left == 0 && self.region + 1 < self.spans.len() {
+            self.region += 1;
+            if let Some(&(_, offset, len)) = self.spans.get(self.region) {
+                self.file_offset = offset;
+                self.file_left = len;
             }
-            0 => {
-                job.error = Some(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file ended inside region",
-                ))
-            }
-            n if n == -libc::EAGAIN || n == -libc::EINTR => {}
-            n => job.error = Some(io::Error::from_raw_os_error(-n)),
         }
     }
-    if let Some(n) = r_poll {
+}
+
+/// Folds the CQE results of the last chain into the job's counters.
+fn apply_results(job: &mut Job, mut results: Vec<(u64, i32)>) {
+    results.sort_unstable_by_key(|r| r.0);
+    let fills = std::mem::take(&mut job.fills);
+    // Fills in order; the first short or failed one ends the run (the rest were cancelled).
+    for (k, want) in fills.iter().enumerate() {
+        let Some(&(_, n)) = results.iter().find(|r| r.0 == k as u64) else {
+            break;
+        };
+        if n > 0 {
+            job.consume(n as usize);
+            if (n as usize) < *want {
+                break;
+            }
+            continue;
+        }
+        if n == 0 {
+            job.error = Some(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file ended inside region",
+            ));
+        } else if n != -libc::EAGAIN && n != -libc::EINTR && n != -libc::ECANCELED {
+            job.error = Some(io::Error::from_raw_os_error(-n));
+        }
+        break;
+    }
+    if let Some(&(_, n)) = results.iter().find(|r| r.0 == STEP_POLL) {
         if n < 0 && n != -libc::ECANCELED && n != -libc::EINTR {
             job.error = Some(io::Error::from_raw_os_error(-n));
         }
     }
-    if let Some(n) = r_out {
+    if let Some(&(_, n)) = results.iter().find(|r| r.0 == STEP_OUT) {
         if n > 0 {
             job.in_pipe = job.in_pipe.saturating_sub(n as usize);
         } else if n == 0 && job.in_pipe > 0 {
@@ -423,33 +465,50 @@ fn apply_results(job: &mut Job, results: [Option<i32>; 3]) {
     }
 }
 
-/// The next linked chain for `job`: fill the pipe if it is empty, wait for the socket, drain.
-fn chain(slot: usize, job: &Job) -> Vec<squeue::Entry> {
+/// The next linked chain for `job`: fill the pipe from consecutive runs if it is empty, wait
+/// for the socket, drain. Records the fills in `job.fills`.
+fn chain(slot: usize, job: &mut Job) -> Vec<squeue::Entry> {
     let Some(pipe) = &job.pipe else {
         return Vec::new();
     };
     let sock: RawFd = job.sock.as_raw_fd();
     let ud = |step: u64| ((slot as u64) << 8) | step;
     let mut out = Vec::with_capacity(CHAIN_SQES_MAX);
+    job.fills.clear();
     let mut len = job.in_pipe;
     if job.in_pipe == 0 {
-        let Some(region) = job.regions.get(job.region) else {
-            return Vec::new();
-        };
-        len = job.file_left.min(pipe.capacity);
-        out.push(
-            opcode::Splice::new(
-                types::Fd(region.file().as_raw_fd()),
-                job.file_offset as i64,
-                types::Fd(pipe.write.as_raw_fd()),
-                -1,
-                len as u32,
-            )
-            .flags(libc::SPLICE_F_MOVE)
-            .build()
-            .flags(squeue::Flags::IO_LINK)
-            .user_data(ud(STEP_IN)),
-        );
+        // Plan fills over a copy of the cursor; the real cursor moves when results arrive.
+        let (mut region, mut offset, mut left) = (job.region, job.file_offset, job.file_left);
+        while job.fills.len() < FILLS_MAX && len < pipe.capacity && left > 0 {
+            let Some(&(file_fd, _, _)) = job.spans.get(region) else {
+                break;
+            };
+            let want = left.min(pipe.capacity - len);
+            out.push(
+                opcode::Splice::new(
+                    types::Fd(file_fd),
+                    offset as i64,
+                    types::Fd(pipe.write.as_raw_fd()),
+                    -1,
+                    want as u32,
+                )
+                .flags(libc::SPLICE_F_MOVE)
+                .build()
+                .flags(squeue::Flags::IO_LINK)
+                .user_data(ud(job.fills.len() as u64)),
+            );
+            job.fills.push(want);
+            len += want;
+            offset += want as u64;
+            left -= want;
+            while left == 0 && region + 1 < job.spans.len() {
+                region += 1;
+                if let Some(&(_, o, l)) = job.spans.get(region) {
+                    offset = o;
+                    left = l;
+                }
+            }
+        }
     }
     out.push(
         opcode::PollAdd::new(types::Fd(sock), libc::POLLOUT as u32)
@@ -457,7 +516,14 @@ fn chain(slot: usize, job: &Job) -> Vec<squeue::Entry> {
             .flags(squeue::Flags::IO_LINK)
             .user_data(ud(STEP_POLL)),
     );
-    let more_follows = job.file_left > len || job.region + 1 < job.regions.len();
+    let planned_left: usize = job.file_left
+        + job
+            .spans
+            .iter()
+            .skip(job.region + 1)
+            .map(|s| s.2)
+            .sum::<usize>();
+    let more_follows = planned_left > len - job.in_pipe;
     let flags = libc::SPLICE_F_MOVE | if more_follows { libc::SPLICE_F_MORE } else { 0 };
     out.push(
         opcode::Splice::new(
@@ -488,21 +554,24 @@ mod tests {
         let (r, _w) = rustix::pipe::pipe().unwrap();
         let mut job = Job {
             sock: r,
-            regions: Vec::new(),
+            _keep_open: Vec::new(),
+            spans: vec![(0, 100, 1000), (0, 5000, 300)],
             region: 0,
             file_offset: 100,
             file_left: 1000,
             in_pipe: 0,
             pipe: None,
             pending: 0,
-            results: [None; 3],
+            fills: vec![1000, 300],
+            results: Vec::new(),
             error: None,
             done: None,
         };
-        // Short fill: 400 of 1000; the rest of the chain was cancelled.
+        // Short first fill: 400 of 1000; the rest of the chain was cancelled.
+        let c = -libc::ECANCELED;
         apply_results(
             &mut job,
-            [Some(400), Some(-libc::ECANCELED), Some(-libc::ECANCELED)],
+            vec![(STEP_OUT, c), (0, 400), (1, c), (STEP_POLL, c)],
         );
         assert_eq!(
             (job.in_pipe, job.file_left, job.file_offset),
@@ -510,12 +579,20 @@ mod tests {
         );
         assert!(job.error.is_none());
         // Partial drain, then EAGAIN.
-        apply_results(&mut job, [None, Some(4), Some(150)]);
+        apply_results(&mut job, vec![(STEP_POLL, 4), (STEP_OUT, 150)]);
         assert_eq!(job.in_pipe, 250);
-        apply_results(&mut job, [None, Some(4), Some(-libc::EAGAIN)]);
+        apply_results(&mut job, vec![(STEP_POLL, 4), (STEP_OUT, -libc::EAGAIN)]);
         assert_eq!(job.in_pipe, 250);
+        // Both fills complete: the cursor steps into the second run and past it.
+        job.in_pipe = 0;
+        job.fills = vec![600, 300];
+        apply_results(
+            &mut job,
+            vec![(0, 600), (1, 300), (STEP_POLL, 4), (STEP_OUT, 900)],
+        );
+        assert_eq!((job.region, job.file_left, job.in_pipe), (1, 0, 0));
         assert!(job.error.is_none());
-        apply_results(&mut job, [None, Some(4), Some(-libc::EPIPE)]);
+        apply_results(&mut job, vec![(STEP_POLL, 4), (STEP_OUT, -libc::EPIPE)]);
         assert!(job.error.is_some());
     }
 }

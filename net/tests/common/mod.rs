@@ -17,6 +17,7 @@ pub const ECHO: i32 = 1000;
 pub const SLOW: i32 = 1001;
 pub const PUSH: i32 = 1002;
 pub const REGIONS: i32 = 1003;
+pub const PANIC: i32 = 1004;
 
 /// A file region backed by a real file, with its bytes kept in memory for `as_bytes`.
 pub struct TestRegion {
@@ -92,6 +93,12 @@ impl Processor for TestProcessor {
         conn: ConnectionHandle,
         req: RemotingCommand,
     ) -> BoxFuture<Option<RemotingCommand>> {
+        if req.code == PANIC {
+            if req.ext_fields.contains_key("sync") {
+                panic!("test processor: synchronous panic");
+            }
+            return Box::pin(async move { panic!("test processor: panic in the future") });
+        }
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
         let resp = match req.code {

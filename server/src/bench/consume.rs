@@ -67,6 +67,10 @@ pub struct ConsumeArgs {
     pub threads: usize,
 }
 
+/// A catch-up read gives up after this many PULL_NOT_FOUND answers in a row without progress
+/// (10 ms apart) below the max offset it saw at the start.
+const CATCH_UP_STALLS_MAX: u32 = 300;
+
 /// A validated consume run.
 #[derive(Debug, Clone)]
 pub struct ConsumePlan {
@@ -117,6 +121,8 @@ struct Shared {
     start_ns: u64,
     deadline_ns: Option<u64>,
     received: AtomicU64,
+    /// Catch-up runs: messages between each queue's start offset and the max offset at start.
+    backlog: AtomicU64,
     live: Arc<Live>,
 }
 
@@ -129,14 +135,23 @@ impl Shared {
     }
 }
 
-/// Runs a consume plan over `queues`. Returns the merged measurements and the measured time:
-/// the whole run for a timed run, up to the last message otherwise.
+/// What a consume run measured.
+#[derive(Debug)]
+pub struct ConsumeOutcome {
+    pub rec: Recorder,
+    /// The whole run for a timed run, up to the last message otherwise.
+    pub elapsed_ns: u64,
+    /// Catch-up runs: how many messages the backlog held when the run started.
+    pub backlog_msgs: Option<u64>,
+}
+
+/// Runs a consume plan over `queues`.
 pub async fn run_plan(
     plan: ConsumePlan,
     queues: Vec<QueueTarget>,
     connector: &dyn Connector,
     live: Arc<Live>,
-) -> Result<(Recorder, u64), String> {
+) -> Result<ConsumeOutcome, String> {
     if queues.is_empty() {
         return Err("no queue to pull from".into());
     }
@@ -161,6 +176,7 @@ pub async fn run_plan(
         start_ns,
         deadline_ns,
         received: AtomicU64::new(0),
+        backlog: AtomicU64::new(0),
         live,
     });
     let mut tasks = Vec::new();
@@ -184,12 +200,20 @@ pub async fn run_plan(
         }
     }
     let wall = clock.now_ns().saturating_sub(start_ns);
-    let elapsed = if timed || rec.msgs == 0 {
+    let elapsed_ns = if timed || rec.msgs == 0 {
         wall
     } else {
         rec.last_ns
     };
-    Ok((rec, elapsed))
+    let backlog_msgs = shared
+        .plan
+        .until_caught_up
+        .then(|| shared.backlog.load(Ordering::Relaxed));
+    Ok(ConsumeOutcome {
+        rec,
+        elapsed_ns,
+        backlog_msgs,
+    })
 }
 
 /// GET_MIN_OFFSET or GET_MAX_OFFSET of one queue.
@@ -251,11 +275,17 @@ async fn pull_queue(
     )
     .await?;
     let stop_at = if plan.until_caught_up {
-        Some(query_offset(rpc.as_ref(), true, &plan.topic, q.queue_id, plan.timeout).await?)
+        let max = query_offset(rpc.as_ref(), true, &plan.topic, q.queue_id, plan.timeout).await?;
+        sh.backlog.fetch_add(
+            u64::try_from(max.saturating_sub(offset)).unwrap_or(0),
+            Ordering::Relaxed,
+        );
+        Some(max)
     } else {
         None
     };
     let sub_version = i64::try_from(unix_now_ns() / 1_000_000).unwrap_or(0);
+    let mut stalls = 0u32;
     loop {
         if sh.done() || stop_at.is_some_and(|s| offset >= s) {
             break;
@@ -351,11 +381,35 @@ async fn pull_queue(
             ResponseCode::PULL_NOT_FOUND
             | ResponseCode::PULL_RETRY_IMMEDIATELY
             | ResponseCode::PULL_OFFSET_MOVED => {
+                let before = offset;
                 if let Ok(o) = PullMessageResponseHeader::from_ext(&r.ext_fields) {
                     offset = o.next_begin_offset;
                 }
-                if r.code == ResponseCode::PULL_NOT_FOUND && plan.until_caught_up {
-                    break;
+                // A catch-up read ends at the max offset it saw at the start (checked at the top
+                // of the loop), not at the first PULL_NOT_FOUND: the broker also answers 19 at a
+                // ConsumeQueue file boundary (OFFSET_FOUND_NULL, §7.1) or while dispatch lags.
+                // Without progress it waits a little and gives up after a while.
+                if r.code == ResponseCode::PULL_NOT_FOUND
+                    && plan.until_caught_up
+                    && offset <= before
+                {
+                    stalls += 1;
+                    if stalls == 1 {
+                        tracing::warn!(
+                            "pull {}:{} at {before} (< {}): PULL_NOT_FOUND {}",
+                            plan.topic,
+                            q.queue_id,
+                            stop_at.unwrap_or(0),
+                            r.remark.as_deref().unwrap_or("")
+                        );
+                    }
+                    if stalls >= CATCH_UP_STALLS_MAX {
+                        rec.error();
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                } else {
+                    stalls = 0;
                 }
             }
             other => {
@@ -398,20 +452,26 @@ pub fn run(args: ConsumeArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
         let own_cpu0 = super::cpu::own_cpu_s();
         let live = Arc::new(Live::default());
         let progress = Progress::start("consume".into(), Arc::clone(&live));
-        let (rec, elapsed) =
-            run_plan(plan.clone(), queues.clone(), connector.as_ref(), live).await?;
+        let out = run_plan(plan.clone(), queues.clone(), connector.as_ref(), live).await?;
         drop(progress);
-        let summary = Summary::new("consume", &rec, elapsed, cpu.and_then(|c| c.finish()))
-            .with_environment(&rec, own_cpu0)
-            .with("topic", plan.topic.clone())
-            .with("group", plan.group.clone())
-            .with("queues", queues.len() as u64)
-            .with("from_start", plan.from_start)
-            .with("until_caught_up", plan.until_caught_up)
-            .with(
-                "latency",
-                "end to end: receive time minus the send time in the body",
-            );
+        let rec = out.rec;
+        let summary = Summary::new(
+            "consume",
+            &rec,
+            out.elapsed_ns,
+            cpu.and_then(|c| c.finish()),
+        )
+        .with("backlog_msgs", out.backlog_msgs)
+        .with_environment(&rec, own_cpu0)
+        .with("topic", plan.topic.clone())
+        .with("group", plan.group.clone())
+        .with("queues", queues.len() as u64)
+        .with("from_start", plan.from_start)
+        .with("until_caught_up", plan.until_caught_up)
+        .with(
+            "latency",
+            "end to end: receive time minus the send time in the body",
+        );
         if let Some(path) = &args.plot {
             let title = format!("consume {}", plan.topic);
             super::plot::write_svg(path, &title, "end-to-end latency", &rec)
@@ -468,16 +528,17 @@ mod tests {
             .unwrap();
     }
 
-    async fn consume(b: &Arc<MockBroker>, p: ConsumePlan) -> (Recorder, u64) {
+    async fn consume(b: &Arc<MockBroker>, p: ConsumePlan) -> (Recorder, u64, Option<u64>) {
         let conn = MockConnector {
             broker: Arc::clone(b),
         };
         let q = fetch_route(&conn, NAMESRV_ADDR, "BenchTopic", RouteUse::Read, p.timeout)
             .await
             .unwrap();
-        run_plan(p, q, &conn, Arc::new(Live::default()))
+        let o = run_plan(p, q, &conn, Arc::new(Live::default()))
             .await
-            .unwrap()
+            .unwrap();
+        (o.rec, o.elapsed_ns, o.backlog_msgs)
     }
 
     #[test]
@@ -494,11 +555,12 @@ mod tests {
     async fn catch_up_reads_the_whole_backlog_and_stops() {
         let b = MockBroker::new(3);
         produce_n(&b, 100).await;
-        let (rec, _) = consume(
+        let (rec, _, backlog) = consume(
             &b,
             plan(&["--from-start", "--until-caught-up", "--pull-batch", "7"]),
         )
         .await;
+        assert_eq!(backlog, Some(100));
         assert_eq!(rec.msgs, 100);
         assert_eq!(rec.bytes, 100 * 100);
         assert_eq!(rec.errors, 0);
@@ -518,7 +580,8 @@ mod tests {
         // Give the follower time to ask for the max offsets before producing.
         tokio::time::sleep(Duration::from_millis(100)).await;
         produce_n(&b, 20).await;
-        let (rec, _) = consumer.await.unwrap();
+        let (rec, _, backlog) = consumer.await.unwrap();
+        assert_eq!(backlog, None);
         assert_eq!(rec.msgs, 20);
     }
 
@@ -526,7 +589,7 @@ mod tests {
     async fn timed_run_ends_while_a_pull_is_held() {
         let b = MockBroker::new(1);
         let t0 = std::time::Instant::now();
-        let (rec, elapsed) =
+        let (rec, elapsed, _) =
             consume(&b, plan(&["--duration", "0.2", "--suspend-ms", "10000"])).await;
         assert_eq!(rec.msgs, 0);
         assert!(t0.elapsed() < Duration::from_secs(5));

@@ -110,9 +110,10 @@ mod tests {
         let queues = fetch_route(&conn, &addr, "BenchTopic", RouteUse::Read, cplan.timeout)
             .await
             .unwrap();
-        let (crec, _) = consume::run_plan(cplan, queues, &conn, Arc::new(Live::default()))
+        let crec = consume::run_plan(cplan, queues, &conn, Arc::new(Live::default()))
             .await
-            .unwrap();
+            .unwrap()
+            .rec;
         assert_eq!((crec.msgs, crec.errors), (300, 0));
         assert_eq!(crec.hist.len(), 300);
 

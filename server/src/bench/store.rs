@@ -93,6 +93,8 @@ pub fn run(args: StoreBenchArgs) -> Result<(), String> {
     store
         .put(template(args.size, 0))
         .map_err(|e| e.to_string())?;
+    // Measure appends, not the one-off zero-fill of the next segment racing the first ones.
+    store.wait_preallocated(Duration::from_secs(120));
     let json = match args.flush {
         BenchFlush::Async => run_async(&args, &store)?,
         BenchFlush::Sync => run_sync(&args, &store)?,

@@ -1159,4 +1159,34 @@ mod tests {
         let s = encode_properties(&[("b".into(), "2".into()), ("a".into(), "1".into())]);
         assert_eq!(s, "a=1\nb=2\n");
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// No body can panic the config-update path, and whatever it accepts is allowlisted.
+            #[test]
+            fn update_body_parsing_is_total_and_allowlisted(body in prop::collection::vec(any::<u8>(), 0..400)) {
+                let _ = parse_properties_text(&String::from_utf8_lossy(&body));
+                if let Ok(pairs) = parse_update_body(&body) {
+                    for k in pairs.keys() {
+                        prop_assert!(RUNTIME_ALLOWLIST.contains(&k.as_str()));
+                    }
+                }
+            }
+
+            /// Java-escaped keys are unescaped before the policy sees them.
+            #[test]
+            fn escaped_denied_keys_are_still_denied(i in 0..DENIED_KEYS.len()) {
+                let key = DENIED_KEYS[i];
+                let escaped: String = key.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+                let body = format!("{escaped}=x\n");
+                prop_assert_eq!(
+                    parse_update_body(body.as_bytes()).unwrap_err(),
+                    ConfigRefusal::Denied { key: key.to_string() }
+                );
+            }
+        }
+    }
 }

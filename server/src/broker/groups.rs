@@ -243,7 +243,7 @@ impl SubscriptionGroupManager {
                 }
             }
         }
-        Ok(SubscriptionGroupManager {
+        let mgr = SubscriptionGroupManager {
             path,
             auto_create: AtomicBool::new(auto_create),
             table: RwLock::new(Table {
@@ -252,7 +252,14 @@ impl SubscriptionGroupManager {
                 auto_created: 0,
             }),
             persist_lock: Mutex::new(()),
-        })
+        };
+        if loaded.source == persist::LoadSource::Backup {
+            // Put a good main file back in place right away.
+            if let Err(e) = mgr.persist() {
+                tracing::warn!("subscriptionGroup.json: cannot rewrite after repair: {e}");
+            }
+        }
+        Ok(mgr)
     }
 
     /// [`SubscriptionGroupManager::open`] with `autoCreateSubscriptionGroup` from `conf`.

@@ -127,6 +127,15 @@ impl Broker {
         };
         let store = MessageStore::open_with(conf.store_config(), options)?;
         let b = Self::new(conf, Arc::clone(&store))?;
+        // A topics.json restored from .bak may miss the newest topics: recreate a config for
+        // every topic that has queues on disk.
+        match b.topics.adopt_store_topics(&store.topics_and_queues()) {
+            Ok(adopted) if !adopted.is_empty() => {
+                tracing::warn!(topics = ?adopted, "topics found in the store but not in topics.json were restored");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "restoring topics from the store failed"),
+        }
         // Weak: the store outlives no broker, and an Arc here would be a cycle.
         let weak = Arc::downgrade(&b);
         store.set_arrival_listener(Arc::new(

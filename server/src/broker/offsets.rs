@@ -12,7 +12,9 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
 
-use super::persist::{self, value_i64, DataVersion, JsonKey, JsonOut, JsonStyle, PersistError};
+use super::persist::{
+    self, value_i64, DataVersion, JsonKey, JsonOut, JsonStyle, LoadSource, PersistError,
+};
 use super::validate::{self, validate_group, validate_topic};
 
 /// `TOPIC_GROUP_SEPARATOR`.
@@ -66,7 +68,8 @@ impl ConsumerOffsetManager {
             path,
             table: RwLock::new(table),
             data_version: Mutex::new(data_version),
-            dirty: AtomicBool::new(false),
+            // After a fallback to the backup, rewrite the main file at the next persist.
+            dirty: AtomicBool::new(loaded.source == LoadSource::Backup),
             max_offset: RwLock::new(None),
             persist_lock: Mutex::new(()),
         })

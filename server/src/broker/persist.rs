@@ -1,9 +1,10 @@
 //! Atomic, lenient persistence of the broker's JSON config files (`<storeRoot>/config/*.json`).
 //!
 //! Writing: the new content goes to `<name>.tmp`, which is fsynced and renamed over `<name>`; the
-//! directory is fsynced afterwards. Before the rename the current file, if it parses, is hard-linked
-//! to `<name>.bak` (via `<name>.bak.tmp` + rename, so `.bak` is always a whole file). At every
-//! instant `<name>` is either the old or the new complete content.
+//! directory is fsynced afterwards. Before the rename the current file, if it parses, is copied
+//! to `<name>.bak` (via `<name>.bak.tmp` + fsync + rename, so `.bak` is always a whole file; the
+//! very first version is copied there too). At every instant `<name>` is either the old or the
+//! new complete content, and `.bak` never shares data blocks with it.
 //!
 //! Reading: RocketMQ writes these files with fastjson, which is not strict JSON (unquoted integer
 //! keys such as `{0:123}`, occasionally trailing commas or single quotes). [`parse_lenient`]
@@ -103,8 +104,26 @@ pub fn write_atomic_with(
     fs::rename(&tmp, path).map_err(io_err("rename", path))?;
     hook(WriteStage::Renamed).map_err(io_err("write", path))?;
 
+    // The very first version has no predecessor to back up: keep a copy of it, so a file
+    // written once and then damaged still has something to fall back to.
+    let bak = sibling(path, ".bak");
+    if !bak.exists() {
+        copy_as(path, &bak)?;
+    }
     sync_dir(dir)?;
     Ok(())
+}
+
+/// Makes `to` a whole, durable copy of `from` atomically (copy to `<to>.tmp`, fsync, rename).
+/// A copy, not a hard link: a link would share the data blocks, so damage to one file (an
+/// in-place write, a bad sector) would be damage to both.
+fn copy_as(from: &Path, to: &Path) -> Result<(), PersistError> {
+    let to_tmp = sibling(to, ".tmp");
+    fs::copy(from, &to_tmp).map_err(io_err("copy", &to_tmp))?;
+    File::open(&to_tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("fsync", &to_tmp))?;
+    fs::rename(&to_tmp, to).map_err(io_err("rename", to))
 }
 
 /// Keeps the current `<path>` as `<path>.bak` if it is a valid file. A corrupt current file is not
@@ -122,15 +141,8 @@ fn refresh_backup(path: &Path) -> Result<(), PersistError> {
     if !parses {
         return Ok(());
     }
-    let bak = sibling(path, ".bak");
-    let bak_tmp = sibling(path, ".bak.tmp");
-    let _ = fs::remove_file(&bak_tmp);
-    // A hard link costs no copy; the rename makes `.bak` switch atomically from old to new.
-    if fs::hard_link(path, &bak_tmp).is_err() {
-        fs::write(&bak_tmp, &current).map_err(io_err("write", &bak_tmp))?;
-    }
-    fs::rename(&bak_tmp, &bak).map_err(io_err("rename", &bak))?;
-    Ok(())
+    // The rename inside makes `.bak` switch atomically from the old backup to the new one.
+    copy_as(path, &sibling(path, ".bak"))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), PersistError> {
@@ -700,7 +712,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config").join("topics.json");
         write_atomic(&path, b"{\"v\":1}").unwrap();
-        assert!(!sibling(&path, ".bak").exists());
+        // The first version is its own backup, in separate blocks: damaging the main file in
+        // place leaves the backup intact.
+        assert_eq!(fs::read(sibling(&path, ".bak")).unwrap(), b"{\"v\":1}");
+        fs::write(&path, b"").unwrap();
+        assert_eq!(fs::read(sibling(&path, ".bak")).unwrap(), b"{\"v\":1}");
+        write_atomic(&path, b"{\"v\":1}").unwrap();
         write_atomic(&path, b"{\"v\":2}").unwrap();
         assert_eq!(fs::read(sibling(&path, ".bak")).unwrap(), b"{\"v\":1}");
         let l = load_json(&path);
@@ -791,5 +808,80 @@ mod tests {
         assert_eq!(get_bool(&v, "t"), Some(true));
         assert_eq!(get_bool(&v, "f"), Some(false));
         assert_eq!(get_str(&v, "a").as_deref(), Some("5"));
+    }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn key() -> impl Strategy<Value = JsonKey> {
+            prop_oneof![
+                "[a-zA-Z0-9%|_@-]{0,12}".prop_map(JsonKey::Str),
+                any::<i64>().prop_map(JsonKey::Int),
+            ]
+        }
+
+        fn tree() -> impl Strategy<Value = JsonOut> {
+            let leaf = prop_oneof![
+                Just(JsonOut::Null),
+                any::<bool>().prop_map(JsonOut::Bool),
+                any::<i64>().prop_map(JsonOut::Int),
+                ".{0,16}".prop_map(JsonOut::Str),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(JsonOut::Arr),
+                    prop::collection::vec((key(), inner), 0..6).prop_map(|items| {
+                        // JSON objects keep one value per key: drop later duplicates.
+                        let mut seen = std::collections::HashSet::new();
+                        JsonOut::Obj(
+                            items
+                                .into_iter()
+                                .filter(|(k, _)| {
+                                    seen.insert(match k {
+                                        JsonKey::Str(s) => s.clone(),
+                                        JsonKey::Int(i) => i.to_string(),
+                                    })
+                                })
+                                .collect(),
+                        )
+                    }),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Every fastjson rendering parses back (leniently) to the standard rendering.
+            #[test]
+            fn fastjson_output_round_trips(t in tree()) {
+                let strict: Value = serde_json::from_str(&t.render(JsonStyle::Standard)).unwrap();
+                prop_assert_eq!(&parse_lenient(&t.render(JsonStyle::FastjsonPretty)).unwrap(), &strict);
+                prop_assert_eq!(&parse_lenient(&t.render(JsonStyle::FastjsonCompact)).unwrap(), &strict);
+            }
+
+            /// Arbitrary text never panics the lenient parser, and strict JSON is read as-is.
+            #[test]
+            fn lenient_parse_is_total(text in ".{0,200}") {
+                let _ = parse_lenient(&text);
+                let _ = normalize_lenient(&text);
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    prop_assert_eq!(parse_lenient(&text).unwrap(), v);
+                }
+            }
+
+            /// Mangled fastjson (bytes dropped or changed) never panics either.
+            #[test]
+            fn damaged_files_never_panic(t in tree(), cut in any::<prop::sample::Index>(), flip in any::<u8>()) {
+                let mut bytes = t.render(JsonStyle::FastjsonPretty).into_bytes();
+                if !bytes.is_empty() {
+                    let i = cut.index(bytes.len());
+                    bytes[i] ^= flip;
+                    bytes.truncate(i.max(1));
+                }
+                let _ = parse_lenient(&String::from_utf8_lossy(&bytes));
+            }
+        }
     }
 }

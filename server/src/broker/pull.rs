@@ -118,7 +118,11 @@ fn process(b: &Broker, req: &RemotingCommand, h: &PullMessageRequestHeader, firs
         }
     }
     let (resp_code, status_name) = status_code(&got, offset);
-    if resp_code == code::PULL_NOT_FOUND && first && h.sys_flag & FLAG_SUSPEND != 0 {
+    if resp_code == code::PULL_NOT_FOUND
+        && first
+        && h.sys_flag & FLAG_SUSPEND != 0
+        && !b.is_shutting_down()
+    {
         let ms = if conf.long_polling_enable {
             u64::try_from(h.suspend_timeout_millis).unwrap_or(0)
         } else {

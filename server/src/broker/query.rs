@@ -11,6 +11,7 @@ use ferrocket_store::record::{
 };
 use ferrocket_store::{MessageStore, Slice};
 
+use super::pull::SliceRegion;
 use super::{Broker, ConnectionHandle};
 use crate::config::BrokerConfig;
 use crate::reply::{code, ok, reply, req, with_fields, Fields};
@@ -24,31 +25,12 @@ pub const UNIQUE_MSG_QUERY_FLAG: &str = "_UNIQUE_KEY_QUERY";
 /// Longest key accepted (keys are hashed, never used as names; this only bounds work).
 pub const QUERY_KEY_LEN_MAX: usize = 4096;
 
-/// A stored record served as a file region: the network layer sends it with sendfile/splice
-/// straight from the CommitLog segment.
-pub struct StoreRegion(pub Slice);
-
-impl FileRegion for StoreRegion {
-    fn file(&self) -> &std::fs::File {
-        self.0.file()
-    }
-    fn file_offset(&self) -> u64 {
-        self.0.file_offset()
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
 /// Records as a zero-copy body.
 pub fn regions_body(slices: Vec<Slice>) -> Body {
     Body::Regions(
         slices
             .into_iter()
-            .map(|s| Arc::new(StoreRegion(s)) as Arc<dyn FileRegion>)
+            .map(|s| Arc::new(SliceRegion(s)) as Arc<dyn FileRegion>)
             .collect(),
     )
 }

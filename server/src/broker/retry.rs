@@ -433,6 +433,7 @@ pub(crate) mod testkit {
             disk_probe: Some(Arc::new(|_: &Path| {
                 Ok(DiskSpace {
                     total_bytes: 100 << 30,
+                    free_bytes: 90 << 30,
                     available_bytes: 90 << 30,
                 })
             })),

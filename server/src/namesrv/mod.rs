@@ -15,10 +15,22 @@ pub const SCAN_INTERVAL_MS: u64 = 5000;
 /// Clients at or above this version get standard JSON route keys (Java's V4_9_4 rule).
 const STANDARD_JSON_VERSION: i32 = 401;
 
+/// Request codes of the KV config (`KVConfigManager`), kept in memory.
+const PUT_KV_CONFIG: i32 = 100;
+const GET_KV_CONFIG: i32 = 101;
+const DELETE_KV_CONFIG: i32 = 102;
+const GET_KVLIST_BY_NAMESPACE: i32 = 219;
+/// Bound on KV entries (a client cannot grow the nameserver's memory without limit).
+const KV_ENTRIES_MAX: usize = 100_000;
+
 /// The nameserver's request handling (transport-independent, so tests call it directly).
 #[derive(Default)]
 pub struct Namesrv {
     pub routes: RouteTable,
+    /// namespace → key → value (RocketMQ's kvConfig; in memory only here).
+    kv: parking_lot::RwLock<
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    >,
 }
 
 /// The bytes of a request body.
@@ -49,6 +61,9 @@ impl Namesrv {
                 .str("cluster")
                 .map(|c| with_body(ok(req), self.routes.topics_of_cluster_json(c))),
             rc::QUERY_DATA_VERSION => self.query_data_version(req),
+            PUT_KV_CONFIG | GET_KV_CONFIG | DELETE_KV_CONFIG | GET_KVLIST_BY_NAMESPACE => {
+                self.kv_config(req)
+            }
             _ => Ok(crate::reply::not_supported(req)),
         };
         result.unwrap_or_else(|e| e.to_reply(req))
@@ -138,6 +153,57 @@ impl Namesrv {
         let dv = crate::json::parse_lenient(body_bytes(req)).unwrap_or(serde_json::Value::Null);
         let changed = self.routes.touch(addr, &dv, now_ms());
         Ok(with_fields(ok(req), &[("changed", changed.to_string())]))
+    }
+}
+
+impl Namesrv {
+    fn kv_config(&self, req: &RemotingCommand) -> Result<RemotingCommand, FieldError> {
+        let f = Fields::of(req);
+        let ns = f.str("namespace")?;
+        match req.code {
+            PUT_KV_CONFIG => {
+                let (key, value) = (f.str("key")?, f.str("value")?);
+                let mut kv = self.kv.write();
+                let total: usize = kv.values().map(|m| m.len()).sum();
+                if total >= KV_ENTRIES_MAX {
+                    return Ok(reply(req, code::SYSTEM_ERROR, "too many kv config entries"));
+                }
+                kv.entry(ns.to_string())
+                    .or_default()
+                    .insert(key.to_string(), value.to_string());
+                Ok(ok(req))
+            }
+            GET_KV_CONFIG => {
+                let key = f.str("key")?;
+                Ok(match self.kv.read().get(ns).and_then(|m| m.get(key)) {
+                    Some(v) => with_fields(ok(req), &[("value", v.clone())]),
+                    None => reply(
+                        req,
+                        code::QUERY_NOT_FOUND,
+                        format!("No config item, Namespace: {ns} Key: {key}"),
+                    ),
+                })
+            }
+            DELETE_KV_CONFIG => {
+                let key = f.str("key")?;
+                let mut kv = self.kv.write();
+                if let Some(m) = kv.get_mut(ns) {
+                    m.remove(key);
+                    if m.is_empty() {
+                        kv.remove(ns);
+                    }
+                }
+                Ok(ok(req))
+            }
+            _ => Ok(match self.kv.read().get(ns) {
+                Some(m) => with_body(ok(req), serde_json::json!({ "table": m }).to_string()),
+                None => reply(
+                    req,
+                    code::QUERY_NOT_FOUND,
+                    format!("No config item, Namespace: {ns}"),
+                ),
+            }),
+        }
     }
 }
 
