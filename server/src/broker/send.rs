@@ -207,6 +207,13 @@ fn check_and_route(
         ));
     }
     let queue_nums = tc.write_queue_nums.max(tc.read_queue_nums);
+    if tc.write_queue_nums == 0 {
+        return Err(reply(
+            req,
+            code::NO_PERMISSION,
+            format!("the topic[{}] has no writable queue", h.topic),
+        ));
+    }
     let queue_id = if h.queue_id < 0 {
         let n = tc.write_queue_nums.max(1);
         NEXT_QUEUE.fetch_add(1, Ordering::Relaxed) % n
