@@ -21,7 +21,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Result, StoreError};
 use crate::message_store::{Appended, MessageInput, Slice};
-use crate::mmap::{create_zero_filled, MappedFile, MappedWriter, OS_PAGE_SIZE};
+use crate::mmap::{create_zero_filled_until, MappedFile, MappedWriter, OS_PAGE_SIZE};
 use crate::record::{self, RecordParts, Scan, BLANK_LEN_BYTES};
 
 /// One CommitLog file: `base` is the physical offset of its first byte and its name.
@@ -33,7 +33,12 @@ pub struct Segment {
     warmed: AtomicU64,
     /// Highest warm-up end already asked of the pre-allocation thread.
     warm_requested: AtomicU64,
+    /// The segment after this one was asked for.
+    next_requested: AtomicBool,
 }
+
+/// The next segment is pre-allocated once the active one is `1 / this` full.
+const NEXT_SEGMENT_AT_FRACTION: u64 = 4;
 
 /// Pages are pre-faulted this far ahead of the write position. Pre-faulting a whole segment at
 /// creation does not last: ext4 (data=ordered) writes the dirtied zero pages back at the next
@@ -50,6 +55,7 @@ impl Segment {
             mapped,
             warmed: AtomicU64::new(0),
             warm_requested: AtomicU64::new(0),
+            next_requested: AtomicBool::new(false),
         }
     }
 
@@ -100,6 +106,16 @@ const TMP_SUFFIX: &str = ".tmp";
 /// the directory synced (so a crash never leaves a short file under a segment name and the new
 /// name survives a crash), then mapped and pre-faulted.
 pub fn create_segment(dir: &Path, base: u64, file_size: u64) -> Result<Arc<Segment>> {
+    create_segment_until(dir, base, file_size, &AtomicBool::new(false))
+}
+
+/// [`create_segment`] that stops early (an `Io` error, nothing left behind) once `stop` is set.
+fn create_segment_until(
+    dir: &Path,
+    base: u64,
+    file_size: u64,
+    stop: &AtomicBool,
+) -> Result<Arc<Segment>> {
     let name = segment_file_name(base);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
@@ -109,7 +125,10 @@ pub fn create_segment(dir: &Path, base: u64, file_size: u64) -> Result<Arc<Segme
         tracing::warn!(path = %path.display(), "replacing a stale segment file past the log end");
         std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
     }
-    create_zero_filled(&tmp, file_size).map_err(|e| io_or_full(&tmp, e))?;
+    if let Err(e) = create_zero_filled_until(&tmp, file_size, stop) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io_or_full(&tmp, e));
+    }
     std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
     sync_dir(dir)?;
     let mapped = MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?;
@@ -140,6 +159,8 @@ pub fn io_or_full(path: &Path, e: io::Error) -> StoreError {
 struct Preallocator {
     dir: PathBuf,
     file_size: u64,
+    /// Set at shutdown: an in-progress zero-fill gives up.
+    stop: AtomicBool,
     state: Mutex<PreState>,
     cv: Condvar,
 }
@@ -176,7 +197,7 @@ impl Preallocator {
                 base
             };
             let Some(base) = base else { continue };
-            let made = create_segment(&self.dir, base, self.file_size);
+            let made = create_segment_until(&self.dir, base, self.file_size, &self.stop);
             let mut st = self.state.lock();
             st.busy = None;
             match made {
@@ -226,12 +247,10 @@ impl Preallocator {
                 break None;
             }
         };
-        let seg = match seg {
-            Some(s) => s,
-            None => create_segment(&self.dir, base, self.file_size)?,
-        };
-        self.request(base + self.file_size);
-        Ok(seg)
+        match seg {
+            Some(s) => Ok(s),
+            None => create_segment(&self.dir, base, self.file_size),
+        }
     }
 
     /// Waits until no segment is being made or wanted (benches start timing after this).
@@ -247,6 +266,7 @@ impl Preallocator {
     }
 
     fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
         let mut st = self.state.lock();
         st.shutdown = true;
         self.cv.notify_all();
@@ -335,6 +355,7 @@ impl CommitLog {
         let prealloc = Arc::new(Preallocator {
             dir: dir.to_path_buf(),
             file_size,
+            stop: AtomicBool::new(false),
             state: Mutex::new(PreState::default()),
             cv: Condvar::new(),
         });
@@ -368,14 +389,11 @@ impl CommitLog {
             .spawn(move || p.run())
             .map_err(|e| StoreError::io(&self.dir, e))?;
         *self.prealloc_thread.lock() = Some(h);
-        let max = self.max_offset();
-        let next = (max / self.file_size + 1) * self.file_size;
-        self.prealloc
-            .request(if self.append.lock().active.is_some() {
-                next
-            } else {
-                max
-            });
+        // With no active segment the first append needs one at the log end: make it now. The
+        // segment after an active one is asked for by `append` once it is a quarter full.
+        if self.append.lock().active.is_none() {
+            self.prealloc.request(self.max_offset());
+        }
         Ok(())
     }
 
@@ -511,6 +529,13 @@ impl CommitLog {
             let to = pos + WARM_WINDOW_BYTES;
             seg.warm_requested.store(to, Ordering::Relaxed);
             self.prealloc.request_warm(seg, to);
+        }
+        // The next segment is made once this one is a quarter full, not at open or roll: making
+        // a 1 GiB file competes with the appends for the disk and, on 2 cores, for a CPU.
+        if pos >= self.file_size / NEXT_SEGMENT_AT_FRACTION
+            && !seg.next_requested.swap(true, Ordering::Relaxed)
+        {
+            self.prealloc.request(seg.end());
         }
         let end = seg.base + pos;
         a.last_store_ts = store_ts;

@@ -46,6 +46,12 @@ const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
 /// are allocated and later syncs do not pay for block allocation (measured here: a zero-filled file
 /// syncs about 2x faster than a fallocated one).
 pub fn create_zero_filled(path: &Path, len: u64) -> io::Result<File> {
+    create_zero_filled_until(path, len, &AtomicBool::new(false))
+}
+
+/// [`create_zero_filled`] that gives up with `ErrorKind::Interrupted` (leaving a partial file for
+/// the caller to remove) as soon as `stop` is set, so a shutdown need not wait for a 1 GiB fill.
+pub fn create_zero_filled_until(path: &Path, len: u64, stop: &AtomicBool) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -54,12 +60,37 @@ pub fn create_zero_filled(path: &Path, len: u64) -> io::Result<File> {
     let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
     let mut left = len;
     while left > 0 {
+        if stop.load(Ordering::Acquire) {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "zero-fill stopped",
+            ));
+        }
         let n = left.min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
         file.write_all(&zeros[..n])?;
         left -= n as u64;
     }
     file.sync_all()?;
     Ok(file)
+}
+
+/// Extends `file` from its current length to `len` with written zeros (a torn short segment is
+/// repaired this way; writing allocates the blocks, unlike `set_len`).
+pub fn extend_with_zeros(file: &mut File, len: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let cur = file.metadata()?.len();
+    if cur >= len {
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(cur))?;
+    let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
+    let mut left = len - cur;
+    while left > 0 {
+        let n = left.min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()
 }
 
 /// An append-only shared mapping: one writer, lock-free readers below the published offset.

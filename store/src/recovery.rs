@@ -17,7 +17,7 @@ use crate::commit_log::{
     parse_segment_file_name, segment_file_name, sync_dir, RecoveredLog, Segment,
 };
 use crate::error::{Result, StoreError};
-use crate::mmap::{MappedFile, MappedWriter, OS_PAGE_SIZE};
+use crate::mmap::{extend_with_zeros, MappedFile, MappedWriter, OS_PAGE_SIZE};
 use crate::record::{self, Scan};
 
 /// What recovery did, for logs and tests.
@@ -37,9 +37,12 @@ pub struct RecoveryReport {
     pub deleted_segments: usize,
 }
 
-/// The segment files of `dir` (creating it), sorted by base, checked for size and contiguity.
-/// Leftover temporary files from an interrupted pre-allocation are removed.
-pub fn list_segments(dir: &Path, file_size: u64) -> Result<Vec<u64>> {
+/// The segment files of `dir` (creating it), sorted by base, checked for size and contiguity, and
+/// whether the last one was repaired. Leftover temporary files from an interrupted pre-allocation
+/// are removed. A last segment shorter than `file_size` (cut by a crash or by hand) is extended
+/// with zeros so the scan treats the missing bytes as a torn tail; any other size mismatch is
+/// corruption.
+pub fn list_segments(dir: &Path, file_size: u64) -> Result<(Vec<u64>, bool)> {
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
@@ -61,16 +64,37 @@ pub fn list_segments(dir: &Path, file_size: u64) -> Result<Vec<u64>> {
             .metadata()
             .map_err(|e| StoreError::io(entry.path(), e))?
             .len();
-        if len != file_size {
+        bases.push((base, len));
+    }
+    bases.sort_unstable();
+    let mut repaired = false;
+    for (i, &(base, len)) in bases.iter().enumerate() {
+        if len == file_size {
+            continue;
+        }
+        let path = dir.join(segment_file_name(base));
+        // Only the last segment holding records may be repaired (later ones, e.g. the
+        // pre-allocated next segment, must hold nothing).
+        let later_empty = bases
+            .iter()
+            .skip(i + 1)
+            .all(|&(b, _)| starts_empty(&dir.join(segment_file_name(b))));
+        if !later_empty || len > file_size {
             return Err(StoreError::Corrupt {
-                file: entry.path(),
-                at: 0,
+                file: path,
+                at: base,
                 reason: format!("segment is {len} bytes, mappedFileSizeCommitLog is {file_size}"),
             });
         }
-        bases.push(base);
+        tracing::warn!(path = %path.display(), len, "last CommitLog segment is short; extending it with zeros");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        extend_with_zeros(&mut f, file_size).map_err(|e| StoreError::io(&path, e))?;
+        repaired = true;
     }
-    bases.sort_unstable();
+    let bases: Vec<u64> = bases.into_iter().map(|(b, _)| b).collect();
     for pair in bases.windows(2) {
         if let [a, b] = pair {
             if a.checked_add(file_size) != Some(*b) {
@@ -91,7 +115,7 @@ pub fn list_segments(dir: &Path, file_size: u64) -> Result<Vec<u64>> {
             });
         }
     }
-    Ok(bases)
+    Ok((bases, repaired))
 }
 
 /// Recovers the CommitLog in `dir`. `confirm` is the checkpoint's `confirmPhyOffset`, `clean`
@@ -103,7 +127,9 @@ pub fn recover(
     clean: bool,
     check_crc: bool,
 ) -> Result<(RecoveredLog, RecoveryReport)> {
-    let bases = list_segments(dir, file_size)?;
+    let (bases, repaired) = list_segments(dir, file_size)?;
+    // A repaired (short) segment lost bytes: never trust the checkpoint then.
+    let clean = clean && !repaired;
     let (Some(&first), Some(&last)) = (bases.first(), bases.last()) else {
         let log = RecoveredLog {
             segments: Vec::new(),
@@ -143,6 +169,19 @@ pub fn recover(
         0
     };
     scan_from(dir, file_size, &bases, start_idx, check_crc)
+}
+
+/// Whether a file's first 8 bytes are zero (or it is shorter than that): no record starts it.
+fn starts_empty(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 8];
+    match std::fs::File::open(path) {
+        Ok(f) => match f.read_exact_at(&mut head, 0) {
+            Ok(()) => head == [0u8; 8],
+            Err(_) => true,
+        },
+        Err(_) => false,
+    }
 }
 
 fn open_full(dir: &Path, base: u64, file_size: u64) -> Result<Arc<Segment>> {

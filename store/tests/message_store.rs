@@ -440,3 +440,46 @@ fn retention_deletes_old_segments_a_few_at_a_time() {
     );
     store.shutdown();
 }
+
+#[test]
+fn short_last_segment_is_a_torn_tail_not_a_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 16 * 1024;
+    let mut ends = Vec::new();
+    {
+        let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+        for i in 0..30 {
+            let r = store.put(msg("Short", 0, &body_of(i, 300), "")).unwrap();
+            ends.push(r.appended[0].phy_offset + u64::from(r.appended[0].size));
+        }
+        store.shutdown();
+    }
+    // Cut the last segment (after a clean shutdown, so the checkpoint points past the cut).
+    let last_base = (ends.last().unwrap() / seg) * seg;
+    let cut = last_base + (ends.last().unwrap() - last_base) / 2;
+    let path = dir.path().join(format!("commitlog/{last_base:020}"));
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(cut - last_base).unwrap();
+    drop(f);
+    let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+    let survivors = ends.iter().filter(|&&e| e <= cut).count() as u64;
+    assert!(store.recovery_report().scanned);
+    assert_eq!(store.max_offset("Short", 0), survivors);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), seg);
+    let r = store.put(msg("Short", 0, b"after", "")).unwrap();
+    assert_eq!(r.appended[0].queue_offset, survivors);
+    store.shutdown();
+}
+
+#[test]
+fn shutdown_does_not_wait_for_a_big_preallocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path(), 1 << 30)).unwrap();
+    // Nothing is appended: only the first segment is being made; shutdown interrupts it.
+    let t = std::time::Instant::now();
+    store.shutdown();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(std::fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".tmp") }));
+}
