@@ -509,3 +509,21 @@ async fn an_unframeable_reply_becomes_system_error() {
     shutdown.shutdown();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn half_closed_peer_still_gets_its_answers() {
+    use tokio::io::AsyncWriteExt;
+    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = RemotingCommand::request(SLOW).with_ext("ms", "100");
+    req.opaque = 21;
+    write_cmd(&mut s, &req).await;
+    s.shutdown().await.unwrap();
+    let resp = tokio::time::timeout(T, read_frame(&mut s))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.opaque, 21);
+    shutdown.shutdown();
+    task.await.unwrap();
+}
