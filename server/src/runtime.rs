@@ -176,7 +176,9 @@ pub async fn start_broker(mut conf: BrokerConfig) -> Result<RunningBroker, Runti
         transfer: if conf.transfer_msg_by_heap {
             TransferBackend::Copy
         } else {
-            TransferBackend::Auto
+            conf.transfer_backend
+                .parse()
+                .unwrap_or(TransferBackend::Auto)
         },
         shutdown_grace: SHUTDOWN_GRACE,
         ..ServerConfig::default()
