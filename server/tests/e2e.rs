@@ -242,11 +242,29 @@ async fn route_send_pull_commit() {
     };
     let r = client.invoke(&baddr, q(14), T).await.unwrap();
     assert_eq!((r.code, r.ext_fields["offset"].as_str()), (0, "0"));
+    // an empty queue (and an unknown topic) also answers 0, as Java: a consumer starting there
+    // must not skip a message acknowledged but not yet dispatched
     let r = client
         .invoke(&baddr, q(14).with_ext("queueId", "2"), T)
         .await
         .unwrap();
-    assert_eq!(r.code, 22, "empty queue: QUERY_NOT_FOUND");
+    assert_eq!((r.code, r.ext_fields["offset"].as_str()), (0, "0"));
+    let r = client
+        .invoke(&baddr, q(14).with_ext("topic", "NoSuchT"), T)
+        .await
+        .unwrap();
+    assert_eq!((r.code, r.ext_fields["offset"].as_str()), (0, "0"));
+    let r = client
+        .invoke(
+            &baddr,
+            q(14)
+                .with_ext("queueId", "2")
+                .with_ext("setZeroIfNotFound", "false"),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.code, 22, "setZeroIfNotFound=false: QUERY_NOT_FOUND");
     let r = client
         .invoke(&baddr, q(15).with_ext("commitOffset", "2"), T)
         .await
@@ -599,4 +617,38 @@ async fn separate_broker_registers_with_every_nameserver() {
     }
     ns1.stop().await;
     ns2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_flush_sends_are_durable_before_the_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = conf(dir.path());
+    c.flush_disk_type = ferrocket_store::FlushDiskType::Sync;
+    let (ns, broker) = start_standalone(c, 0).await.unwrap();
+    let client = Client::new(ClientConfig::default());
+    let baddr = broker.broker.store_host.to_string();
+    // concurrent sync sends share group commits; every ack means "flushed"
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (client, baddr) = (client.clone(), baddr.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .invoke(&baddr, send("Sync", 0, "T", &format!("s{i}")), T)
+                .await
+                .unwrap()
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+    }
+    assert!(broker.broker.store.flushed_offset() >= broker.broker.store.commit_log_max_offset());
+    wait_max_offset(&client, &baddr, "Sync", 0, 16).await;
+    let r = client
+        .invoke(&baddr, pull("Sync", 0, 0, 4, "*"), T)
+        .await
+        .unwrap();
+    assert_eq!(decode_records(&body_bytes(&r)).unwrap().len(), 16);
+    broker.stop().await;
+    ns.stop().await;
 }

@@ -561,6 +561,8 @@ def test_redelivery_after_reconsume_later(broker_factory):
         items = col.snapshot()
         seqs = by_seq(items)
         assert set(seqs) == set(sent)
+        assert any(g.reconsume_times == 0 for g in items), "no first delivery seen at all"
+        assert sum(1 for g in items if g.reconsume_times > 0) >= len(sent), "too few redeliveries: %r" % items
         for s, gs in seqs.items():
             times = [g.reconsume_times for g in gs]
             # The C API stops calling back at the first RECONSUME_LATER in a pulled batch and sends
@@ -568,8 +570,8 @@ def test_redelivery_after_reconsume_later(broker_factory):
             # must do is visible: reconsumeTimes grows by one per send-back, each message comes
             # back until it succeeds, and never again after that.
             assert times == sorted(set(times)), "seq %d: deliveries %r (duplicates or out of order)" % (s, times)
-            assert times[0] == 0 and times[-1] == fail_times, \
-                "seq %d delivered with reconsumeTimes %r (want 0 .. %d)" % (s, times, fail_times)
+            assert times[-1] == fail_times, \
+                "seq %d delivered with reconsumeTimes %r (want the last delivery at %d)" % (s, times, fail_times)
             for g in gs:
                 assert_same(g, sent, s, check_id=False)
                 assert g.topic == topic, "redelivered message shows topic %r (want the original)" % g.topic

@@ -382,7 +382,11 @@ fn get_group_config(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
 /// GET_BROKER_RUNTIME_INFO (28): KVTable `{"table":{…}}`.
 fn runtime_info(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     let conf = b.conf();
-    let mut table: BTreeMap<String, String> = BTreeMap::new();
+    let mut table: BTreeMap<String, String> = b
+        .runtime_stats()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     table.insert("brokerVersionDesc".into(), "V4_9_4".into());
     table.insert("brokerVersion".into(), "401".into());
     table.insert("brokerActive".into(), "true".into());
@@ -1152,11 +1156,44 @@ mod tests {
         assert_eq!(v["table"]["brokerPermission"], "6");
         assert_eq!(v["table"]["commitLogMinOffset"], "0");
         assert!(v["table"]["commitLogMaxOffset"].is_string());
+        assert!(v["table"]["bootTimestamp"].is_string());
+        assert!(v["table"]["msgPutTotalTodayNow"].is_string());
+        assert_eq!(v["table"]["brokerVersionDesc"], "V4_9_4");
     }
 
     #[test]
     fn properties_text_is_sorted() {
         let s = encode_properties(&[("b".into(), "2".into()), ("a".into(), "1".into())]);
         assert_eq!(s, "a=1\nb=2\n");
+    }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// No body can panic the config-update path, and whatever it accepts is allowlisted.
+            #[test]
+            fn update_body_parsing_is_total_and_allowlisted(body in prop::collection::vec(any::<u8>(), 0..400)) {
+                let _ = parse_properties_text(&String::from_utf8_lossy(&body));
+                if let Ok(pairs) = parse_update_body(&body) {
+                    for k in pairs.keys() {
+                        prop_assert!(RUNTIME_ALLOWLIST.contains(&k.as_str()));
+                    }
+                }
+            }
+
+            /// Java-escaped keys are unescaped before the policy sees them.
+            #[test]
+            fn escaped_denied_keys_are_still_denied(i in 0..DENIED_KEYS.len()) {
+                let key = DENIED_KEYS[i];
+                let escaped: String = key.chars().map(|c| format!("\\u{:04x}", c as u32)).collect();
+                let body = format!("{escaped}=x\n");
+                prop_assert_eq!(
+                    parse_update_body(body.as_bytes()).unwrap_err(),
+                    ConfigRefusal::Denied { key: key.to_string() }
+                );
+            }
+        }
     }
 }

@@ -473,4 +473,18 @@ mod tests {
         let b = LockBatchBody::decode(mqs.as_bytes()).unwrap();
         assert_eq!(b.mq_set.len(), LOCK_BATCH_MQS_MAX);
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn lock_body_decoding_is_total(body in prop::collection::vec(any::<u8>(), 0..300)) {
+                if let Ok(b) = LockBatchBody::decode(&body) {
+                    prop_assert!(b.mq_set.len() <= LOCK_BATCH_MQS_MAX);
+                }
+            }
+        }
+    }
 }

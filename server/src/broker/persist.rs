@@ -809,4 +809,79 @@ mod tests {
         assert_eq!(get_bool(&v, "f"), Some(false));
         assert_eq!(get_str(&v, "a").as_deref(), Some("5"));
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn key() -> impl Strategy<Value = JsonKey> {
+            prop_oneof![
+                "[a-zA-Z0-9%|_@-]{0,12}".prop_map(JsonKey::Str),
+                any::<i64>().prop_map(JsonKey::Int),
+            ]
+        }
+
+        fn tree() -> impl Strategy<Value = JsonOut> {
+            let leaf = prop_oneof![
+                Just(JsonOut::Null),
+                any::<bool>().prop_map(JsonOut::Bool),
+                any::<i64>().prop_map(JsonOut::Int),
+                ".{0,16}".prop_map(JsonOut::Str),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(JsonOut::Arr),
+                    prop::collection::vec((key(), inner), 0..6).prop_map(|items| {
+                        // JSON objects keep one value per key: drop later duplicates.
+                        let mut seen = std::collections::HashSet::new();
+                        JsonOut::Obj(
+                            items
+                                .into_iter()
+                                .filter(|(k, _)| {
+                                    seen.insert(match k {
+                                        JsonKey::Str(s) => s.clone(),
+                                        JsonKey::Int(i) => i.to_string(),
+                                    })
+                                })
+                                .collect(),
+                        )
+                    }),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Every fastjson rendering parses back (leniently) to the standard rendering.
+            #[test]
+            fn fastjson_output_round_trips(t in tree()) {
+                let strict: Value = serde_json::from_str(&t.render(JsonStyle::Standard)).unwrap();
+                prop_assert_eq!(&parse_lenient(&t.render(JsonStyle::FastjsonPretty)).unwrap(), &strict);
+                prop_assert_eq!(&parse_lenient(&t.render(JsonStyle::FastjsonCompact)).unwrap(), &strict);
+            }
+
+            /// Arbitrary text never panics the lenient parser, and strict JSON is read as-is.
+            #[test]
+            fn lenient_parse_is_total(text in ".{0,200}") {
+                let _ = parse_lenient(&text);
+                let _ = normalize_lenient(&text);
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    prop_assert_eq!(parse_lenient(&text).unwrap(), v);
+                }
+            }
+
+            /// Mangled fastjson (bytes dropped or changed) never panics either.
+            #[test]
+            fn damaged_files_never_panic(t in tree(), cut in any::<prop::sample::Index>(), flip in any::<u8>()) {
+                let mut bytes = t.render(JsonStyle::FastjsonPretty).into_bytes();
+                if !bytes.is_empty() {
+                    let i = cut.index(bytes.len());
+                    bytes[i] ^= flip;
+                    bytes.truncate(i.max(1));
+                }
+                let _ = parse_lenient(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
 }

@@ -918,4 +918,52 @@ mod tests {
         let u = prop_remove(&t, &["A", "C"]);
         assert_eq!(u, "");
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn delay_level_parsing_is_total(spec in ".{0,80}") {
+                if let Ok(l) = DelayLevels::parse(&spec) {
+                    prop_assert!(l.max_level() >= 1 && l.max_level() <= SCHEDULE_TOPIC_QUEUE_NUMS);
+                }
+            }
+
+            /// Due times never overflow and never lie more than one delay ahead of now.
+            #[test]
+            fn due_time_is_bounded(level in 0u32..40, store in any::<i64>(), now in any::<i64>()) {
+                let l = DelayLevels::default();
+                let due = l.deliver_at_ms(level, store, now);
+                let delay = l.delay_ms(level).map_or(1_000, |d| i64::try_from(d).unwrap());
+                prop_assert!(due <= now.saturating_add(delay));
+            }
+
+            /// divert then restore gives back topic, queue, body and every other property.
+            #[test]
+            fn divert_restore_round_trip(topic in "[a-zA-Z0-9_-]{1,40}", q in 0u32..64, level in 1i64..40,
+                                         user in "[a-z]{1,8}", val in "[ -~]{1,16}") {
+                let l = DelayLevels::default();
+                let props = props_encode(&[(user.clone(), val.clone()), ("DELAY".into(), level.to_string())]);
+                let mut m = MessageInput {
+                    topic: topic.clone(), queue_id: q, flag: 1, body: b"b".to_vec(), properties: props,
+                    sys_flag: 0, born_timestamp: 5, born_host: "1.2.3.4:5".parse().unwrap(),
+                    store_host: "1.2.3.4:6".parse().unwrap(), reconsume_times: 0, prepared_transaction_offset: 0,
+                };
+                let used = divert(&l, &mut m).unwrap();
+                prop_assert_eq!(i64::from(used), level.min(18));
+                let rec = ScheduledRecord {
+                    body: &m.body, flag: m.flag, properties: &m.properties, sys_flag: m.sys_flag,
+                    born_timestamp: m.born_timestamp, born_host: m.born_host, store_host: m.store_host,
+                    store_timestamp: 0, reconsume_times: 0,
+                };
+                let back = restore(&rec).unwrap();
+                prop_assert_eq!(back.topic, topic);
+                prop_assert_eq!(back.queue_id, q);
+                prop_assert_eq!(prop_get(&back.properties, &user), Some(val.as_str()));
+                prop_assert_eq!(prop_get(&back.properties, "DELAY"), None);
+            }
+        }
+    }
 }

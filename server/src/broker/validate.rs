@@ -223,4 +223,32 @@ mod tests {
         assert!(remark.len() < 300, "{}", remark.len());
         assert!(remark.contains("a\\0b\\n"));
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever a client sends, a name that validates is a single, harmless path
+            /// component: no separator, no dot, no NUL, not empty, at most 255 bytes.
+            #[test]
+            fn valid_names_are_safe_path_components(name in ".{0,300}") {
+                for ok in [validate_topic(&name).is_ok(), validate_group(&name).is_ok()] {
+                    if ok {
+                        prop_assert!(!name.is_empty() && name.len() <= 255);
+                        prop_assert!(!name.contains(['/', '\\', '.', '\0']));
+                        prop_assert!(name.bytes().all(|b| b.is_ascii_graphic()));
+                    }
+                }
+            }
+
+            /// Names from the charset validate exactly when short enough.
+            #[test]
+            fn charset_names_validate_by_length(name in "[%|a-zA-Z0-9_-]{1,300}") {
+                let max = if is_retry_or_dlq_topic(&name) { SYSTEM_TOPIC_LEN_MAX } else { TOPIC_LEN_MAX };
+                prop_assert_eq!(validate_topic(&name).is_ok(), name.len() <= max);
+                prop_assert_eq!(validate_group(&name).is_ok(), name.len() <= GROUP_LEN_MAX);
+            }
+        }
+    }
 }
