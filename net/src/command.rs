@@ -274,7 +274,30 @@ impl RemotingCommand {
         out
     }
 
-    /// Length prefix, type word and header: everything before the body.
+    /// `encode_head`, or an error when the frame cannot be represented: a header over
+    /// 16 MiB − 1 (24-bit length) or a frame over 4 GiB. The server uses this so a processor's
+    /// oversized reply becomes an error reply instead of a panic.
+    pub fn try_encode_head(&self, serialize_type: SerializeType) -> Result<Vec<u8>> {
+        let header = self.encode_header(serialize_type);
+        let body_len = self.body.len();
+        let fits = header.len() <= frame::HEADER_LEN_MAX
+            && (frame::LEN_FIELD_MIN + header.len())
+                .checked_add(body_len)
+                .is_some_and(|l| u32::try_from(l).is_ok());
+        if !fits {
+            return Err(WireError::FrameLength {
+                len: (header.len() + body_len) as i64,
+                max: frame::HEADER_LEN_MAX,
+            });
+        }
+        let mut out = Vec::with_capacity(8 + header.len());
+        out.extend_from_slice(&frame::prefix(serialize_type, header.len(), body_len));
+        out.extend_from_slice(&header);
+        Ok(out)
+    }
+
+    /// Length prefix, type word and header: everything before the body. Panics if the header
+    /// exceeds 16 MiB − 1 (see `try_encode_head`).
     pub fn encode_head(&self, serialize_type: SerializeType) -> Vec<u8> {
         let header = self.encode_header(serialize_type);
         let mut out = Vec::with_capacity(8 + header.len());
@@ -287,7 +310,8 @@ impl RemotingCommand {
         out
     }
 
-    /// The whole frame in one buffer (copies a region body).
+    /// The whole frame in one buffer (copies a region body). Panics if the header exceeds
+    /// 16 MiB − 1 (see `try_encode_head`).
     pub fn encode(&self, serialize_type: SerializeType) -> Bytes {
         let header = self.encode_header(serialize_type);
         let mut out = BytesMut::with_capacity(8 + header.len() + self.body.len());

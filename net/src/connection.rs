@@ -446,6 +446,8 @@ async fn flush(sock: &TcpStream, batch: &mut Vec<u8>) -> std::io::Result<()> {
     Ok(())
 }
 
+static OVERSIZE_LOG: LogLimiter = LogLimiter::new(10_000);
+
 /// Appends a command to the batch, or (for a big region body) flushes the batch and sends the
 /// command through the transfer path. Every reply is a JSON frame with type byte 0.
 async fn write_one(
@@ -454,28 +456,54 @@ async fn write_one(
     batch: &mut Vec<u8>,
     cmd: RemotingCommand,
 ) -> std::io::Result<()> {
+    let head = match cmd.try_encode_head(SerializeType::Json) {
+        Ok(head) => head,
+        Err(e) => {
+            if let Some(n) = OVERSIZE_LOG.allow() {
+                tracing::error!(code = cmd.code, error = %e, suppressed = n,
+                    "reply cannot be framed; sending SYSTEM_ERROR instead");
+            }
+            let mut err = RemotingCommand::response(
+                crate::header::codes::ResponseCode::SYSTEM_ERROR,
+                "response too large to frame",
+            );
+            err.opaque = cmd.opaque;
+            err.flag = cmd.flag;
+            batch.extend_from_slice(&err.encode(SerializeType::Json));
+            return Ok(());
+        }
+    };
     match &cmd.body {
         Body::Regions(regions)
             if cmd.body.len() >= COPY_THRESHOLD_BYTES
                 && transfer.backend() != TransferBackend::Copy =>
         {
             flush(sock, batch).await?;
-            let head = cmd.encode_head(SerializeType::Json);
+            transfer.write_regions(sock, &head, regions).await
+        }
+        Body::Regions(regions) if cmd.body.len() >= WRITE_BATCH_BYTES_MAX => {
+            flush(sock, batch).await?;
             transfer.write_regions(sock, &head, regions).await
         }
         Body::Bytes(b) if b.len() >= WRITE_BATCH_BYTES_MAX => {
             flush(sock, batch).await?;
-            let head = cmd.encode_head(SerializeType::Json);
             send_all(sock, &head, true).await?;
             send_all(sock, b, false).await
         }
-        Body::Regions(regions) if cmd.body.len() >= WRITE_BATCH_BYTES_MAX => {
-            flush(sock, batch).await?;
-            let head = cmd.encode_head(SerializeType::Json);
-            transfer.write_regions(sock, &head, regions).await
+        Body::Empty => {
+            batch.extend_from_slice(&head);
+            Ok(())
         }
-        _ => {
-            batch.extend_from_slice(&cmd.encode(SerializeType::Json));
+        Body::Bytes(b) => {
+            batch.extend_from_slice(&head);
+            batch.extend_from_slice(b);
+            Ok(())
+        }
+        Body::Regions(regions) => {
+            batch.extend_from_slice(&head);
+            regions
+                .iter()
+                .for_each(|r| batch.extend_from_slice(r.as_bytes()));
             Ok(())
         }
     }

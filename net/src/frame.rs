@@ -7,6 +7,8 @@ use crate::error::{Result, WireError};
 pub const FRAME_LEN_MAX: usize = 16 * 1024 * 1024;
 /// Bytes of the length prefix.
 pub const LEN_PREFIX_BYTES: usize = 4;
+/// Largest header: its length has 24 bits.
+pub const HEADER_LEN_MAX: usize = 0x00FF_FFFF;
 /// Smallest legal value of the length field: just the header-length word.
 pub const LEN_FIELD_MIN: usize = 4;
 

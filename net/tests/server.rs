@@ -485,3 +485,27 @@ async fn a_panicking_processor_costs_one_request_not_the_connection() {
     shutdown.shutdown();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn an_unframeable_reply_becomes_system_error() {
+    struct Huge;
+    impl Processor for Huge {
+        fn process(
+            &self,
+            _: ConnectionHandle,
+            req: RemotingCommand,
+        ) -> BoxFuture<Option<RemotingCommand>> {
+            let remark = "r".repeat(17 << 20);
+            Box::pin(async move { Some(RemotingCommand::response_to(&req, 0, remark)) })
+        }
+    }
+    let (addr, shutdown, task) = start(local_config(), Arc::new(Huge)).await;
+    let client = Client::new(ClientConfig::default());
+    let resp = client
+        .invoke(&addr.to_string(), RemotingCommand::request(1), T)
+        .await
+        .unwrap();
+    assert_eq!(resp.code, ResponseCode::SYSTEM_ERROR);
+    shutdown.shutdown();
+    task.await.unwrap();
+}

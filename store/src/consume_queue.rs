@@ -416,12 +416,15 @@ impl ConsumeQueue {
             let Some(bytes) = seg.map.read(in_file, n * CQ_UNIT_SIZE_BYTES) else {
                 break;
             };
-            for chunk in bytes.chunks_exact(CQ_UNIT_SIZE_BYTES as usize) {
-                match CqUnit::decode(chunk) {
-                    Some(u) => out.push(u),
-                    // Only disk damage after recovery can put an invalid unit below the end.
-                    None => return out,
-                }
+            let before = out.len();
+            out.extend(
+                bytes
+                    .chunks_exact(CQ_UNIT_SIZE_BYTES as usize)
+                    .map_while(CqUnit::decode),
+            );
+            if ((out.len() - before) as u64) < n {
+                // Only disk damage after recovery can put an invalid unit below the end.
+                return out;
             }
             pos += n * CQ_UNIT_SIZE_BYTES;
         }

@@ -19,7 +19,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use chrono::{Local, NaiveDateTime, TimeZone};
@@ -197,6 +197,8 @@ struct IndexFile {
     hash_slot_num: u32,
     index_num: u32,
     map: RwLock<MappedMut>,
+    /// Written since the last flush (so periodic flushes skip the many clean full files).
+    dirty: AtomicBool,
 }
 
 impl IndexFile {
@@ -237,6 +239,7 @@ impl IndexFile {
         let Some(mut h) = IndexHeader::decode(buf) else {
             return false;
         };
+        self.dirty.store(true, Ordering::Release);
         if h.index_count < 1 || i64::from(h.index_count) >= i64::from(self.index_num) {
             return false;
         }
@@ -354,6 +357,7 @@ impl IndexFile {
         let Some(mut h) = IndexHeader::decode(buf) else {
             return 0;
         };
+        self.dirty.store(true, Ordering::Release);
         let count = self.written_count(&h);
         let mut index = count - 1;
         while index >= 1 {
@@ -402,10 +406,13 @@ impl IndexFile {
     }
 
     fn flush(&self) -> Result<()> {
-        self.map
-            .read()
-            .flush()
-            .map_err(|e| StoreError::io(&self.path, e))
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.map.read().flush().map_err(|e| {
+            self.dirty.store(true, Ordering::Release);
+            StoreError::io(&self.path, e)
+        })
     }
 }
 
@@ -535,6 +542,7 @@ impl IndexService {
                 hash_slot_num,
                 index_num,
                 map: RwLock::new(map),
+                dirty: AtomicBool::new(false),
             };
             if !clean_shutdown && file.header().end_timestamp > checkpoint_index_ts {
                 info!(path = %path.display(), "deleting index file newer than the checkpoint");
@@ -659,6 +667,7 @@ impl IndexService {
             hash_slot_num: self.hash_slot_num,
             index_num: self.index_num,
             map: RwLock::new(map),
+            dirty: AtomicBool::new(true),
         });
         st.last_name = name;
         self.files.write().push(Arc::clone(&file));
