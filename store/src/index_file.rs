@@ -26,9 +26,10 @@ use chrono::{Local, NaiveDateTime, TimeZone};
 use parking_lot::{Mutex, RwLock};
 use tracing::{debug, info, warn};
 
+use crate::consume_queue::file_io_error;
 use crate::error::{Result, StoreError};
 use crate::hash::{index_key_hash, index_key_hash_of};
-use crate::mmap::MappedMut;
+use crate::mmap::{create_zero_filled, MappedMut};
 
 /// `maxHashSlotNum` default.
 pub const HASH_SLOT_NUM_DEFAULT: u32 = 5_000_000;
@@ -648,7 +649,12 @@ impl IndexService {
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}.tmp"));
         let _ = fs::remove_file(&tmp);
-        create_sparse(&tmp, self.file_size).map_err(|e| StoreError::io(&tmp, e))?;
+        // Zero-filled, not sparse: a store into a hole of the mapping would raise SIGBUS once the
+        // disk is full; writing the zeros turns that into ENOSPC here (DiskFull).
+        create_zero_filled(&tmp, self.file_size).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            file_io_error(&tmp, e)
+        })?;
         fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
         let mut map = MappedMut::open(&path).map_err(|e| StoreError::io(&path, e))?;
         let header = IndexHeader {
@@ -800,19 +806,6 @@ impl IndexService {
     pub fn file_names(&self) -> Vec<String> {
         self.files.read().iter().map(|f| f.name.clone()).collect()
     }
-}
-
-/// Creates a sparse zero file. Unlike CommitLog and ConsumeQueue files, an index file (420 MB by
-/// default) is written at random slots, so zero-filling it up front would cost a second of I/O on
-/// the dispatcher's path and buy little; its pages are allocated as slots and entries are written.
-fn create_sparse(path: &Path, len: u64) -> std::io::Result<()> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    file.set_len(len)?;
-    file.sync_all()
 }
 
 /// Unmaps (when the last reference goes; M2) and deletes a file.
