@@ -229,8 +229,9 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr
     ));
     let inflight = Arc::new(Semaphore::new(inflight_max));
     let stop = read_loop(&shared, rd, &handle, &inflight).await;
-    if stop == Stop::Shutdown {
-        // Let in-flight requests finish so their responses go out before the socket closes.
+    if matches!(stop, Stop::Shutdown | Stop::PeerClosed) {
+        // Let in-flight requests finish so their responses go out before the socket closes
+        // (a peer that only half-closed still reads them).
         let all = u32::try_from(inflight_max).unwrap_or(u32::MAX);
         let _ =
             tokio::time::timeout(shared.config.shutdown_grace, inflight.acquire_many(all)).await;

@@ -101,7 +101,7 @@ async fn binary_header_requests_get_json_replies() {
 async fn pipelined_requests_answer_out_of_order_by_opaque() {
     let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut slow = RemotingCommand::request(SLOW).with_ext("ms", "300");
+    let mut slow = RemotingCommand::request(SLOW).with_ext("ms", "1000");
     slow.opaque = 1;
     let mut fast = RemotingCommand::request(ECHO);
     fast.opaque = 2;
@@ -113,7 +113,7 @@ async fn pipelined_requests_answer_out_of_order_by_opaque() {
     let first = read_frame(&mut s).await.unwrap();
     let second = read_frame(&mut s).await.unwrap();
     assert_eq!((first.opaque, second.opaque), (2, 1));
-    assert_eq!(second.ext_fields["ms"], "300");
+    assert_eq!(second.ext_fields["ms"], "1000");
     shutdown.shutdown();
     task.await.unwrap();
 }
@@ -228,7 +228,8 @@ async fn idle_connections_are_closed() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_inflight_requests() {
-    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let processor = TestProcessor::new();
+    let (addr, shutdown, task) = start(local_config(), processor.clone()).await;
     let client = Client::new(ClientConfig::default());
     let a = addr.to_string();
     let c = client.clone();
@@ -236,7 +237,10 @@ async fn graceful_shutdown_finishes_inflight_requests() {
         c.invoke(&a, RemotingCommand::request(SLOW).with_ext("ms", "200"), T)
             .await
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Shut down only once the request is being processed.
+    while processor.running.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     shutdown.shutdown();
     let resp = call.await.unwrap().unwrap();
     assert_eq!(resp.code, 0);
@@ -506,6 +510,24 @@ async fn an_unframeable_reply_becomes_system_error() {
         .await
         .unwrap();
     assert_eq!(resp.code, ResponseCode::SYSTEM_ERROR);
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn half_closed_peer_still_gets_its_answers() {
+    use tokio::io::AsyncWriteExt;
+    let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = RemotingCommand::request(SLOW).with_ext("ms", "100");
+    req.opaque = 21;
+    write_cmd(&mut s, &req).await;
+    s.shutdown().await.unwrap();
+    let resp = tokio::time::timeout(T, read_frame(&mut s))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.opaque, 21);
     shutdown.shutdown();
     task.await.unwrap();
 }

@@ -181,11 +181,40 @@ fn create_file(dir: &Path, base: u64, file_size: u64) -> Result<Arc<MappedFile>>
     let path = dir.join(file_name(base));
     let tmp = dir.join(format!("{}.tmp", file_name(base)));
     let _ = fs::remove_file(&tmp);
-    create_zero_filled(&tmp, file_size).map_err(|e| StoreError::io(&tmp, e))?;
+    create_zero_filled(&tmp, file_size).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        file_io_error(&tmp, e)
+    })?;
     fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
     sync_dir(dir)?;
     let map = MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?;
     Ok(Arc::new(map))
+}
+
+/// An I/O error creating or growing a file: `DiskFull` when the disk is out of space (so the
+/// broker answers SERVICE_NOT_AVAILABLE), `Io` otherwise.
+pub(crate) fn file_io_error(path: &Path, e: io::Error) -> StoreError {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        StoreError::DiskFull(format!("{}: {e}", path.display()))
+    } else {
+        StoreError::io(path, e)
+    }
+}
+
+/// Appends zero bytes to `path` up to `len` and syncs, so every block of the file exists before
+/// it is mapped (a store into a hole of a mapping raises SIGBUS when the disk is full).
+fn extend_with_zeros(path: &Path, from: u64, len: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = OpenOptions::new().write(true).open(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    let zeros = vec![0u8; 1 << 16];
+    let mut left = len.saturating_sub(from);
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        file.write_all(zeros.get(..n).unwrap_or_default())?;
+        left -= n as u64;
+    }
+    file.sync_all()
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -416,12 +445,15 @@ impl ConsumeQueue {
             let Some(bytes) = seg.map.read(in_file, n * CQ_UNIT_SIZE_BYTES) else {
                 break;
             };
-            for chunk in bytes.chunks_exact(CQ_UNIT_SIZE_BYTES as usize) {
-                match CqUnit::decode(chunk) {
-                    Some(u) => out.push(u),
-                    // Only disk damage after recovery can put an invalid unit below the end.
-                    None => return out,
-                }
+            let before = out.len();
+            out.extend(
+                bytes
+                    .chunks_exact(CQ_UNIT_SIZE_BYTES as usize)
+                    .map_while(CqUnit::decode),
+            );
+            if ((out.len() - before) as u64) < n {
+                // Only disk damage after recovery can put an invalid unit below the end.
+                return out;
             }
             pos += n * CQ_UNIT_SIZE_BYTES;
         }
@@ -858,14 +890,7 @@ fn recover_files(
         let whole = f.len / CQ_UNIT_SIZE_BYTES * CQ_UNIT_SIZE_BYTES;
         if f.len < file_size {
             warn!(path = %f.path.display(), len = f.len, "short consume queue file; extending");
-            OpenOptions::new()
-                .write(true)
-                .open(&f.path)
-                .and_then(|file| {
-                    file.set_len(file_size)?;
-                    file.sync_all()
-                })
-                .map_err(|e| StoreError::io(&f.path, e))?;
+            extend_with_zeros(&f.path, f.len, file_size).map_err(|e| file_io_error(&f.path, e))?;
         }
         let map = Arc::new(MappedFile::open(&f.path, 0).map_err(|e| StoreError::io(&f.path, e))?);
         let mut w = map
@@ -1605,6 +1630,15 @@ mod tests {
         for r in readers {
             r.join().unwrap();
         }
+    }
+
+    #[test]
+    fn enospc_is_disk_full() {
+        let p = Path::new("/x");
+        let full = file_io_error(p, io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(matches!(full, StoreError::DiskFull(_)), "{full}");
+        let other = file_io_error(p, io::Error::from_raw_os_error(libc::EACCES));
+        assert!(matches!(other, StoreError::Io { .. }), "{other}");
     }
 
     #[test]

@@ -19,16 +19,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use chrono::{Local, NaiveDateTime, TimeZone};
 use parking_lot::{Mutex, RwLock};
 use tracing::{debug, info, warn};
 
+use crate::consume_queue::file_io_error;
 use crate::error::{Result, StoreError};
 use crate::hash::{index_key_hash, index_key_hash_of};
-use crate::mmap::MappedMut;
+use crate::mmap::{create_zero_filled, MappedMut};
 
 /// `maxHashSlotNum` default.
 pub const HASH_SLOT_NUM_DEFAULT: u32 = 5_000_000;
@@ -197,6 +198,8 @@ struct IndexFile {
     hash_slot_num: u32,
     index_num: u32,
     map: RwLock<MappedMut>,
+    /// Written since the last flush (so periodic flushes skip the many clean full files).
+    dirty: AtomicBool,
 }
 
 impl IndexFile {
@@ -237,6 +240,7 @@ impl IndexFile {
         let Some(mut h) = IndexHeader::decode(buf) else {
             return false;
         };
+        self.dirty.store(true, Ordering::Release);
         if h.index_count < 1 || i64::from(h.index_count) >= i64::from(self.index_num) {
             return false;
         }
@@ -354,6 +358,7 @@ impl IndexFile {
         let Some(mut h) = IndexHeader::decode(buf) else {
             return 0;
         };
+        self.dirty.store(true, Ordering::Release);
         let count = self.written_count(&h);
         let mut index = count - 1;
         while index >= 1 {
@@ -402,10 +407,13 @@ impl IndexFile {
     }
 
     fn flush(&self) -> Result<()> {
-        self.map
-            .read()
-            .flush()
-            .map_err(|e| StoreError::io(&self.path, e))
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.map.read().flush().map_err(|e| {
+            self.dirty.store(true, Ordering::Release);
+            StoreError::io(&self.path, e)
+        })
     }
 }
 
@@ -535,6 +543,7 @@ impl IndexService {
                 hash_slot_num,
                 index_num,
                 map: RwLock::new(map),
+                dirty: AtomicBool::new(false),
             };
             if !clean_shutdown && file.header().end_timestamp > checkpoint_index_ts {
                 info!(path = %path.display(), "deleting index file newer than the checkpoint");
@@ -640,7 +649,12 @@ impl IndexService {
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{name}.tmp"));
         let _ = fs::remove_file(&tmp);
-        create_sparse(&tmp, self.file_size).map_err(|e| StoreError::io(&tmp, e))?;
+        // Zero-filled, not sparse: a store into a hole of the mapping would raise SIGBUS once the
+        // disk is full; writing the zeros turns that into ENOSPC here (DiskFull).
+        create_zero_filled(&tmp, self.file_size).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            file_io_error(&tmp, e)
+        })?;
         fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
         let mut map = MappedMut::open(&path).map_err(|e| StoreError::io(&path, e))?;
         let header = IndexHeader {
@@ -659,6 +673,7 @@ impl IndexService {
             hash_slot_num: self.hash_slot_num,
             index_num: self.index_num,
             map: RwLock::new(map),
+            dirty: AtomicBool::new(true),
         });
         st.last_name = name;
         self.files.write().push(Arc::clone(&file));
@@ -791,19 +806,6 @@ impl IndexService {
     pub fn file_names(&self) -> Vec<String> {
         self.files.read().iter().map(|f| f.name.clone()).collect()
     }
-}
-
-/// Creates a sparse zero file. Unlike CommitLog and ConsumeQueue files, an index file (420 MB by
-/// default) is written at random slots, so zero-filling it up front would cost a second of I/O on
-/// the dispatcher's path and buy little; its pages are allocated as slots and entries are written.
-fn create_sparse(path: &Path, len: u64) -> std::io::Result<()> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    file.set_len(len)?;
-    file.sync_all()
 }
 
 /// Unmaps (when the last reference goes; M2) and deletes a file.

@@ -83,6 +83,7 @@ def verify(broker, topic, group, seed, state):
     assert not problems, "after restart:\n" + "\n".join(problems[:30]) + "\n" + broker.describe_failure()
 
 
+@pytest.mark.timeout(1800 if soak_enabled() else 300)
 @pytest.mark.parametrize("flush", ["sync", "async"])
 def test_kill9_under_load(broker_factory, flush):
     seeds, cycles = seeds_and_cycles()

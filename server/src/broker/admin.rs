@@ -382,7 +382,11 @@ fn get_group_config(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
 /// GET_BROKER_RUNTIME_INFO (28): KVTable `{"table":{…}}`.
 fn runtime_info(b: &Broker, req: &RemotingCommand) -> RemotingCommand {
     let conf = b.conf();
-    let mut table: BTreeMap<String, String> = BTreeMap::new();
+    let mut table: BTreeMap<String, String> = b
+        .runtime_stats()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
     table.insert("brokerVersionDesc".into(), "V4_9_4".into());
     table.insert("brokerVersion".into(), "401".into());
     table.insert("brokerActive".into(), "true".into());
@@ -1152,6 +1156,9 @@ mod tests {
         assert_eq!(v["table"]["brokerPermission"], "6");
         assert_eq!(v["table"]["commitLogMinOffset"], "0");
         assert!(v["table"]["commitLogMaxOffset"].is_string());
+        assert!(v["table"]["bootTimestamp"].is_string());
+        assert!(v["table"]["msgPutTotalTodayNow"].is_string());
+        assert_eq!(v["table"]["brokerVersionDesc"], "V4_9_4");
     }
 
     #[test]

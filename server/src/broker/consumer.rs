@@ -192,8 +192,13 @@ fn consumer_list(
     ok(req).with_body(Body::Bytes(body.into_bytes().into()))
 }
 
-/// §7.2: the committed offset; else 0 for a queue that still starts at 0 (unless the client
-/// said `setZeroIfNotFound=false`); else QUERY_NOT_FOUND.
+/// §7.2 (Java 4.9+/5.x `queryConsumerOffset`): the committed offset; else, unless the client
+/// said `setZeroIfNotFound=false`, 0 when the queue starts at 0 and its first message is not
+/// "on disk" (absent — an empty or unknown queue — or still within the hot page-cache window);
+/// else QUERY_NOT_FOUND, which sends the client to GET_MAX_OFFSET.
+///
+/// Answering 0 for an empty queue matters: a message acknowledged before the consumer started
+/// but not yet dispatched would otherwise be skipped by a consumer that starts at the max.
 fn query_offset(
     b: &Broker,
     req: &RemotingCommand,
@@ -216,8 +221,7 @@ fn query_offset(
             "Not found, do not set to zero, maybe this group boot first",
         );
     }
-    // Java: minOffset <= 0 and the message at offset 0 is still in memory.
-    if b.store.min_offset(&h.topic, q) == 0 && b.store.max_offset(&h.topic, q) > 0 {
+    if b.store.min_offset(&h.topic, q) == 0 && !first_message_on_disk(b, &h.topic, q) {
         return offset_reply(req, 0);
     }
     reply(
@@ -225,6 +229,43 @@ fn query_offset(
         code::QUERY_NOT_FOUND,
         "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
     )
+}
+
+/// Java `checkInDiskByConsumeOffset(topic, q, 0)`: the message at queue offset 0 exists and lies
+/// further behind the CommitLog head than `accessMessageInMemoryMaxRatio` (40 %) of RAM.
+fn first_message_on_disk(b: &Broker, topic: &str, q: u32) -> bool {
+    let got = b
+        .store
+        .get(topic, q, 0, 1, 1, &ferrocket_store::TagFilter::All);
+    match got.messages.first() {
+        None => false,
+        Some(slice) => {
+            let behind = b
+                .store
+                .commit_log_max_offset()
+                .saturating_sub(slice.phy_offset());
+            behind > hot_window_bytes()
+        }
+    }
+}
+
+/// 40 % of physical memory (`accessMessageInMemoryMaxRatio`), read once from /proc/meminfo;
+/// 4 GiB if it cannot be read.
+fn hot_window_bytes() -> u64 {
+    static HOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HOT.get_or_init(|| {
+        let total = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<u64>().ok())
+            })
+            .map(|kb| kb.saturating_mul(1024))
+            .unwrap_or(10 << 30);
+        total / 100 * 40
+    })
 }
 
 fn update_offset(

@@ -136,7 +136,12 @@ pub fn send_back(b: &Broker, store: &MessageStore, req: &RemotingCommand) -> Rem
         b.schedule.redirect_delayed(&mut msg);
     }
     match store.put(msg) {
-        Ok(_) => reply(req, code::SUCCESS, ""),
+        Ok(_) => {
+            b.stats
+                .msg_put_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            reply(req, code::SUCCESS, "")
+        }
         Err(e) => {
             tracing::warn!("send back of offset {offset} for {group}: {e}");
             reply(req, code::SYSTEM_ERROR, e.to_string())
