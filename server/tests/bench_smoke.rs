@@ -100,6 +100,10 @@ fn produce_and_consume_a_tiny_count_against_standalone() {
         "2",
         "--inflight",
         "4",
+        // The first sends after boot can take seconds while the store preallocates its next
+        // 1 GiB segment on a busy machine; a smoke test checks that they succeed, not how fast.
+        "--timeout-ms",
+        "30000",
         "--plot",
         plot.to_str().unwrap(),
     ]);
@@ -120,6 +124,8 @@ fn produce_and_consume_a_tiny_count_against_standalone() {
         "64",
         "--batch",
         "32",
+        "--timeout-ms",
+        "30000",
     ]);
     assert_eq!(b["msgs"], 64, "{b}");
     assert_eq!(b["errors"], 0, "{b}");
