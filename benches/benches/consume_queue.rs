@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use ferrocket_store::consume_queue::{ConsumeQueue, CqUnit, CQ_FILE_SIZE_BYTES_DEFAULT};
 
-/// Units in the bench queue (one default-size file holds 300 000).
+/// Units in the bench queue (one default-size file holds 300 000); fewer in test mode
+/// (`cargo test --benches` runs each bench once, unoptimized).
 const UNITS: u64 = 200_000;
+const UNITS_TEST_MODE: u64 = 10_000;
 /// Units per `read_units` call (a pull batch of 32 messages).
 const BATCH_UNITS: usize = 32;
 /// Random offsets cycled through by the lookup benches.
@@ -57,7 +59,12 @@ fn run(id: &str, iters: u64, probes: &[u64], mut f: impl FnMut(u64)) -> Duration
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let cq = ConsumeQueue::open(dir.path(), "BenchTopic", 0, CQ_FILE_SIZE_BYTES_DEFAULT).unwrap();
-    for q in 0..UNITS {
+    let units = if std::env::args().any(|a| a == "--bench") {
+        UNITS
+    } else {
+        UNITS_TEST_MODE
+    };
+    for q in 0..units {
         let unit = CqUnit {
             phy_offset: q * 1024,
             size: 1024,
@@ -69,7 +76,7 @@ fn bench(c: &mut Criterion) {
     let path = cq.dir().join(format!("{:020}", 0));
     let file = File::open(&path).unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    let offsets = probes(0x5EED_0001, PROBES, UNITS - BATCH_UNITS as u64);
+    let offsets = probes(0x5EED_0001, PROBES, units - BATCH_UNITS as u64);
     // What is timed must be right: every probe reads back the units that were appended.
     for &q in offsets.iter().take(64) {
         let units = cq.read_units(q, BATCH_UNITS);

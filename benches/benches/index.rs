@@ -16,6 +16,8 @@ const SLOTS: u32 = 50_000;
 const INDEX_NUM: u32 = 200_000;
 /// Messages indexed, each with one unique key and one of `SHARED_KEYS` shared keys.
 const MESSAGES: u64 = 60_000;
+/// Messages in test mode (`cargo test --benches`: one unoptimized pass).
+const MESSAGES_TEST_MODE: u64 = 5_000;
 const SHARED_KEYS: u64 = 1_000;
 /// Results wanted per query (a QUERY_MESSAGE maxNum).
 const MAX_RESULTS: usize = 32;
@@ -75,7 +77,7 @@ fn linear_query(file: &[u8], key: &str, max: usize) -> Vec<u64> {
     out
 }
 
-fn keys(seed: u64) -> Vec<(String, String)> {
+fn keys(seed: u64, messages: u64) -> Vec<(String, String)> {
     let mut x = seed;
     (0..PROBES)
         .map(|i| {
@@ -84,7 +86,7 @@ fn keys(seed: u64) -> Vec<(String, String)> {
             x ^= x << 17;
             // Alternate unique keys (one hit) and shared keys (up to 32 hits).
             let k = if i % 2 == 0 {
-                format!("uniq-{}", x % MESSAGES)
+                format!("uniq-{}", x % messages)
             } else {
                 format!("shared-{}", x % SHARED_KEYS)
             };
@@ -96,7 +98,12 @@ fn keys(seed: u64) -> Vec<(String, String)> {
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let svc = IndexService::open(dir.path(), SLOTS, INDEX_NUM, 0, true).unwrap();
-    for i in 0..MESSAGES {
+    let messages = if std::env::args().any(|a| a == "--bench") {
+        MESSAGES
+    } else {
+        MESSAGES_TEST_MODE
+    };
+    for i in 0..messages {
         let uniq = format!("uniq-{i}");
         let shared = format!("shared-{}", i % SHARED_KEYS);
         svc.build_index(
@@ -112,7 +119,7 @@ fn bench(c: &mut Criterion) {
     let names = svc.file_names();
     assert_eq!(names.len(), 1, "the bench data fits one file");
     let file = std::fs::read(dir.path().join(&names[0])).unwrap();
-    let probes = keys(0x5EED_0002);
+    let probes = keys(0x5EED_0002, messages);
     // The service and the raw walk must agree before their speed is compared.
     for (full, k) in probes.iter().take(64) {
         assert_eq!(

@@ -244,6 +244,9 @@ broker_config! {
     max_transfer_count_on_message_in_memory: u32 = 32 => "maxTransferCountOnMessageInMemory";
     /// Ferrocket serves pull bodies zero-copy unless this is true (Java's default is true).
     transfer_msg_by_heap: bool = false => "transferMsgByHeap";
+    /// How pull bodies reach the socket: `auto` (sendfile), `sendfile`, `splice`, `io_uring`,
+    /// `copy` (Ferrocket addition; `transferMsgByHeap=true` forces `copy`).
+    transfer_backend: String = "auto".to_string() => "transferBackend";
     /// SQL92 filtering is not implemented: pulls with `expressionType=SQL92` are refused either way.
     enable_property_filter: bool = false => "enablePropertyFilter";
     /// Refuse sends carrying `TRAN_MSG=true` (NO_PERMISSION).
@@ -454,6 +457,9 @@ impl BrokerConfig {
                 "must be smaller than mappedFileSizeCommitLog",
             ));
         }
+        self.transfer_backend
+            .parse::<ferrocket_net::TransferBackend>()
+            .map_err(|reason| bad("transferBackend", &self.transfer_backend, reason))?;
         parse_delay_levels(&self.message_delay_level)
             .map_err(|reason| bad("messageDelayLevel", &self.message_delay_level, reason))?;
         for hour in self.delete_when.split(';') {
@@ -680,6 +686,10 @@ mod tests {
             ),
             ("brokerIP1=127.0.0.1\ndeleteWhen=04;25", "deleteWhen"),
             ("brokerIP1=127.0.0.1\nnamesrvAddr=localhost", "namesrvAddr"),
+            (
+                "brokerIP1=127.0.0.1\ntransferBackend=carrier-pigeon",
+                "transferBackend",
+            ),
         ];
         for (text, key) in cases {
             let (c, _) = parse(text).unwrap();

@@ -176,7 +176,9 @@ pub async fn start_broker(mut conf: BrokerConfig) -> Result<RunningBroker, Runti
         transfer: if conf.transfer_msg_by_heap {
             TransferBackend::Copy
         } else {
-            TransferBackend::Auto
+            conf.transfer_backend
+                .parse()
+                .unwrap_or(TransferBackend::Auto)
         },
         shutdown_grace: SHUTDOWN_GRACE,
         ..ServerConfig::default()
@@ -295,29 +297,62 @@ impl RunningBroker {
 // ---------------------------------------------------------------------------------------------
 // Whole processes
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT/SIGTERM listeners. Installed before the servers start, so a signal that arrives right
+/// after the `boot success` line is never lost (a not-yet-installed handler would let SIGTERM
+/// kill the process without the flush).
+pub struct Signals {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the process");
-                let _ = ctrl_c.await;
-                return;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Must be called inside the runtime.
+    pub fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for {name}");
+                    None
+                }
+            };
+            Signals {
+                term: listen(SignalKind::terminate(), "SIGTERM"),
+                int: listen(SignalKind::interrupt(), "SIGINT"),
             }
-        };
-        tokio::select! {
-            _ = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        }
+        #[cfg(not(unix))]
+        {
+            Signals {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// Resolves on SIGINT or SIGTERM.
+    pub async fn recv(mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: Option<&mut tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = next(self.term.as_mut()) => tracing::info!("SIGTERM received, shutting down"),
+                _ = next(self.int.as_mut()) => tracing::info!("SIGINT received, shutting down"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("SIGINT received, shutting down");
+        }
     }
 }
 
@@ -356,8 +391,9 @@ pub async fn start_standalone(
 /// `ferrocket standalone`: nameserver + broker until a signal.
 pub fn run_standalone(conf: BrokerConfig, namesrv_port: u16) -> Result<(), RuntimeError> {
     runtime()?.block_on(async move {
+        let signals = Signals::install();
         let (ns, broker) = start_standalone(conf, namesrv_port).await?;
-        shutdown_signal().await;
+        signals.recv().await;
         broker.stop().await;
         ns.stop().await;
         Ok(())
@@ -367,8 +403,9 @@ pub fn run_standalone(conf: BrokerConfig, namesrv_port: u16) -> Result<(), Runti
 /// `ferrocket namesrv`: until a signal.
 pub fn run_namesrv(listen: SocketAddr) -> Result<(), RuntimeError> {
     runtime()?.block_on(async move {
+        let signals = Signals::install();
         let ns = start_namesrv(listen).await?;
-        shutdown_signal().await;
+        signals.recv().await;
         ns.stop().await;
         Ok(())
     })
@@ -377,8 +414,9 @@ pub fn run_namesrv(listen: SocketAddr) -> Result<(), RuntimeError> {
 /// `ferrocket broker`: until a signal.
 pub fn run_broker(conf: BrokerConfig) -> Result<(), RuntimeError> {
     runtime()?.block_on(async move {
+        let signals = Signals::install();
         let broker = start_broker(conf).await?;
-        shutdown_signal().await;
+        signals.recv().await;
         broker.stop().await;
         Ok(())
     })
