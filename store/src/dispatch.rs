@@ -28,7 +28,7 @@ pub const DEFAULT_DELAY_LEVELS_MS: [u64; 18] = [
 /// Records dispatched per step before progress is published to waiters.
 const DISPATCH_BATCH_RECORDS_MAX: usize = 4096;
 /// How long an idle dispatcher spins before it parks.
-const IDLE_SPIN: Duration = Duration::from_micros(50);
+const IDLE_SPIN: Duration = Duration::from_micros(20);
 /// The dispatcher re-checks the log at least this often even without a wake-up.
 const IDLE_PARK: Duration = Duration::from_millis(50);
 
@@ -260,12 +260,16 @@ impl Dispatcher {
 
     fn run(&self) {
         let mut failing = false;
+        // When work last arrived, and the gap before it: a busy log (gap below IDLE_SPIN) is
+        // worth spinning for; a quiet one is not (spinning would burn a core between requests).
+        let mut last_work = Instant::now();
+        let mut gap = Duration::MAX;
         while !self.stop.load(Ordering::Acquire) {
             match self.step(u64::MAX) {
                 Ok(0) => {
                     // Under load the next record arrives within microseconds: spin briefly
                     // instead of parking, so appenders almost never pay for a futex wake.
-                    if self.spin_for_work() {
+                    if gap < IDLE_SPIN && self.spin_for_work() {
                         continue;
                     }
                     self.sleeping.store(true, Ordering::Relaxed);
@@ -275,7 +279,11 @@ impl Dispatcher {
                     }
                     self.sleeping.store(false, Ordering::Relaxed);
                 }
-                Ok(_) => failing = false,
+                Ok(_) => {
+                    failing = false;
+                    gap = last_work.elapsed();
+                    last_work = Instant::now();
+                }
                 Err(e) => {
                     if !failing {
                         tracing::error!(error = %e, at = self.dispatched(), "dispatch failed; retrying");

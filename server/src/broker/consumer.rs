@@ -44,12 +44,15 @@ pub async fn handle(
         req::CHECK_CLIENT_CONFIG => ok(&req),
         req::QUERY_CONSUMER_OFFSET => with_header(&req, |h| query_offset(b, &req, h)),
         req::UPDATE_CONSUMER_OFFSET => with_header(&req, |h| update_offset(b, &req, h)),
-        req::GET_MAX_OFFSET => with_header(&req, |h: GetMaxOffsetRequestHeader| {
-            offset_reply(
-                &req,
-                queue(h.queue_id).map_or(0, |q| b.store.max_offset(&h.topic, q)),
-            )
-        }),
+        req::GET_MAX_OFFSET => {
+            catch_up_dispatch(b).await;
+            with_header(&req, |h: GetMaxOffsetRequestHeader| {
+                offset_reply(
+                    &req,
+                    queue(h.queue_id).map_or(0, |q| b.store.max_offset(&h.topic, q)),
+                )
+            })
+        }
         req::GET_MIN_OFFSET => with_header(&req, |h: GetMinOffsetRequestHeader| {
             offset_reply(
                 &req,
@@ -77,6 +80,22 @@ pub async fn handle(
         _ => RemotingCommand::not_supported(&req),
     };
     Some(r)
+}
+
+/// Longest a GET_MAX_OFFSET waits for the dispatcher.
+const DISPATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Read-your-writes for GET_MAX_OFFSET: a send is acknowledged once in the CommitLog and reaches
+/// its ConsumeQueue a moment later (seconds on a starved machine). A client that asks for the max
+/// right after its sends (a consumer starting "from the end", a tool measuring a backlog) would
+/// otherwise miss them for good, so wait briefly for the dispatcher to reach the CommitLog end.
+async fn catch_up_dispatch(b: &Arc<Broker>) {
+    let end = b.store.commit_log_max_offset();
+    if b.store.dispatched_offset() >= end {
+        return;
+    }
+    let store = Arc::clone(&b.store);
+    let _ = tokio::task::spawn_blocking(move || store.wait_dispatched(end, DISPATCH_WAIT)).await;
 }
 
 /// Decodes the typed header or answers with the field named.
