@@ -3,53 +3,18 @@
 //! The refusal tests are the "no admin path to code or files" proof of issue 6 (CVE-2023-33246,
 //! CVE-2023-37582 classes).
 
+mod common;
+
 use std::time::Duration;
 
-use ferrocket_net::{Body, Client, ClientConfig, RemotingCommand};
-use ferrocket_server::config::BrokerConfig;
+use ferrocket_net::{Client, ClientConfig, RemotingCommand};
 use ferrocket_server::runtime::start_standalone;
 
-const T: Duration = Duration::from_secs(5);
+use common::{body_str, conf_at, tree, with_body, T};
 
-fn body_str(c: &RemotingCommand) -> String {
-    match &c.body {
-        Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
-    }
-}
-
-fn conf(dir: &std::path::Path) -> BrokerConfig {
-    BrokerConfig {
-        store_path_root_dir: dir.join("store").to_string_lossy().into_owned(),
-        broker_ip1: "127.0.0.1".into(),
-        listen_port: 0,
-        mapped_file_size_commit_log: 4 << 20,
-        max_hash_slot_num: 1000,
-        max_index_num: 4000,
-        ..Default::default()
-    }
-}
-
-fn with_body(mut c: RemotingCommand, body: &str) -> RemotingCommand {
-    c.body = Body::Bytes(body.as_bytes().to_vec().into());
-    c
-}
-
-/// Every path under `dir`, to prove a hostile request created nothing.
-fn tree(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
+/// This file's brokers store under `dir/store`, so `dir` itself also holds paths outside the store.
+fn conf(dir: &std::path::Path) -> ferrocket_server::config::BrokerConfig {
+    conf_at(&dir.join("store"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,38 +3,15 @@
 //! garbage; the broker restarts, falls back to the `.bak` copy, keeps serving, and recreates topic
 //! configs for topics that have messages on disk.
 
-use std::time::Duration;
+mod common;
 
-use ferrocket_net::{Body, Client, ClientConfig, RemotingCommand};
-use ferrocket_server::config::BrokerConfig;
+use ferrocket_net::{Client, ClientConfig, RemotingCommand};
 use ferrocket_server::runtime::start_standalone;
 
-const T: Duration = Duration::from_secs(5);
-
-fn conf(dir: &std::path::Path) -> BrokerConfig {
-    BrokerConfig {
-        store_path_root_dir: dir.to_string_lossy().into_owned(),
-        broker_ip1: "127.0.0.1".into(),
-        listen_port: 0,
-        mapped_file_size_commit_log: 4 << 20,
-        max_hash_slot_num: 1000,
-        max_index_num: 4000,
-        ..Default::default()
-    }
-}
+use common::{conf, send_request, T};
 
 async fn send(client: &Client, addr: &str, topic: &str, body: &str) {
-    let mut req = RemotingCommand::request(10)
-        .with_ext("producerGroup", "pg")
-        .with_ext("topic", topic)
-        .with_ext("defaultTopic", "TBW102")
-        .with_ext("defaultTopicQueueNums", "4")
-        .with_ext("queueId", "0")
-        .with_ext("sysFlag", "0")
-        .with_ext("bornTimestamp", "1700000000000")
-        .with_ext("flag", "0")
-        .with_ext("properties", "");
-    req.body = Body::Bytes(body.as_bytes().to_vec().into());
+    let req = send_request(topic, body, "");
     let r = client.invoke(addr, req, T).await.unwrap();
     assert_eq!(r.code, 0, "send: {:?}", r.remark);
 }

@@ -1,34 +1,15 @@
 //! End to end, in process: standalone (nameserver + broker) on ephemeral ports, driven with the
 //! net crate's client the way RocketMQ clients drive a broker.
 
+mod common;
+
 use std::time::Duration;
 
 use ferrocket_net::{Body, Client, ClientConfig, RemotingCommand};
-use ferrocket_server::config::BrokerConfig;
 use ferrocket_server::runtime::start_standalone;
 use ferrocket_store::decode_records;
 
-const T: Duration = Duration::from_secs(5);
-
-fn body_str(c: &RemotingCommand) -> String {
-    match &c.body {
-        Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        _ => String::new(),
-    }
-}
-
-fn conf(dir: &std::path::Path) -> BrokerConfig {
-    BrokerConfig {
-        store_path_root_dir: dir.to_string_lossy().into_owned(),
-        broker_ip1: "127.0.0.1".into(),
-        listen_port: 0,
-        mapped_file_size_commit_log: 4 << 20,
-        // the test machine's disk may be fuller than the 90 % default allows
-        disk_space_warning_level_ratio: 100,
-        disk_space_clean_forcibly_ratio: 100,
-        ..Default::default()
-    }
-}
+use common::{body_bytes, body_str, conf, T};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_for_tbw102_after_boot() {
@@ -73,14 +54,6 @@ async fn route_for_tbw102_after_boot() {
     let q = RemotingCommand::request(105).with_ext("topic", "TBW102");
     assert_eq!(client.invoke(&nsaddr, q, T).await.unwrap().code, 17);
     ns.stop().await;
-}
-
-fn body_bytes(c: &RemotingCommand) -> Vec<u8> {
-    match &c.body {
-        Body::Bytes(b) => b.to_vec(),
-        Body::Regions(r) => r.iter().flat_map(|x| x.as_bytes().to_vec()).collect(),
-        Body::Empty => Vec::new(),
-    }
 }
 
 /// Sends are acknowledged once in the CommitLog; the ConsumeQueue follows a moment later.

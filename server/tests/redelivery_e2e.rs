@@ -3,6 +3,8 @@
 //! VIEW_MESSAGE_BY_ID, driven over the wire with the net crate's client. Delay levels are scaled
 //! down with `messageDelayLevel` the way an operator would in broker.conf.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use ferrocket_net::{Body, Client, ClientConfig, RemotingCommand};
@@ -10,27 +12,13 @@ use ferrocket_server::config::BrokerConfig;
 use ferrocket_server::runtime::start_standalone;
 use ferrocket_store::record::{decode_records, RecordView};
 
-const T: Duration = Duration::from_secs(5);
+use common::{body_bytes, send_request, T};
 
 fn conf(dir: &std::path::Path) -> BrokerConfig {
     BrokerConfig {
-        store_path_root_dir: dir.to_string_lossy().into_owned(),
-        broker_ip1: "127.0.0.1".into(),
-        listen_port: 0,
-        mapped_file_size_commit_log: 4 << 20,
-        max_hash_slot_num: 1000,
-        max_index_num: 4000,
         // Level n waits n seconds for the first three levels, then 1 s: retries come quickly.
         message_delay_level: "1s 2s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s 1s".into(),
-        ..Default::default()
-    }
-}
-
-fn body_bytes(c: &RemotingCommand) -> Vec<u8> {
-    match &c.body {
-        Body::Empty => Vec::new(),
-        Body::Bytes(b) => b.to_vec(),
-        Body::Regions(rs) => rs.iter().flat_map(|r| r.as_bytes().to_vec()).collect(),
+        ..common::conf(dir)
     }
 }
 
@@ -48,20 +36,10 @@ struct Sent {
 }
 
 async fn send(client: &Client, addr: &str, topic: &str, body: &str, properties: &str) -> Sent {
-    let mut req = RemotingCommand::request(10)
-        .with_ext("producerGroup", "pg")
-        .with_ext("topic", topic)
-        .with_ext("defaultTopic", "TBW102")
-        .with_ext("defaultTopicQueueNums", "4")
-        .with_ext("queueId", "0")
-        .with_ext("sysFlag", "0")
-        .with_ext("bornTimestamp", "1700000000000")
-        .with_ext("flag", "0")
-        .with_ext("properties", properties)
+    let req = send_request(topic, body, properties)
         .with_ext("reconsumeTimes", "0")
         .with_ext("unitMode", "false")
         .with_ext("batch", "false");
-    req.body = Body::Bytes(body.as_bytes().to_vec().into());
     let r = client.invoke(addr, req, T).await.unwrap();
     assert_eq!(r.code, 0, "send: {:?}", r.remark);
     let msg_id = r.ext_fields.get("msgId").cloned().unwrap();

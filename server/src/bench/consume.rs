@@ -485,7 +485,7 @@ pub fn run(args: ConsumeArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::mock::{MockBroker, MockConnector, NAMESRV_ADDR};
+    use crate::bench::mock::{MockBroker, MockConnector, ProduceCli, NAMESRV_ADDR};
     use crate::bench::produce::{self, ProducePlan};
     use clap::Parser;
 
@@ -502,12 +502,7 @@ mod tests {
     }
 
     async fn produce_n(b: &Arc<MockBroker>, n: u64) {
-        #[derive(Parser)]
-        struct P {
-            #[command(flatten)]
-            a: produce::ProduceArgs,
-        }
-        let a = P::try_parse_from(["x", "--count", &n.to_string(), "--size", "100"])
+        let a = ProduceCli::try_parse_from(["x", "--count", &n.to_string(), "--size", "100"])
             .unwrap()
             .a;
         let p = ProducePlan::from_args(&a).unwrap();

@@ -209,6 +209,13 @@ impl ferrocket_net::Processor for MockProcessor {
     }
 }
 
+/// `bench produce` arguments as a parseable command line, for tests that build a produce plan.
+#[derive(clap::Parser)]
+pub struct ProduceCli {
+    #[command(flatten)]
+    pub a: super::produce::ProduceArgs,
+}
+
 pub struct MockConnector {
     pub broker: Arc<MockBroker>,
 }

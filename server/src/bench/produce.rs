@@ -477,14 +477,8 @@ pub fn run(args: ProduceArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::mock::{MockBroker, MockConnector, NAMESRV_ADDR};
+    use crate::bench::mock::{MockBroker, MockConnector, ProduceCli as Cli, NAMESRV_ADDR};
     use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        a: ProduceArgs,
-    }
 
     fn args(extra: &[&str]) -> ProduceArgs {
         let mut v = vec!["x", "--namesrv", NAMESRV_ADDR];
