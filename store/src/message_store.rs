@@ -450,6 +450,9 @@ impl MessageStore {
             rec,
             latch,
         ));
+        // SYNC_FLUSH appends go through pwrite: syncing pages dirtied through the mapping costs
+        // ~3x more per group commit here (see `MappedWriter::write_through`).
+        log.set_write_through(config.flush_disk_type == FlushDiskType::Sync);
         // Units whose records retention already deleted: move each queue's min offset past them.
         cqs.delete_files_below_phy(log.min_offset())?;
         let dispatch_from = dispatch_start(&report, &log, &cqs, index.as_deref());
