@@ -542,3 +542,65 @@ fn write_through_and_mapped_appends_store_identical_records() {
     let v = decode_record(&logs[1].1[5]).unwrap();
     assert_eq!(v.topic, "W");
 }
+
+/// `put_notify` returns before the group commit and calls back once the records are durable;
+/// after a failed sync every pending and later callback gets the error.
+#[test]
+fn put_notify_calls_back_after_the_group_commit() {
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 256 * 1024);
+    c.flush_disk_type = FlushDiskType::Sync;
+    let store = MessageStore::open(c).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut ends = Vec::new();
+    for i in 0..200u32 {
+        let tx = tx.clone();
+        let s = Arc::clone(&store);
+        let appended = store
+            .put_notify(
+                &[msg("N", i % 4, &body_of(i, 150), "")],
+                Box::new(move |r| {
+                    tx.send((r.is_ok(), i, s.flushed_offset())).unwrap();
+                }),
+            )
+            .unwrap();
+        let a = &appended[0];
+        ends.push(a.phy_offset + u64::from(a.size));
+    }
+    for _ in 0..200 {
+        let (ok, i, flushed) = rx.recv_timeout(WAIT).expect("every callback runs");
+        assert!(ok);
+        // Durable when called back: the flushed offset covers this record.
+        assert!(flushed >= ends[i as usize], "callback {i} before its flush");
+    }
+    // Batches too.
+    let batch: Vec<_> = (0..5).map(|i| msg("N", 9, &body_of(i, 10), "")).collect();
+    let tx2 = tx.clone();
+    let appended = store
+        .put_notify(
+            &batch,
+            Box::new(move |r| tx2.send((r.is_ok(), 0, 0)).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(appended.len(), 5);
+    assert!(rx.recv_timeout(WAIT).unwrap().0);
+    // A failed sync: the waiting callback gets an error, later appends are refused.
+    store.fail_next_flush();
+    let tx3 = tx.clone();
+    let r = store.put_notify(
+        &[msg("N", 0, b"lost?", "")],
+        Box::new(move |r| tx3.send((r.is_ok(), 0, 0)).unwrap()),
+    );
+    if r.is_ok() {
+        assert!(
+            !rx.recv_timeout(WAIT).unwrap().0,
+            "failed sync reported durable"
+        );
+    }
+    assert!(matches!(
+        store.put_notify(&[msg("N", 0, b"again", "")], Box::new(|_| ())),
+        Err(StoreError::WriteDisabled(_))
+    ));
+    store.shutdown();
+}

@@ -91,9 +91,14 @@ pub fn run(args: StoreBenchArgs) -> Result<(), String> {
     }
     let store = open_store(&args)?;
     // Warm-up: the first put waits for the first segment; the next one pre-allocates behind.
-    store
-        .put(template(args.size, 0))
-        .map_err(|e| e.to_string())?;
+    // One put per producer's queue makes its ConsumeQueue file (a 6 MB zero-fill on the
+    // dispatcher) before timing, as on a broker that has been running.
+    for q in 0..args.producers {
+        store
+            .put(template(args.size, q))
+            .map_err(|e| e.to_string())?;
+    }
+    store.wait_dispatched(store.commit_log_max_offset(), Duration::from_secs(120));
     // Measure appends, not the one-off zero-fill of the next segment racing the first ones.
     store.wait_preallocated(Duration::from_secs(120));
     let json = match args.flush {
