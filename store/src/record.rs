@@ -932,7 +932,7 @@ mod tests {
             let want = reference_pairs(&s);
             let got: Vec<(&str, &str)> = property_pairs(&s).collect();
             prop_assert_eq!(&got, &want);
-            let last = want.iter().filter(|(k, _)| *k == key).map(|(_, v)| *v).last();
+            let last = want.iter().filter(|(k, _)| *k == key).map(|(_, v)| *v).next_back();
             prop_assert_eq!(property_value(&s, &key), last);
         }
 
