@@ -568,7 +568,7 @@ impl MessageStore {
                 Duration::from_millis(options.clean_resource_interval_ms.max(1)),
                 move || {
                     if let Some(s) = me.upgrade() {
-                        s.run_retention_round(retention::hour_utc_now());
+                        s.run_retention_round(retention::hour_local_now());
                     }
                 },
             )
@@ -621,16 +621,16 @@ impl MessageStore {
         )
     }
 
-    /// One retention round now, as if the UTC hour were `hour_utc` (the retention thread calls
+    /// One retention round now, as if the local hour were `hour` (the retention thread calls
     /// this every `cleanResourceInterval`; tests call it directly).
-    pub fn run_retention_round(&self, hour_utc: u32) -> RetentionRound {
+    pub fn run_retention_round(&self, hour: u32) -> RetentionRound {
         retention::run_round(
             &self.policy,
             &self.log,
             &self.cqs,
             self.index.as_deref(),
             &self.probe,
-            hour_utc,
+            hour,
         )
     }
 

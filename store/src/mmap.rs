@@ -74,6 +74,42 @@ pub fn create_zero_filled_until(path: &Path, len: u64, stop: &AtomicBool) -> io:
     Ok(file)
 }
 
+/// Creates `path` (which must not exist) with `len` bytes reserved on disk by `fallocate` (read
+/// as zeros), falling back to [`create_zero_filled`] where the file system cannot. For files
+/// written through a mapping whose syncs are not on an acknowledgement path (ConsumeQueue,
+/// IndexFile): reserving takes milliseconds where writing 420 MB of zeros took seconds of disk
+/// bandwidth, and the blocks are allocated all the same, so a store into the mapping can never
+/// meet a full disk (SIGBUS) — ENOSPC comes from here instead. CommitLog segments stay
+/// zero-filled: a sync of written blocks is ~2x faster than of unwritten (fallocated) ones.
+pub fn create_allocated(path: &Path, len: u64) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    let Ok(off_len) = libc::off_t::try_from(len) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "file too large",
+        ));
+    };
+    // SAFETY: fallocate only takes a descriptor we own (open for writing above) and two
+    // integers; it touches no memory of ours, and no mapping of this new file exists yet (M1).
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, off_len) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+            drop(file);
+            std::fs::remove_file(path)?;
+            return create_zero_filled(path, len);
+        }
+        return Err(err);
+    }
+    file.sync_all()?;
+    Ok(file)
+}
+
 /// Extends `file` from its current length to `len` with written zeros (a torn short segment is
 /// repaired this way; writing allocates the blocks, unlike `set_len`).
 pub fn extend_with_zeros(file: &mut File, len: u64) -> io::Result<()> {
@@ -563,6 +599,31 @@ impl MappedMut {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allocated_files_read_zeros_and_own_their_blocks() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("alloc");
+        let len = 3 * 1024 * 1024 + 100;
+        let f = create_allocated(&p, len).unwrap();
+        let md = f.metadata().unwrap();
+        assert_eq!(md.len(), len);
+        // Not sparse: every byte has a block (st_blocks counts 512-byte units).
+        assert!(
+            md.blocks() * 512 >= len,
+            "{} blocks for {len} bytes",
+            md.blocks()
+        );
+        drop(f);
+        let mut m = MappedMut::open(&p).unwrap();
+        assert!(m.as_slice().iter().all(|&b| b == 0));
+        m.as_mut_slice()[len as usize - 1] = 7;
+        m.flush().unwrap();
+        assert_eq!(std::fs::read(&p).unwrap()[len as usize - 1], 7);
+        // Never replaces an existing file.
+        assert!(create_allocated(&p, 4096).is_err());
+    }
 
     #[test]
     fn writer_publishes_and_readers_see_only_published() {
