@@ -143,7 +143,7 @@ fn send(
         topic: h.topic.clone(),
         queue_id,
         flag: h.flag,
-        body: Vec::new(),
+        body: bytes::Bytes::new(),
         properties: String::new(),
         sys_flag,
         born_timestamp: h.born_timestamp,
@@ -169,7 +169,7 @@ fn send(
             .map(|it| {
                 let mut m = base.clone();
                 m.flag = it.flag;
-                m.body = it.body;
+                m.body = it.body.into();
                 m.properties = it.properties;
                 complete_properties(&mut m.properties, &cluster, born_host.ip());
                 m
@@ -177,7 +177,11 @@ fn send(
             .collect::<Vec<_>>()
     } else {
         let mut m = base;
-        m.body = body.to_vec();
+        // The request's body is a slice of the frame read from the socket: no copy here.
+        m.body = match &req.body {
+            Body::Bytes(b) => b.clone(),
+            _ => bytes::Bytes::new(),
+        };
         m.properties = h.properties.clone().unwrap_or_default();
         complete_properties(&mut m.properties, &cluster, born_host.ip());
         if m.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
