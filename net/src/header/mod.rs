@@ -192,7 +192,9 @@ macro_rules! ext_header {
             /// All fields as extFields strings; `None` fields are left out.
             pub fn to_ext(&self) -> ::std::collections::HashMap<String, String> {
                 #[allow(unused_mut)]
-                let mut m = ::std::collections::HashMap::new();
+                let mut m = ::std::collections::HashMap::with_capacity(
+                    [$($key),*].len(),
+                );
                 $( $crate::header::ext_header!(@put $kind m self.$field, $key); )*
                 m
             }

@@ -342,12 +342,14 @@ fn put(b: &Broker, req: &RemotingCommand, msgs: Vec<MessageInput>) -> RemotingCo
     let Some(first) = result.appended.first() else {
         return reply(req, code::SYSTEM_ERROR, "store appended nothing");
     };
-    let msg_id = result
-        .appended
-        .iter()
-        .map(|a| message::offset_msg_id(b.store_host, a.phy_offset))
-        .collect::<Vec<_>>()
-        .join(",");
+    let msg_id = match result.appended.as_slice() {
+        [one] => message::offset_msg_id(b.store_host, one.phy_offset),
+        all => all
+            .iter()
+            .map(|a| message::offset_msg_id(b.store_host, a.phy_offset))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
     let conf = b.conf();
     let header = SendMessageResponseHeader {
         msg_id,
