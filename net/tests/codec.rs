@@ -468,3 +468,63 @@ fn json_fast_path_takes_client_shaped_headers() {
     );
     assert_eq!(Some(fast), json::decode_reference(java.as_bytes()).ok());
 }
+
+fn arb_send_ext() -> impl Strategy<Value = HashMap<String, String>> {
+    let key = prop::sample::select(vec![
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
+        "g",
+        "h",
+        "i",
+        "j",
+        "k",
+        "l",
+        "m",
+        "n",
+        "x",
+        "topic",
+        "queueId",
+        "producerGroup",
+        "defaultTopic",
+        "defaultTopicQueueNums",
+        "sysFlag",
+        "bornTimestamp",
+        "flag",
+        "properties",
+        "batch",
+        "unitMode",
+    ]);
+    let value = prop_oneof![
+        Just(String::new()),
+        "-?[0-9]{1,12}",
+        Just("true".to_string()),
+        Just("1.0".to_string()),
+        arb_string(),
+    ];
+    prop::collection::hash_map(key.prop_map(str::to_string), value, 0..20)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, rng_seed: proptest::test_runner::RngSeed::Fixed(0x7a4e), ..ProptestConfig::default() })]
+
+    /// The owning send-header decoder gives what the borrowing one gives, errors included.
+    #[test]
+    fn send_header_take_for_matches_decode_for(ext in arb_send_ext(), code in prop::sample::select(vec![10, 310, 320, 325])) {
+        let by_ref = SendMessageRequestHeader::decode_for(code, &ext).map_err(|e| e.to_string());
+        let owned = SendMessageRequestHeader::take_for(code, ext.clone()).map_err(|e| e.to_string());
+        prop_assert_eq!(owned, by_ref);
+        // On top of a complete valid header, so most cases decode.
+        let v1 = SendMessageRequestHeader { producer_group: "pg".into(), topic: "t".into(),
+            default_topic: "TBW102".into(), default_topic_queue_nums: 4, queue_id: 1,
+            born_timestamp: 5, properties: Some("a\u{1}b\u{2}".into()), ..Default::default() };
+        let mut full = if code == 10 { v1.to_ext() } else { SendMessageRequestHeaderV2::from(v1).to_ext() };
+        full.extend(ext.into_iter().filter(|(k, _)| k.len() > 1 || k.as_str() > "e"));
+        let by_ref = SendMessageRequestHeader::decode_for(code, &full).map_err(|e| e.to_string());
+        let owned = SendMessageRequestHeader::take_for(code, full).map_err(|e| e.to_string());
+        prop_assert_eq!(owned, by_ref);
+    }
+}

@@ -225,6 +225,12 @@ pub fn decode_fast(header: &[u8]) -> Option<RemotingCommand> {
     })
 }
 
+/// Index of the first byte that ends a plain run inside a JSON string: a quote, a backslash or a
+/// control character.
+fn special_at(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
 /// Sets a field seen for the first time; a duplicate is serde's "duplicate field" error.
 fn once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
     if slot.is_some() {
@@ -297,9 +303,7 @@ impl<'a> Scanner<'a> {
         // Most strings have no escapes: one exact allocation, no growth.
         let s: &'a [u8] = self.s;
         let rest = s.get(self.i..)?;
-        let run = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        let run = special_at(rest)?;
         let head = rest.get(..run)?;
         if rest.get(run) == Some(&b'"') {
             self.i += run + 1;
@@ -309,9 +313,7 @@ impl<'a> Scanner<'a> {
         loop {
             let start = self.i;
             let rest = self.s.get(start..)?;
-            let run = rest
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            let run = special_at(rest)?;
             out.extend_from_slice(rest.get(..run)?);
             self.i = start + run;
             match self.peek()? {

@@ -36,9 +36,11 @@ static NEXT_QUEUE: AtomicU32 = AtomicU32::new(0);
 pub async fn handle(
     b: &Arc<Broker>,
     conn: &ConnectionHandle,
-    req: RemotingCommand,
+    mut req: RemotingCommand,
 ) -> Option<RemotingCommand> {
-    let header = match SendMessageRequestHeader::decode_for(req.code, &req.ext_fields) {
+    // The extFields are not needed past this point: the typed header takes their strings.
+    let ext = std::mem::take(&mut req.ext_fields);
+    let header = match SendMessageRequestHeader::take_for(req.code, ext) {
         Ok(h) => h,
         Err(e) => return Some(RemotingCommand::bad_header(&req, &e)),
     };
