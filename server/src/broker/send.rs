@@ -38,9 +38,11 @@ static NEXT_QUEUE: AtomicU32 = AtomicU32::new(0);
 pub async fn handle(
     b: &Arc<Broker>,
     conn: &ConnectionHandle,
-    req: RemotingCommand,
+    mut req: RemotingCommand,
 ) -> Option<RemotingCommand> {
-    let header = match SendMessageRequestHeader::decode_for(req.code, &req.ext_fields) {
+    // The extFields are not needed past this point: the typed header takes their strings.
+    let ext = std::mem::take(&mut req.ext_fields);
+    let header = match SendMessageRequestHeader::take_for(req.code, ext) {
         Ok(h) => h,
         Err(e) => return Some(RemotingCommand::bad_header(&req, &e)),
     };
@@ -397,12 +399,14 @@ fn put(
     let Some(first) = result.appended.first() else {
         return reply(req, code::SYSTEM_ERROR, "store appended nothing");
     };
-    let msg_id = result
-        .appended
-        .iter()
-        .map(|a| message::offset_msg_id(b.store_host, a.phy_offset))
-        .collect::<Vec<_>>()
-        .join(",");
+    let msg_id = match result.appended.as_slice() {
+        [one] => message::offset_msg_id(b.store_host, one.phy_offset),
+        all => all
+            .iter()
+            .map(|a| message::offset_msg_id(b.store_host, a.phy_offset))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
     let conf = b.conf();
     let header = SendMessageResponseHeader {
         msg_id,
