@@ -46,7 +46,7 @@ fn msg(size: usize) -> MessageInput {
         topic: "BenchTopic".into(),
         queue_id: 0,
         flag: 0,
-        body: vec![b'x'; size],
+        body: vec![b'x'; size].into(),
         properties: "UNIQ_KEY\u{1}0A00000100002A9F0000000000000000\u{2}".into(),
         sys_flag: 0,
         born_timestamp: 1_700_000_000_000,

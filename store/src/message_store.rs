@@ -58,8 +58,10 @@ pub struct MessageInput {
     pub topic: String,
     pub queue_id: u32,
     pub flag: i32,
-    /// Stored verbatim (already compressed by the client when `sys_flag & 1`).
-    pub body: Vec<u8>,
+    /// Stored verbatim (already compressed by the client when `sys_flag & 1`). A `Bytes`, so the
+    /// broker can hand over a slice of the request frame it read: the store's copy into the log
+    /// is then the only copy of the body (build one from a `Vec<u8>` with `.into()`).
+    pub body: bytes::Bytes,
     /// Encoded property string `k\x01v\x02...` (TAGS, KEYS, UNIQ_KEY, ...).
     pub properties: String,
     pub sys_flag: i32,

@@ -59,7 +59,7 @@ fn template(size: usize, queue_id: u32) -> MessageInput {
         topic: "BenchTopic".into(),
         queue_id,
         flag: 0,
-        body: vec![b'x'; size],
+        body: vec![b'x'; size].into(),
         properties: "UNIQ_KEY\u{1}0A00000100002A9F0000000000000000\u{2}TAGS\u{1}bench\u{2}".into(),
         sys_flag: 0,
         born_timestamp: 1_700_000_000_000,
