@@ -31,6 +31,11 @@ pub struct RecoveryReport {
     pub valid_end: u64,
     /// Bytes scanned.
     pub scanned_bytes: u64,
+    /// Where re-dispatching into the ConsumeQueues and the index may start: the last record
+    /// boundary at or below the checkpoint's `confirmPhyOffset` that the scan passed (everything
+    /// below it was dispatched and flushed when the checkpoint was written), else `scan_start`.
+    /// Equal to `valid_end` when nothing was scanned.
+    pub redispatch_from: u64,
     /// Non-zero bytes past the valid end that were zeroed.
     pub zeroed_pages: u64,
     /// Segment files deleted past the valid end.
@@ -141,6 +146,7 @@ pub fn recover(
             scan_start: 0,
             valid_end: 0,
             scanned_bytes: 0,
+            redispatch_from: 0,
             zeroed_pages: 0,
             deleted_segments: 0,
         };
@@ -168,7 +174,8 @@ pub fn recover(
     } else {
         0
     };
-    scan_from(dir, file_size, &bases, start_idx, check_crc)
+    let confirm = confirm_known.then_some(confirm);
+    scan_from(dir, file_size, &bases, start_idx, confirm, check_crc)
 }
 
 /// Whether a file's first 8 bytes are zero (or it is shorter than that): no record starts it.
@@ -227,6 +234,7 @@ fn trust_checkpoint(
         scan_start: confirm,
         valid_end: confirm,
         scanned_bytes: 0,
+        redispatch_from: confirm,
         zeroed_pages: 0,
         deleted_segments: deleted,
     };
@@ -257,6 +265,7 @@ fn scan_from(
     file_size: u64,
     bases: &[u64],
     start_idx: usize,
+    confirm: Option<u64>,
     check_crc: bool,
 ) -> Result<(RecoveredLog, RecoveryReport)> {
     let mut segments = Vec::with_capacity(bases.len());
@@ -265,13 +274,22 @@ fn scan_from(
     }
     let scan_start = bases.get(start_idx).copied().unwrap_or(0);
     let mut scanned_bytes = 0;
+    let mut redispatch_from = scan_start;
     for (idx, &base) in bases.iter().enumerate().skip(start_idx) {
         let path = dir.join(segment_file_name(base));
         let mapped = Arc::new(MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?);
         let mut w = mapped
             .writer()
             .ok_or_else(|| StoreError::Config("segment writer taken twice".into()))?;
-        let (pos, full) = scan_segment(&w, base, file_size, check_crc);
+        // The confirm offset as a position in this segment, if it lies in it.
+        let stop = confirm
+            .filter(|&c| c >= base && c < base + file_size)
+            .map(|c| c - base);
+        let seg_scan = scan_segment(&w, base, file_size, stop, check_crc);
+        let (pos, full) = (seg_scan.end, seg_scan.full);
+        if let Some(b) = seg_scan.boundary_at_or_below_stop {
+            redispatch_from = base + b;
+        }
         scanned_bytes += pos;
         let seg = Arc::new(Segment::new(base, Arc::clone(&mapped)));
         segments.push(Arc::clone(&seg));
@@ -292,6 +310,7 @@ fn scan_from(
                 scan_start,
                 valid_end,
                 scanned_bytes,
+                redispatch_from: redispatch_from.min(valid_end),
                 zeroed_pages: 0,
                 deleted_segments: 0,
             };
@@ -320,6 +339,7 @@ fn scan_from(
             scan_start,
             valid_end,
             scanned_bytes,
+            redispatch_from: redispatch_from.min(valid_end),
             zeroed_pages,
             deleted_segments,
         };
@@ -328,25 +348,60 @@ fn scan_from(
     unreachable!("start_idx < bases.len(), so the loop returns")
 }
 
-/// Walks the records of one segment. Returns the end of the valid records and whether the segment
-/// ended with a blank marker (then it is full).
-fn scan_segment(w: &MappedWriter, base: u64, file_size: u64, check_crc: bool) -> (u64, bool) {
+/// What [`scan_segment`] found in one segment.
+struct SegmentScan {
+    /// End of the valid records (a position in the segment).
+    end: u64,
+    /// The segment ended with a blank marker (it is full).
+    full: bool,
+    /// The last record boundary at or below the `stop` position, if one was given and reached.
+    boundary_at_or_below_stop: Option<u64>,
+}
+
+/// Walks the records of one segment: the end of the valid records, whether the segment ended with
+/// a blank marker (then it is full), and the last record boundary at or below `stop`.
+fn scan_segment(
+    w: &MappedWriter,
+    base: u64,
+    file_size: u64,
+    stop: Option<u64>,
+    check_crc: bool,
+) -> SegmentScan {
     let all = w.view(0, file_size).unwrap_or_default();
     let mut pos = 0u64;
+    let mut boundary = None;
     loop {
+        // Boundaries only grow, so the last one at or below `stop` wins.
+        if stop.is_some_and(|s| pos <= s) {
+            boundary = Some(pos);
+        }
         let rest = all.get(pos as usize..).unwrap_or_default();
-        match record::scan(rest, base + pos, check_crc) {
-            Ok(Scan::Record(n)) => pos += u64::from(n),
-            Ok(Scan::EndOfSegment) => return (pos, true),
-            Ok(Scan::End) => return (pos, false),
+        let full = match record::scan(rest, base + pos, check_crc) {
+            Ok(Scan::Record(n)) => {
+                pos += u64::from(n);
+                continue;
+            }
+            Ok(Scan::EndOfSegment) => true,
+            Ok(Scan::End) => false,
             Err(e) => {
                 if rest.iter().take(8).any(|&b| b != 0) {
                     tracing::warn!(at = base + pos, error = %e, "CommitLog scan stops at an invalid record");
                 }
-                return (pos, false);
+                false
             }
-        }
+        };
+        return SegmentScan {
+            end: pos,
+            full,
+            boundary_at_or_below_stop: boundary,
+        };
     }
+}
+
+/// Whether every byte of `b` is zero. An OR over the whole slice (no early exit inside) so the
+/// compiler turns it into wide vector loads; callers pass at most a page.
+fn all_zero(b: &[u8]) -> bool {
+    b.iter().fold(0u8, |acc, &x| acc | x) == 0
 }
 
 /// Zeroes every non-zero page (and the partial first page) from `pos` to the end of the file, and
@@ -358,9 +413,7 @@ fn zero_tail(w: &mut MappedWriter, pos: u64, file_size: u64) -> std::io::Result<
     while at < file_size {
         let page_end = ((at / OS_PAGE_SIZE) + 1) * OS_PAGE_SIZE;
         let end = page_end.min(file_size);
-        let dirty = w
-            .view(at, end - at)
-            .is_some_and(|b| b.iter().any(|&x| x != 0));
+        let dirty = w.view(at, end - at).is_some_and(|b| !all_zero(b));
         if dirty {
             let len = (end - at) as usize;
             w.write(at, zeros.get(..len).unwrap_or_default());
@@ -372,4 +425,145 @@ fn zero_tail(w: &mut MappedWriter, pos: u64, file_size: u64) -> std::io::Result<
         w.mapped().flush_range(pos, file_size - pos)?;
     }
     Ok(pages)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::record::{blank_marker, body_crc, RecordParts};
+
+    const SEG: u64 = 16 * 1024;
+
+    fn record(phy: u64, body_len: usize) -> Vec<u8> {
+        let body = vec![7u8; body_len];
+        RecordParts {
+            queue_id: 0,
+            flag: 0,
+            queue_offset: 0,
+            phy_offset: phy as i64,
+            sys_flag: 0,
+            born_timestamp: 1,
+            born_host: "127.0.0.1:1".parse().unwrap(),
+            store_timestamp: 2,
+            store_host: "127.0.0.1:2".parse().unwrap(),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body_crc: body_crc(&body),
+            body: &body,
+            topic: "T",
+            properties: "",
+        }
+        .to_vec()
+        .unwrap()
+    }
+
+    /// Writes segments at 0 and SEG: the first full (records then a blank marker), the second
+    /// holding `second` records. Returns the record boundaries (CommitLog offsets).
+    fn write_log(dir: &Path, second: usize) -> Vec<u64> {
+        let mut bounds = vec![0];
+        let mut seg0 = vec![0u8; SEG as usize];
+        let mut pos = 0u64;
+        loop {
+            let r = record(pos, 900);
+            if pos + r.len() as u64 + record::BLANK_LEN_BYTES > SEG {
+                break;
+            }
+            seg0[pos as usize..pos as usize + r.len()].copy_from_slice(&r);
+            pos += r.len() as u64;
+            bounds.push(pos);
+        }
+        seg0[pos as usize..pos as usize + 8].copy_from_slice(&blank_marker((SEG - pos) as u32));
+        let mut seg1 = vec![0u8; SEG as usize];
+        let mut pos = 0u64;
+        for _ in 0..second {
+            let r = record(SEG + pos, 500);
+            seg1[pos as usize..pos as usize + r.len()].copy_from_slice(&r);
+            pos += r.len() as u64;
+            bounds.push(SEG + pos);
+        }
+        std::fs::write(dir.join(segment_file_name(0)), &seg0).unwrap();
+        std::fs::write(dir.join(segment_file_name(SEG)), &seg1).unwrap();
+        bounds
+    }
+
+    #[test]
+    fn redispatch_starts_at_the_last_boundary_at_or_below_confirm() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bounds = write_log(tmp.path(), 5);
+        let end = *bounds.last().unwrap();
+        for confirm in [1, 100, 4000, SEG - 1, SEG, SEG + 1, SEG + 600, end - 1, end] {
+            let (_, rep) = recover(tmp.path(), SEG, confirm, false, true).unwrap();
+            assert!(rep.scanned);
+            assert_eq!(rep.valid_end, end);
+            let want = *bounds.iter().filter(|&&b| b <= confirm).max().unwrap();
+            // The scan starts at the segment holding confirm; boundaries before it are not seen.
+            let want = want.max(rep.scan_start);
+            assert_eq!(rep.redispatch_from, want, "confirm {confirm}: {rep:?}");
+            assert!(rep.redispatch_from <= confirm.max(rep.scan_start));
+        }
+        // Without a usable checkpoint everything from the scan start is re-dispatched.
+        let (_, rep) = recover(tmp.path(), SEG, 0, false, true).unwrap();
+        assert_eq!((rep.scan_start, rep.redispatch_from), (0, 0));
+        let (_, rep) = recover(tmp.path(), SEG, 10 * SEG, false, true).unwrap();
+        assert_eq!((rep.scan_start, rep.redispatch_from), (0, 0));
+        // A clean shutdown with a trusted checkpoint re-dispatches nothing.
+        let (_, rep) = recover(tmp.path(), SEG, end, true, true).unwrap();
+        assert!(!rep.scanned);
+        assert_eq!(rep.redispatch_from, end);
+    }
+
+    #[test]
+    fn confirm_past_a_torn_tail_redispatches_from_the_valid_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bounds = write_log(tmp.path(), 5);
+        let end = *bounds.last().unwrap();
+        // Tear the last record: its BODYCRC no longer matches.
+        let p = tmp.path().join(segment_file_name(SEG));
+        let mut b = std::fs::read(&p).unwrap();
+        let last_start = (bounds[bounds.len() - 2] - SEG) as usize;
+        b[last_start + 100] ^= 0xFF;
+        std::fs::write(&p, &b).unwrap();
+        let (_, rep) = recover(tmp.path(), SEG, end, false, true).unwrap();
+        let cut = bounds[bounds.len() - 2];
+        assert_eq!(rep.valid_end, cut);
+        assert_eq!(rep.redispatch_from, cut);
+        assert_eq!(rep.zeroed_pages, 1);
+        let after = std::fs::read(&p).unwrap();
+        assert!(after[(cut - SEG) as usize..].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn stale_records_after_a_zero_gap_are_zeroed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bounds = write_log(tmp.path(), 5);
+        // Lose the page holding the third record of the second segment: the records after it
+        // are valid-looking leftovers that must never be read later.
+        let p = tmp.path().join(segment_file_name(SEG));
+        let mut b = std::fs::read(&p).unwrap();
+        let third = (bounds[bounds.len() - 3] - SEG) as usize;
+        for x in &mut b[third..third + 600] {
+            *x = 0;
+        }
+        b[SEG as usize - 1] = 1;
+        std::fs::write(&p, &b).unwrap();
+        let (_, rep) = recover(tmp.path(), SEG, 0, false, true).unwrap();
+        assert_eq!(rep.valid_end, bounds[bounds.len() - 3]);
+        assert!(rep.zeroed_pages >= 2, "{rep:?}");
+        let after = std::fs::read(&p).unwrap();
+        assert!(after[third..].iter().all(|&x| x == 0));
+    }
+
+    #[test]
+    fn all_zero_sees_any_set_byte() {
+        let mut page = vec![0u8; OS_PAGE_SIZE as usize];
+        assert!(all_zero(&page));
+        assert!(all_zero(&[]));
+        for i in [0, 1, 63, 64, 2047, 4095] {
+            page[i] = 0x80;
+            assert!(!all_zero(&page), "byte {i}");
+            page[i] = 0;
+        }
+        assert!(all_zero(&page[..17]));
+    }
 }
