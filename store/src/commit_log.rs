@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Result, StoreError};
-use crate::message_store::{Appended, MessageInput, Slice};
+use crate::message_store::{Appended, AppendedList, MessageInput, Slice};
 use crate::mmap::{create_zero_filled_until, MappedFile, MappedWriter, OS_PAGE_SIZE};
 use crate::record::{self, RecordParts, Scan, BLANK_LEN_BYTES};
 
@@ -304,8 +304,9 @@ struct Appender {
     /// The segment being written and its single writer (`None` when the log ends exactly at a
     /// segment boundary and the next segment has not been taken yet).
     active: Option<(Arc<Segment>, MappedWriter)>,
-    /// Next queue offset of each (topic, queue id).
-    queue_offsets: HashMap<String, HashMap<u32, u64>>,
+    /// Next queue offset of each (topic, queue id). foldhash (seeded per map, so not open to
+    /// chosen-collision floods) instead of SipHash: the lookup runs on every put under the lock.
+    queue_offsets: QueueOffsets,
     /// Store timestamp of the last appended record (0 if none since open).
     last_store_ts: i64,
     /// Records are encoded here and then written with one `pwrite` when the log writes through
@@ -395,7 +396,7 @@ impl CommitLog {
             segments: RwLock::new(rec.segments),
             append: Mutex::new(Appender {
                 active: rec.active,
-                queue_offsets: HashMap::new(),
+                queue_offsets: QueueOffsets::default(),
                 last_store_ts: 0,
                 staging: Vec::new(),
             }),
@@ -506,12 +507,13 @@ impl CommitLog {
 
     /// Appends `msgs` (with their BODYCRCs and encoded lengths, computed outside the lock) as
     /// consecutive records in one segment. Returns one [`Appended`] per message and the end offset.
+    /// A single message allocates nothing here (the list keeps one entry inline).
     pub fn append(
         &self,
         msgs: &[MessageInput],
         crcs: &[u32],
         lens: &[usize],
-    ) -> Result<(Vec<Appended>, u64)> {
+    ) -> Result<(AppendedList, u64)> {
         assert!(msgs.len() == crcs.len() && msgs.len() == lens.len());
         let total: u64 = lens.iter().map(|&l| l as u64).sum();
         if total + BLANK_LEN_BYTES > self.file_size {
@@ -541,7 +543,7 @@ impl CommitLog {
             a.staging.clear();
             a.staging.resize(total as usize, 0);
         }
-        let mut out = Vec::with_capacity(msgs.len());
+        let mut out = AppendedList::with_capacity(msgs.len());
         for ((msg, &crc), &len) in msgs.iter().zip(crcs).zip(lens) {
             let queue_offset = assign_queue_offset(&mut a.queue_offsets, msg);
             let phy = seg.base + pos;
@@ -780,7 +782,10 @@ impl CommitLog {
     }
 }
 
-fn assign_queue_offset(table: &mut HashMap<String, HashMap<u32, u64>>, msg: &MessageInput) -> u64 {
+type FastState = foldhash::fast::RandomState;
+type QueueOffsets = HashMap<String, HashMap<u32, u64, FastState>, FastState>;
+
+fn assign_queue_offset(table: &mut QueueOffsets, msg: &MessageInput) -> u64 {
     let tx = msg.sys_flag & record::SYSFLAG_TRANSACTION_MASK;
     if tx == record::SYSFLAG_TRANSACTION_PREPARED || tx == record::SYSFLAG_TRANSACTION_ROLLBACK {
         // Half and rollback records get no ConsumeQueue unit (RocketMQ stores queue offset 0).

@@ -91,11 +91,15 @@ pub struct Appended {
     pub store_timestamp: i64,
 }
 
+/// What a put appended: one entry per message. Derefs to `[Appended]`; a single put keeps its
+/// entry inline, so `put` does not allocate for its result.
+pub type AppendedList = smallvec::SmallVec<[Appended; 1]>;
+
 #[derive(Debug, Clone)]
 pub struct PutResult {
     pub status: PutStatus,
     /// One entry per message, in input order (one for `put`, N for `put_batch`).
-    pub appended: Vec<Appended>,
+    pub appended: AppendedList,
 }
 
 /// RocketMQ's `GetMessageStatus`.
@@ -385,12 +389,21 @@ fn validate_config(c: &StoreConfig) -> Result<()> {
     Ok(())
 }
 
+/// Bytes allowed in a topic name, as a table: the check runs on every put.
+static TOPIC_BYTE_OK: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'%' | b'|' | b'_' | b'-');
+        b += 1;
+    }
+    t
+};
+
 /// RocketMQ's topic charset `^[%|a-zA-Z0-9_-]+$`, at most [`TOPIC_LEN_MAX`] bytes.
 pub fn valid_topic(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= TOPIC_LEN_MAX
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+    !t.is_empty() && t.len() <= TOPIC_LEN_MAX && t.bytes().all(|b| TOPIC_BYTE_OK[usize::from(b)])
 }
 
 impl MessageStore {
@@ -681,7 +694,7 @@ impl MessageStore {
         &self,
         msgs: &[MessageInput],
         on_durable: DurableCallback,
-    ) -> Result<Vec<Appended>> {
+    ) -> Result<AppendedList> {
         let Some(first) = msgs.first() else {
             return Err(StoreError::MessageIllegal("empty batch".into()));
         };
@@ -1137,4 +1150,23 @@ fn wants_wait(msgs: &[MessageInput]) -> bool {
     msgs.first().is_none_or(|m| {
         record::property_value(&m.properties, record::PROPERTY_WAIT_STORE_MSG_OK) != Some("false")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_byte_table_matches_the_charset() {
+        for b in 0u8..=255 {
+            let want = b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-');
+            let topic = String::from_utf8_lossy(&[b]).into_owned();
+            assert_eq!(valid_topic(&topic), want && topic.len() == 1, "byte {b}");
+        }
+        assert!(!valid_topic(""));
+        assert!(valid_topic(&"a".repeat(TOPIC_LEN_MAX)));
+        assert!(!valid_topic(&"a".repeat(TOPIC_LEN_MAX + 1)));
+        assert!(valid_topic("%RETRY%group-1|x_y"));
+        assert!(!valid_topic("a b"));
+    }
 }

@@ -718,7 +718,11 @@ mod tests {
             pos += r.len() as u64;
         }
         seg[pos as usize..pos as usize + 8].copy_from_slice(&blank_marker((BIG - pos) as u32));
-        assert!(starts.len() > 3 * CRC_BATCH_RECORDS, "{} records", starts.len());
+        assert!(
+            starts.len() > 3 * CRC_BATCH_RECORDS,
+            "{} records",
+            starts.len()
+        );
         let mut want = BIG;
         if let Some(i) = flip {
             seg[starts[i] as usize + 90] ^= 0x55; // inside the body (IPv4 body starts at 88)

@@ -90,7 +90,10 @@ fn message(args: &RecoverBenchArgs, i: u64) -> MessageInput {
         queue_id: ((i / topics) % queues) as u32,
         flag: 0,
         body: vec![body_byte; args.size],
-        properties: format!("UNIQ_KEY\u{1}7F0000010000{i:020X}\u{2}TAGS\u{1}t{}\u{2}", i % 7),
+        properties: format!(
+            "UNIQ_KEY\u{1}7F0000010000{i:020X}\u{2}TAGS\u{1}t{}\u{2}",
+            i % 7
+        ),
         sys_flag: 0,
         born_timestamp: 1_700_000_000_000,
         born_host: "127.0.0.1:50000".parse().expect("literal address"),
@@ -139,7 +142,9 @@ fn sequential_read(files: &[PathBuf]) -> Result<(u64, Duration), String> {
     for p in files {
         let mut f = File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
         loop {
-            let n = f.read(&mut buf).map_err(|e| format!("{}: {e}", p.display()))?;
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
             if n == 0 {
                 break;
             }
@@ -271,7 +276,9 @@ pub fn measure(args: &RecoverBenchArgs) -> Result<serde_json::Value, String> {
         make_cold(&all_files, args.drop_caches)?;
         let (s, rep, e) = timed_open(args)?;
         if rep.scanned || e != end {
-            return Err(format!("clean reopen scanned or lost data: {rep:?}, end {e}"));
+            return Err(format!(
+                "clean reopen scanned or lost data: {rep:?}, end {e}"
+            ));
         }
         clean_cold.push(s);
         let (s, _, _) = timed_open(args)?;
@@ -284,8 +291,9 @@ pub fn measure(args: &RecoverBenchArgs) -> Result<serde_json::Value, String> {
     let confirm = end.saturating_sub(args.crash_back_mib << 20);
     stage_crash(&args.dir, confirm)?;
     // One untimed pass removes what the clean reopens left behind (a half-made next segment).
-    let (_, first) = ferrocket_store::recovery::recover(&log_dir, args.segment_bytes, confirm, false, true)
-        .map_err(|e| e.to_string())?;
+    let (_, first) =
+        ferrocket_store::recovery::recover(&log_dir, args.segment_bytes, confirm, false, true)
+            .map_err(|e| e.to_string())?;
     if !first.scanned || first.valid_end != end {
         return Err(format!("crash scan did not reach the end: {first:?}"));
     }
@@ -339,7 +347,9 @@ pub fn measure(args: &RecoverBenchArgs) -> Result<serde_json::Value, String> {
         make_cold(&all_files, args.drop_caches)?;
         let (s, rep, e) = timed_open(args)?;
         if !rep.scanned || e != end {
-            return Err(format!("crash reopen did not scan to the end: {rep:?}, end {e}"));
+            return Err(format!(
+                "crash reopen did not scan to the end: {rep:?}, end {e}"
+            ));
         }
         crash_report = Some(rep);
         crash_cold.push(s);
@@ -419,7 +429,11 @@ mod tests {
         // The scan covered the segments from the one holding the checkpoint to the end.
         assert!(j["crash_scan_file_bytes"].as_u64().expect("scan bytes") >= 1 << 20);
         let dir2 = tmp.path().join("store2");
-        run(RecoverBenchArgs { dir: dir2.clone(), ..args }).expect("run");
+        run(RecoverBenchArgs {
+            dir: dir2.clone(),
+            ..args
+        })
+        .expect("run");
         assert!(!dir2.exists(), "store removed");
     }
 }
