@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Result, StoreError};
-use crate::message_store::{Appended, MessageInput, Slice};
+use crate::message_store::{Appended, AppendedList, MessageInput, Slice};
 use crate::mmap::{create_zero_filled_until, MappedFile, MappedWriter, OS_PAGE_SIZE};
 use crate::record::{self, RecordParts, Scan, BLANK_LEN_BYTES};
 
@@ -59,14 +59,21 @@ impl Segment {
         }
     }
 
-    /// Pre-faults `[warmed, to)` (called on the pre-allocation thread).
-    fn warm(&self, to: u64) {
+    /// Pre-faults `[warmed, to)` (called on the pre-allocation thread): writable page tables for
+    /// appends through the mapping, or only page-cache read-ahead for appends by `pwrite`
+    /// (`write_through`), which must not dirty pages ahead of the log.
+    fn warm(&self, to: u64, write_through: bool) {
         let from = self.warmed.load(Ordering::Acquire);
         let to = to.min(self.mapped.len());
         if to <= from {
             return;
         }
-        if let Err(e) = self.mapped.prefault_write(from, to - from) {
+        let hinted = if write_through {
+            self.mapped.prefetch(from, to - from)
+        } else {
+            self.mapped.prefault_write(from, to - from)
+        };
+        if let Err(e) = hinted {
             tracing::debug!(base = self.base, error = %e, "pre-faulting a segment failed");
         }
         self.warmed.fetch_max(to, Ordering::AcqRel);
@@ -104,9 +111,14 @@ const TMP_SUFFIX: &str = ".tmp";
 
 /// Creates the segment file for `base`: zero-filled under a temporary name, renamed into place and
 /// the directory synced (so a crash never leaves a short file under a segment name and the new
-/// name survives a crash), then mapped and pre-faulted.
-pub fn create_segment(dir: &Path, base: u64, file_size: u64) -> Result<Arc<Segment>> {
-    create_segment_until(dir, base, file_size, &AtomicBool::new(false))
+/// name survives a crash), then mapped and pre-faulted (see [`Segment::warm`]).
+pub fn create_segment(
+    dir: &Path,
+    base: u64,
+    file_size: u64,
+    write_through: bool,
+) -> Result<Arc<Segment>> {
+    create_segment_until(dir, base, file_size, write_through, &AtomicBool::new(false))
 }
 
 /// [`create_segment`] that stops early (an `Io` error, nothing left behind) once `stop` is set.
@@ -114,6 +126,7 @@ fn create_segment_until(
     dir: &Path,
     base: u64,
     file_size: u64,
+    write_through: bool,
     stop: &AtomicBool,
 ) -> Result<Arc<Segment>> {
     let name = segment_file_name(base);
@@ -133,7 +146,7 @@ fn create_segment_until(
     sync_dir(dir)?;
     let mapped = MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?;
     let seg = Arc::new(Segment::new(base, Arc::new(mapped)));
-    seg.warm(WARM_WINDOW_BYTES);
+    seg.warm(WARM_WINDOW_BYTES, write_through);
     Ok(seg)
 }
 
@@ -159,6 +172,8 @@ pub fn io_or_full(path: &Path, e: io::Error) -> StoreError {
 struct Preallocator {
     dir: PathBuf,
     file_size: u64,
+    /// Appends go through `pwrite` (see [`CommitLog::set_write_through`]).
+    write_through: AtomicBool,
     /// Set at shutdown: an in-progress zero-fill gives up.
     stop: AtomicBool,
     state: Mutex<PreState>,
@@ -189,7 +204,7 @@ impl Preallocator {
                 // Warming the active segment is more urgent than making the next one.
                 if let Some((seg, to)) = st.warm.take() {
                     drop(st);
-                    seg.warm(to);
+                    seg.warm(to, self.write_through.load(Ordering::Relaxed));
                     continue;
                 }
                 let base = st.wanted.take();
@@ -197,7 +212,13 @@ impl Preallocator {
                 base
             };
             let Some(base) = base else { continue };
-            let made = create_segment_until(&self.dir, base, self.file_size, &self.stop);
+            let made = create_segment_until(
+                &self.dir,
+                base,
+                self.file_size,
+                self.write_through.load(Ordering::Relaxed),
+                &self.stop,
+            );
             let mut st = self.state.lock();
             st.busy = None;
             match made {
@@ -249,7 +270,12 @@ impl Preallocator {
         };
         match seg {
             Some(s) => Ok(s),
-            None => create_segment(&self.dir, base, self.file_size),
+            None => create_segment(
+                &self.dir,
+                base,
+                self.file_size,
+                self.write_through.load(Ordering::Relaxed),
+            ),
         }
     }
 
@@ -278,10 +304,14 @@ struct Appender {
     /// The segment being written and its single writer (`None` when the log ends exactly at a
     /// segment boundary and the next segment has not been taken yet).
     active: Option<(Arc<Segment>, MappedWriter)>,
-    /// Next queue offset of each (topic, queue id).
-    queue_offsets: HashMap<String, HashMap<u32, u64>>,
+    /// Next queue offset of each (topic, queue id). foldhash (seeded per map, so not open to
+    /// chosen-collision floods) instead of SipHash: the lookup runs on every put under the lock.
+    queue_offsets: QueueOffsets,
     /// Store timestamp of the last appended record (0 if none since open).
     last_store_ts: i64,
+    /// Records are encoded here and then written with one `pwrite` when the log writes through
+    /// the file descriptor (SYNC_FLUSH); reused across appends.
+    staging: Vec<u8>,
 }
 
 /// What recovery hands to [`CommitLog::new`].
@@ -355,6 +385,7 @@ impl CommitLog {
         let prealloc = Arc::new(Preallocator {
             dir: dir.to_path_buf(),
             file_size,
+            write_through: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             state: Mutex::new(PreState::default()),
             cv: Condvar::new(),
@@ -365,8 +396,9 @@ impl CommitLog {
             segments: RwLock::new(rec.segments),
             append: Mutex::new(Appender {
                 active: rec.active,
-                queue_offsets: HashMap::new(),
+                queue_offsets: QueueOffsets::default(),
                 last_store_ts: 0,
+                staging: Vec::new(),
             }),
             max_offset: AtomicU64::new(rec.valid_end),
             flushed: AtomicU64::new(rec.valid_end),
@@ -379,6 +411,18 @@ impl CommitLog {
             fail_next_flush: AtomicBool::new(false),
             sync_count: AtomicU64::new(0),
         }
+    }
+
+    /// Chooses how appends reach the page cache: through the file descriptor with `pwrite`
+    /// (`true`, used under SYNC_FLUSH) or by copying into the mapping (`false`, the default,
+    /// fastest for ASYNC_FLUSH). Readers always use the mapping; both see the same page cache.
+    /// Why SYNC_FLUSH writes through: see [`MappedWriter::write_through`]. Call before `start`.
+    pub fn set_write_through(&self, on: bool) {
+        self.prealloc.write_through.store(on, Ordering::Relaxed);
+    }
+
+    fn write_through(&self) -> bool {
+        self.prealloc.write_through.load(Ordering::Relaxed)
     }
 
     /// Starts the pre-allocation thread and asks for the segment after the active one.
@@ -463,12 +507,13 @@ impl CommitLog {
 
     /// Appends `msgs` (with their BODYCRCs and encoded lengths, computed outside the lock) as
     /// consecutive records in one segment. Returns one [`Appended`] per message and the end offset.
+    /// A single message allocates nothing here (the list keeps one entry inline).
     pub fn append(
         &self,
         msgs: &[MessageInput],
         crcs: &[u32],
         lens: &[usize],
-    ) -> Result<(Vec<Appended>, u64)> {
+    ) -> Result<(AppendedList, u64)> {
         assert!(msgs.len() == crcs.len() && msgs.len() == lens.len());
         let total: u64 = lens.iter().map(|&l| l as u64).sum();
         if total + BLANK_LEN_BYTES > self.file_size {
@@ -491,8 +536,14 @@ impl CommitLog {
             unreachable!("make_room leaves an active segment");
         };
         let store_ts = now_ms();
-        let mut pos = writer.mapped().published();
-        let mut out = Vec::with_capacity(msgs.len());
+        let start = writer.mapped().published();
+        let mut pos = start;
+        let write_through = self.write_through();
+        if write_through {
+            a.staging.clear();
+            a.staging.resize(total as usize, 0);
+        }
+        let mut out = AppendedList::with_capacity(msgs.len());
         for ((msg, &crc), &len) in msgs.iter().zip(crcs).zip(lens) {
             let queue_offset = assign_queue_offset(&mut a.queue_offsets, msg);
             let phy = seg.base + pos;
@@ -513,7 +564,12 @@ impl CommitLog {
                 topic: &msg.topic,
                 properties: &msg.properties,
             };
-            parts.encode(writer.slot_mut(pos, len as u64));
+            if write_through {
+                let at = (pos - start) as usize;
+                parts.encode(&mut a.staging[at..at + len]);
+            } else {
+                parts.encode(writer.slot_mut(pos, len as u64));
+            }
             out.push(Appended {
                 phy_offset: phy,
                 queue_offset,
@@ -521,6 +577,17 @@ impl CommitLog {
                 store_timestamp: store_ts,
             });
             pos += len as u64;
+        }
+        if write_through {
+            if let Err(e) = writer.write_through(start, &a.staging) {
+                // The queue offsets above were handed out for records that are not in the log;
+                // rather than unwind them, the store stops accepting writes (as after a failed
+                // sync: an I/O error writing the page cache means the disk or the kernel failed).
+                let err = io_or_full(writer.mapped().path(), e);
+                self.latch
+                    .disable(format!("writing the CommitLog failed: {err}"));
+                return Err(err);
+            }
         }
         writer.publish(pos);
         if pos + WARM_LOW_BYTES > seg.warm_requested.load(Ordering::Relaxed)
@@ -576,7 +643,17 @@ impl CommitLog {
         if let Some((_, w)) = active.as_mut() {
             let at = w.mapped().published();
             let left = self.file_size - at;
-            w.write(at, &record::blank_marker(left as u32));
+            let blank = record::blank_marker(left as u32);
+            if self.write_through() {
+                if let Err(e) = w.write_through(at, &blank) {
+                    let err = io_or_full(w.mapped().path(), e);
+                    self.latch
+                        .disable(format!("writing the CommitLog failed: {err}"));
+                    return Err(err);
+                }
+            } else {
+                w.write(at, &blank);
+            }
             w.publish(self.file_size);
         }
         self.segments.write().push(Arc::clone(&next));
@@ -705,7 +782,10 @@ impl CommitLog {
     }
 }
 
-fn assign_queue_offset(table: &mut HashMap<String, HashMap<u32, u64>>, msg: &MessageInput) -> u64 {
+type FastState = foldhash::fast::RandomState;
+type QueueOffsets = HashMap<String, HashMap<u32, u64, FastState>, FastState>;
+
+fn assign_queue_offset(table: &mut QueueOffsets, msg: &MessageInput) -> u64 {
     let tx = msg.sys_flag & record::SYSFLAG_TRANSACTION_MASK;
     if tx == record::SYSFLAG_TRANSACTION_PREPARED || tx == record::SYSFLAG_TRANSACTION_ROLLBACK {
         // Half and rollback records get no ConsumeQueue unit (RocketMQ stores queue offset 0).

@@ -29,7 +29,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::error::{Result, StoreError};
 use crate::message_store::Boundary;
-use crate::mmap::{create_zero_filled, MappedFile, MappedWriter};
+use crate::mmap::{create_allocated, MappedFile, MappedWriter};
 
 /// Size of one ConsumeQueue unit (`CQ_STORE_UNIT_SIZE`).
 pub const CQ_UNIT_SIZE_BYTES: u64 = 20;
@@ -175,13 +175,13 @@ fn parse_file_name(name: &str) -> Option<u64> {
     name.parse().ok()
 }
 
-/// Creates a zero-filled file under a temporary name and renames it into place, so a crash
-/// mid-creation leaves a `.tmp` file (removed on open), never a short queue file.
+/// Creates an allocated (zero-reading) file under a temporary name and renames it into place, so
+/// a crash mid-creation leaves a `.tmp` file (removed on open), never a short queue file.
 fn create_file(dir: &Path, base: u64, file_size: u64) -> Result<Arc<MappedFile>> {
     let path = dir.join(file_name(base));
     let tmp = dir.join(format!("{}.tmp", file_name(base)));
     let _ = fs::remove_file(&tmp);
-    create_zero_filled(&tmp, file_size).map_err(|e| {
+    create_allocated(&tmp, file_size).map_err(|e| {
         let _ = fs::remove_file(&tmp);
         file_io_error(&tmp, e)
     })?;

@@ -94,11 +94,18 @@ pub struct GroupCommit {
     stopped: AtomicBool,
 }
 
+/// Called once when the bytes a caller waits for are durable (`Ok`), or the store failed or
+/// stopped first (`Err`). Runs on the group-commit thread (or on the caller's, if already
+/// durable), so it must be quick: typically it completes a channel.
+pub type DurableCallback = Box<dyn FnOnce(Result<()>) + Send>;
+
 #[derive(Default)]
 struct GcState {
     /// Highest end offset any appender asked to have durable.
     requested: u64,
     stop: bool,
+    /// Callers waiting without a thread of their own (see [`GroupCommit::notify`]).
+    waiters: Vec<(u64, DurableCallback)>,
 }
 
 /// How a wait for durability ended.
@@ -142,6 +149,37 @@ impl GroupCommit {
         }
     }
 
+    /// Calls `cb` once `[.., end)` is durable, or with the error if the store fails or stops
+    /// first; never blocks. A timeout (FLUSH_DISK_TIMEOUT) is the caller's to apply: a callback
+    /// that comes too late finds nobody listening.
+    pub fn notify(&self, end: u64, cb: DurableCallback) {
+        if self.log.flushed() >= end {
+            return cb(Ok(()));
+        }
+        let mut st = self.state.lock();
+        if st.stop {
+            drop(st);
+            return cb(Err(StoreError::WriteDisabled(
+                "store is shutting down".into(),
+            )));
+        }
+        if let Err(e) = self.log.latch.check() {
+            drop(st);
+            return cb(Err(e));
+        }
+        // Re-checked under the lock: the commit thread takes it after each round, so a round
+        // that covered `end` either completed before this check or will see this waiter.
+        if self.log.flushed() >= end {
+            drop(st);
+            return cb(Ok(()));
+        }
+        st.waiters.push((end, cb));
+        if st.requested < end {
+            st.requested = end;
+            self.work.notify_one();
+        }
+    }
+
     /// Blocks until `[.., end)` is durable, the timeout passes, or the store fails or stops.
     pub fn wait(&self, end: u64, timeout: Duration) -> Result<Durable> {
         if self.log.flushed() >= end {
@@ -178,21 +216,56 @@ impl GroupCommit {
                 while !st.stop
                     && (st.requested <= self.log.flushed() || self.log.latch.is_disabled())
                 {
+                    if !st.waiters.is_empty() {
+                        // Nothing left to flush: every waiter's end is at most `requested`,
+                        // which another flush (shutdown, `flush_now`) already covered; or the
+                        // store failed.
+                        let waiters = std::mem::take(&mut st.waiters);
+                        drop(st);
+                        if self.log.latch.is_disabled() {
+                            fail_all(waiters, self.log.latch.check());
+                        } else {
+                            waiters.into_iter().for_each(|(_, cb)| cb(Ok(())));
+                        }
+                        st = self.state.lock();
+                        continue;
+                    }
                     self.work.wait(&mut st);
                 }
                 if st.stop {
+                    let failed = std::mem::take(&mut st.waiters);
                     self.done.notify_all();
+                    drop(st);
+                    fail_all(
+                        failed,
+                        Err(StoreError::WriteDisabled("store is shutting down".into())),
+                    );
                     return;
                 }
             }
             // Everything appended so far is flushed in one go, covering every waiter queued up
             // while the previous round ran.
             let res = self.log.flush(0);
-            let _st = self.state.lock();
-            if let Err(e) = res {
+            let mut st = self.state.lock();
+            if let Err(e) = &res {
                 tracing::error!(error = %e, "group commit failed");
             }
+            let flushed = self.log.flushed();
+            let ready: Vec<_> = if res.is_ok() {
+                let (ready, waiting) = std::mem::take(&mut st.waiters)
+                    .into_iter()
+                    .partition(|(end, _)| *end <= flushed);
+                st.waiters = waiting;
+                ready
+            } else {
+                std::mem::take(&mut st.waiters)
+            };
             self.done.notify_all();
+            drop(st);
+            match res {
+                Ok(_) => ready.into_iter().for_each(|(_, cb)| cb(Ok(()))),
+                Err(e) => fail_all(ready, Err(e)),
+            }
         }
     }
 
@@ -209,5 +282,25 @@ impl GroupCommit {
         if let Some(h) = self.thread.lock().take() {
             let _ = h.join();
         }
+    }
+}
+
+/// Completes every callback with a copy of the failure.
+fn fail_all(waiters: Vec<(u64, DurableCallback)>, why: Result<()>) {
+    let why = match why {
+        Err(e) => e,
+        Ok(()) => StoreError::WriteDisabled("store stopped accepting writes".into()),
+    };
+    for (_, cb) in waiters {
+        cb(Err(copy_error(&why)));
+    }
+}
+
+/// `StoreError` holds an `io::Error`, which is not `Clone`: rebuild an equivalent one.
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::WriteDisabled(r) => StoreError::WriteDisabled(r.clone()),
+        StoreError::DiskFull(r) => StoreError::DiskFull(r.clone()),
+        other => StoreError::WriteDisabled(other.to_string()),
     }
 }

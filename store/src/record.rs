@@ -233,26 +233,38 @@ impl RecordParts<'_> {
 
     /// Writes the record into `out`, which must be exactly `encoded_len()` bytes (asserted: the
     /// caller sized it, so a mismatch is our bug).
+    ///
+    /// This runs on every put under the append lock, so the fixed head (TOTALSIZE..BODYLENGTH)
+    /// is assembled in a stack array at constant offsets, where the optimiser drops the bounds
+    /// checks, and lands in the segment with one copy; the body is a second copy and the short
+    /// tail (topic, properties) a few more.
     pub fn encode(&self, out: &mut [u8]) {
         let len = self.encoded_len();
         assert_eq!(len, Some(out.len()), "record buffer sized wrongly");
         let v2 = self.topic.len() > TOPIC_V1_LEN_MAX;
+        let mut head = [0u8; HEAD_LEN_MAX];
+        let mut h = Head(&mut head);
+        h.at(TOTAL_SIZE_POS, (out.len() as i32).to_be_bytes());
+        h.at(
+            MAGIC_POS,
+            (if v2 { MAGIC_V2 } else { MAGIC_V1 }).to_be_bytes(),
+        );
+        h.at(BODY_CRC_POS, self.body_crc.to_be_bytes());
+        h.at(QUEUE_ID_POS, self.queue_id.to_be_bytes());
+        h.at(FLAG_POS, self.flag.to_be_bytes());
+        h.at(QUEUE_OFFSET_POS, self.queue_offset.to_be_bytes());
+        h.at(PHY_OFFSET_POS, self.phy_offset.to_be_bytes());
+        h.at(SYSFLAG_POS, self.stored_sys_flag().to_be_bytes());
+        h.at(BORN_TIMESTAMP_POS, self.born_timestamp.to_be_bytes());
+        let mut p = h.host(BORN_HOST_POS, &self.born_host);
+        h.at(p, self.store_timestamp.to_be_bytes());
+        p = h.host(p + 8, &self.store_host);
+        h.at(p, self.reconsume_times.to_be_bytes());
+        h.at(p + 4, self.prepared_transaction_offset.to_be_bytes());
+        h.at(p + 12, (self.body.len() as i32).to_be_bytes());
+        let head_len = p + 16;
         let mut w = Put { buf: out, pos: 0 };
-        w.put(&(w.buf.len() as i32).to_be_bytes());
-        w.put(&(if v2 { MAGIC_V2 } else { MAGIC_V1 }).to_be_bytes());
-        w.put(&self.body_crc.to_be_bytes());
-        w.put(&self.queue_id.to_be_bytes());
-        w.put(&self.flag.to_be_bytes());
-        w.put(&self.queue_offset.to_be_bytes());
-        w.put(&self.phy_offset.to_be_bytes());
-        w.put(&self.stored_sys_flag().to_be_bytes());
-        w.put(&self.born_timestamp.to_be_bytes());
-        w.put_host(&self.born_host);
-        w.put(&self.store_timestamp.to_be_bytes());
-        w.put_host(&self.store_host);
-        w.put(&self.reconsume_times.to_be_bytes());
-        w.put(&self.prepared_transaction_offset.to_be_bytes());
-        w.put(&(self.body.len() as i32).to_be_bytes());
+        w.put(head.get(..head_len).unwrap_or_default());
         w.put(self.body);
         if v2 {
             w.put(&(self.topic.len() as i16).to_be_bytes());
@@ -273,6 +285,40 @@ impl RecordParts<'_> {
     }
 }
 
+/// Longest record head (TOTALSIZE through BODYLENGTH): both hosts IPv6.
+const HEAD_LEN_MAX: usize = BORN_HOST_POS + 20 + 8 + 20 + 4 + 8 + 4;
+
+/// The record head under construction, written at fixed positions.
+struct Head<'a>(&'a mut [u8; HEAD_LEN_MAX]);
+
+impl Head<'_> {
+    #[inline(always)]
+    fn at<const N: usize>(&mut self, pos: usize, v: [u8; N]) {
+        match self.0.get_mut(pos..pos + N) {
+            Some(d) => d.copy_from_slice(&v),
+            None => unreachable!("record head field past HEAD_LEN_MAX"),
+        }
+    }
+
+    /// Writes a host (address, then the port as an i32) at `pos`; returns the position after it.
+    #[inline(always)]
+    fn host(&mut self, pos: usize, addr: &SocketAddr) -> usize {
+        let port = i32::from(addr.port()).to_be_bytes();
+        match addr.ip() {
+            IpAddr::V4(ip) => {
+                self.at(pos, ip.octets());
+                self.at(pos + 4, port);
+                pos + 8
+            }
+            IpAddr::V6(ip) => {
+                self.at(pos, ip.octets());
+                self.at(pos + 16, port);
+                pos + 20
+            }
+        }
+    }
+}
+
 struct Put<'a> {
     buf: &'a mut [u8],
     pos: usize,
@@ -286,14 +332,6 @@ impl Put<'_> {
             None => unreachable!("record encoder overran its exactly-sized buffer"),
         }
         self.pos = end;
-    }
-
-    fn put_host(&mut self, addr: &SocketAddr) {
-        match addr.ip() {
-            IpAddr::V4(ip) => self.put(&ip.octets()),
-            IpAddr::V6(ip) => self.put(&ip.octets()),
-        }
-        self.put(&i32::from(addr.port()).to_be_bytes());
     }
 }
 
@@ -657,10 +695,35 @@ pub fn property_value<'a>(s: &'a str, key: &str) -> Option<&'a str> {
         .last()
 }
 
+/// The pairs of a properties string. A byte scan rather than `str::split`: the dispatcher looks
+/// up TAGS (and the index KEYS/UNIQ_KEY) in every record, and the separators are ASCII, so every
+/// cut lands on a char boundary.
 fn property_pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
-    s.split(PROPERTY_SEPARATOR).filter_map(|seg| {
-        let (k, v) = seg.split_once(NAME_VALUE_SEPARATOR)?;
-        (!k.is_empty() && !v.is_empty()).then_some((k, v))
+    let bytes = s.as_bytes();
+    let mut start = 0usize;
+    let mut done = false;
+    std::iter::from_fn(move || loop {
+        if done {
+            return None;
+        }
+        let rest = bytes.get(start..)?;
+        let end = match rest.iter().position(|&b| b == PROPERTY_SEPARATOR as u8) {
+            Some(l) => start + l,
+            None => {
+                done = true;
+                bytes.len()
+            }
+        };
+        let seg_start = start;
+        start = end + 1;
+        let seg = bytes.get(seg_start..end)?;
+        if let Some(i) = seg.iter().position(|&b| b == NAME_VALUE_SEPARATOR as u8) {
+            let k = s.get(seg_start..seg_start + i)?;
+            let v = s.get(seg_start + i + 1..end)?;
+            if !k.is_empty() && !v.is_empty() {
+                return Some((k, v));
+            }
+        }
     })
 }
 
@@ -809,6 +872,16 @@ mod tests {
         ]
     }
 
+    /// The straightforward `str::split` reading of Java's rules, to check the byte scan against.
+    fn reference_pairs(s: &str) -> Vec<(&str, &str)> {
+        s.split(PROPERTY_SEPARATOR)
+            .filter_map(|seg| {
+                let (k, v) = seg.split_once(NAME_VALUE_SEPARATOR)?;
+                (!k.is_empty() && !v.is_empty()).then_some((k, v))
+            })
+            .collect()
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
         #[test]
@@ -852,6 +925,15 @@ mod tests {
             prop_assert_eq!(scan(&seg, phy as u64, true), Ok(Scan::Record(v.len() as u32)));
             let back: Vec<(String, String)> = decode_properties(r.properties);
             prop_assert_eq!(back, pairs);
+        }
+
+        #[test]
+        fn property_scan_matches_split(s in "[ab\u{1}\u{2}\u{e9}]{0,40}", key in "[ab\u{e9}]{1,2}") {
+            let want = reference_pairs(&s);
+            let got: Vec<(&str, &str)> = property_pairs(&s).collect();
+            prop_assert_eq!(&got, &want);
+            let last = want.iter().filter(|(k, _)| *k == key).map(|(_, v)| *v).next_back();
+            prop_assert_eq!(property_value(&s, &key), last);
         }
 
         #[test]

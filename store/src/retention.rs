@@ -50,14 +50,14 @@ pub struct RetentionRound {
     pub deleted_index_files: usize,
 }
 
-/// One retention round. `hour_utc` is passed in so tests can step time.
+/// One retention round. `hour` is passed in so tests can step time.
 pub fn run_round(
     policy: &RetentionPolicy,
     log: &CommitLog,
     cqs: &ConsumeQueues,
     index: Option<&IndexService>,
     probe: &DiskProbe,
-    hour_utc: u32,
+    hour: u32,
 ) -> RetentionRound {
     let mut round = RetentionRound::default();
     let space = match probe(log.dir()) {
@@ -82,7 +82,7 @@ pub fn run_round(
         );
     }
     let clean_now = round.used_percent > policy.disk_space_clean_forcibly_ratio;
-    let time_up = policy.delete_when_hours.contains(&hour_utc);
+    let time_up = policy.delete_when_hours.contains(&hour);
     let space_up = round.used_percent > policy.disk_max_used_space_ratio;
     if !(time_up || space_up) {
         return round;
@@ -132,7 +132,9 @@ fn newest_time_ms(seg: &Segment, all: &[Arc<Segment>]) -> Option<i64> {
     })
 }
 
-/// The current hour of the day, UTC.
-pub fn hour_utc_now() -> u32 {
-    ((now_ms() / 3_600_000) % 24) as u32
+/// The current hour of the day in the machine's time zone: `deleteWhen` is read like RocketMQ
+/// reads it (`Calendar.getInstance()`, local time), so "04" means 4 a.m. where the broker runs.
+pub fn hour_local_now() -> u32 {
+    use chrono::Timelike;
+    chrono::Local::now().hour()
 }

@@ -2,7 +2,9 @@
 //! Java codes and remarks (§7.8), topic auto-creation from TBW102 (§7.7), retry/DLQ and delay
 //! rewrites, the store append, and the SendMessageResponseHeader.
 //!
-//! Under SYNC_FLUSH the append blocks (group commit), so there it runs on the blocking pool.
+//! Under SYNC_FLUSH the append returns at once and the reply waits, without holding a thread,
+//! for the group commit that makes it durable (`MessageStore::put_notify`), bounded by
+//! `syncFlushTimeout` (then FLUSH_DISK_TIMEOUT, as in Java).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -43,20 +45,46 @@ pub async fn handle(
         Err(e) => return Some(RemotingCommand::bad_header(&req, &e)),
     };
     let born_host = v4_mapped(conn.peer_addr());
-    // Under ASYNC_FLUSH the append is a copy into a pre-faulted mapped segment under the store
-    // lock (microseconds), so it runs right here: a hop to the blocking pool cost ~25 µs of CPU
-    // per message in futex wakes and context switches (perf, bench helper, 20:53). Under
-    // SYNC_FLUSH the append waits for the group commit, which must not hold a runtime worker.
-    // (Work stealing moves this worker's other tasks if a rare page fault stalls it.)
-    if b.conf().flush_disk_type == FlushDiskType::Async {
-        return Some(send(b, &req, header, born_host));
+    // The append is a copy into the page cache under the store lock (microseconds), so it runs
+    // right here: a hop to the blocking pool cost ~25 µs of CPU per message in futex wakes and
+    // context switches (perf, bench helper, 20:53). (Work stealing moves this worker's other
+    // tasks if a rare page fault stalls it.) Under SYNC_FLUSH the reply then waits for the
+    // group commit as a future, not a blocked thread.
+    let mut durable = None;
+    let resp = send(b, &req, header, born_host, &mut durable);
+    let Some(rx) = durable else {
+        return Some(resp);
+    };
+    let timeout = std::time::Duration::from_millis(b.store.config().sync_flush_timeout_ms);
+    Some(await_durable(timeout, &req, resp, rx).await)
+}
+
+/// The group commit's verdict on a SYNC_FLUSH append.
+type DurableRx = tokio::sync::oneshot::Receiver<ferrocket_store::Result<()>>;
+
+/// Holds a SYNC_FLUSH reply until its records are durable: `resp` as built, FLUSH_DISK_TIMEOUT
+/// (with the same header: the message is stored) after `syncFlushTimeout`, or the store's
+/// refusal if it failed first.
+async fn await_durable(
+    timeout: std::time::Duration,
+    req: &RemotingCommand,
+    mut resp: RemotingCommand,
+    rx: DurableRx,
+) -> RemotingCommand {
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(Ok(()))) => resp,
+        Ok(Ok(Err(e))) => store_error_reply(req, &e),
+        Ok(Err(_)) => reply(req, code::SYSTEM_ERROR, "the store dropped a flush request"),
+        Err(_) => {
+            tracing::warn!(
+                ?timeout,
+                "SYNC_FLUSH send not durable within syncFlushTimeout"
+            );
+            resp.code = code::FLUSH_DISK_TIMEOUT;
+            resp.remark = Some("flush disk timeout".into());
+            resp
+        }
     }
-    let b = Arc::clone(b);
-    let resp = tokio::task::spawn_blocking(move || send(&b, &req, header, born_host)).await;
-    Some(resp.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "send task failed");
-        RemotingCommand::response(code::SYSTEM_ERROR, "send task failed")
-    }))
 }
 
 /// Clients on an IPv4 socket accepted by a dual-stack listener show up as `::ffff:a.b.c.d`;
@@ -72,11 +100,14 @@ pub fn v4_mapped(a: SocketAddr) -> SocketAddr {
 }
 
 /// The whole send, synchronously.
+/// The whole send up to the append. Under SYNC_FLUSH a successful append leaves the receiver of
+/// its durability verdict in `durable`, and the reply returned is the one to send once durable.
 fn send(
     b: &Broker,
     req: &RemotingCommand,
     h: SendMessageRequestHeader,
     born_host: SocketAddr,
+    durable: &mut Option<DurableRx>,
 ) -> RemotingCommand {
     let (tc, queue_id) = match check_and_route(b, req, &h) {
         Ok(x) => x,
@@ -159,7 +190,7 @@ fn send(
         b.schedule.redirect_delayed(&mut m);
         vec![m]
     };
-    put(b, req, msgs)
+    put(b, req, msgs, durable)
 }
 
 /// Validation in Java's order (§7.8) and the target queue. Err is the reply to send.
@@ -313,8 +344,13 @@ fn complete_properties(props: &mut String, cluster: &str, ip: IpAddr) {
     }
 }
 
-/// Appends and builds the response.
-fn put(b: &Broker, req: &RemotingCommand, msgs: Vec<MessageInput>) -> RemotingCommand {
+/// Appends and builds the response (under SYNC_FLUSH, see [`send`] for `durable`).
+fn put(
+    b: &Broker,
+    req: &RemotingCommand,
+    msgs: Vec<MessageInput>,
+    durable: &mut Option<DurableRx>,
+) -> RemotingCommand {
     let single_uniq = if msgs.len() == 1 {
         msgs.first()
             .and_then(|m| message::property(&m.properties, PROPERTY_UNIQ_KEY))
@@ -323,7 +359,22 @@ fn put(b: &Broker, req: &RemotingCommand, msgs: Vec<MessageInput>) -> RemotingCo
         None
     };
     let queue_id = msgs.first().map(|m| m.queue_id).unwrap_or(0);
-    let result = if msgs.len() == 1 {
+    let result = if b.conf().flush_disk_type == FlushDiskType::Sync {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let appended = b.store.put_notify(
+            &msgs,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        appended.map(|appended| {
+            *durable = Some(rx);
+            ferrocket_store::PutResult {
+                status: PutStatus::Ok,
+                appended,
+            }
+        })
+    } else if msgs.len() == 1 {
         match msgs.into_iter().next() {
             Some(m) => b.store.put(m),
             None => return reply(req, code::MESSAGE_ILLEGAL, "no message"),
@@ -377,4 +428,47 @@ pub fn store_error_reply(req: &RemotingCommand, e: &StoreError) -> RemotingComma
         tracing::error!(error = %e, "store put failed");
     }
     reply(req, c, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sent() -> (RemotingCommand, RemotingCommand) {
+        let req = RemotingCommand::request(req::SEND_MESSAGE_V2);
+        let mut ok = reply(&req, code::SUCCESS, "");
+        ok.ext_fields.insert("msgId".into(), "ABC".into());
+        (req, ok)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sync_reply_waits_for_the_group_commit_verdict() {
+        let t = Duration::from_millis(5000);
+        // Durable: the reply as built.
+        let (req, ok) = sent();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tx.send(Ok(())).unwrap();
+        let r = await_durable(t, &req, ok.clone(), rx).await;
+        assert_eq!(r.code, code::SUCCESS);
+        assert_eq!(r.ext_fields.get("msgId").map(String::as_str), Some("ABC"));
+        // The store failed first: its refusal.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tx.send(Err(StoreError::WriteDisabled("sync failed".into())))
+            .unwrap();
+        let r = await_durable(t, &req, ok.clone(), rx).await;
+        assert_eq!(r.code, code::SERVICE_NOT_AVAILABLE);
+        // Nobody answers within syncFlushTimeout: FLUSH_DISK_TIMEOUT, header kept (stored).
+        let (_tx, rx) = tokio::sync::oneshot::channel();
+        let started = tokio::time::Instant::now();
+        let r = await_durable(t, &req, ok.clone(), rx).await;
+        assert_eq!(r.code, code::FLUSH_DISK_TIMEOUT);
+        assert_eq!(r.ext_fields.get("msgId").map(String::as_str), Some("ABC"));
+        assert_eq!(started.elapsed(), t);
+        // The store dropped the request without a verdict.
+        let (tx, rx) = tokio::sync::oneshot::channel::<ferrocket_store::Result<()>>();
+        drop(tx);
+        let r = await_durable(t, &req, ok, rx).await;
+        assert_eq!(r.code, code::SYSTEM_ERROR);
+    }
 }
