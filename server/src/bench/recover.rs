@@ -89,7 +89,7 @@ fn message(args: &RecoverBenchArgs, i: u64) -> MessageInput {
         topic: format!("RecoverBench{}", i % topics),
         queue_id: ((i / topics) % queues) as u32,
         flag: 0,
-        body: vec![body_byte; args.size],
+        body: vec![body_byte; args.size].into(),
         properties: format!(
             "UNIQ_KEY\u{1}7F0000010000{i:020X}\u{2}TAGS\u{1}t{}\u{2}",
             i % 7
