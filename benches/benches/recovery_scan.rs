@@ -37,7 +37,7 @@ fn msg(i: u64) -> MessageInput {
         topic: "Recover".into(),
         queue_id: (i % 8) as u32,
         flag: 0,
-        body: vec![(i % 251) as u8; 1024],
+        body: vec![(i % 251) as u8; 1024].into(),
         properties: "TAGS\u{1}a\u{2}".into(),
         sys_flag: 0,
         born_timestamp: 1,

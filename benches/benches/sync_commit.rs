@@ -34,7 +34,7 @@ fn msg(p: u64) -> MessageInput {
         topic: "SyncBench".into(),
         queue_id: p as u32,
         flag: 0,
-        body: vec![b's'; BODY],
+        body: vec![b's'; BODY].into(),
         properties: String::new(),
         sys_flag: 0,
         born_timestamp: 1,

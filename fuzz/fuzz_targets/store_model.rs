@@ -33,7 +33,7 @@ fn msg(queue_id: u32, body: Vec<u8>) -> MessageInput {
         topic: "Model".into(),
         queue_id,
         flag: 0,
-        body,
+        body: body.into(),
         properties: String::new(),
         sys_flag: 0,
         born_timestamp: 1,

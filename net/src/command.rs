@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::error::{Result, WireError};
 use crate::frame::{self, SerializeType};
@@ -266,66 +266,81 @@ impl RemotingCommand {
 
     /// The header bytes in the given encoding.
     pub fn encode_header(&self, serialize_type: SerializeType) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128 + 48 * self.ext_fields.len());
-        match serialize_type {
-            SerializeType::Json => json::encode(self, &mut out),
-            SerializeType::RocketMq => binary::encode(self, &mut out),
-        }
+        let mut out = Vec::with_capacity(self.header_capacity());
+        self.append_header(serialize_type, &mut out);
         out
+    }
+
+    /// A first guess of the header size, so the buffer rarely grows.
+    fn header_capacity(&self) -> usize {
+        128 + 48 * self.ext_fields.len()
+    }
+
+    fn append_header(&self, serialize_type: SerializeType, out: &mut Vec<u8>) {
+        match serialize_type {
+            SerializeType::Json => json::encode(self, out),
+            SerializeType::RocketMq => binary::encode(self, out),
+        }
+    }
+
+    /// Writes the 8-byte prefix and the header into one new buffer with room for `extra` more
+    /// bytes: the header is encoded in place behind a placeholder prefix that is patched
+    /// afterwards (no second buffer, no copy). Returns the buffer and the header length.
+    fn head_in_place(&self, serialize_type: SerializeType, extra: usize) -> (Vec<u8>, usize) {
+        let mut out = Vec::with_capacity(8 + self.header_capacity() + extra);
+        out.extend_from_slice(&[0u8; 8]);
+        self.append_header(serialize_type, &mut out);
+        let header_len = out.len() - 8;
+        (out, header_len)
     }
 
     /// `encode_head`, or an error when the frame cannot be represented: a header over
     /// 16 MiB − 1 (24-bit length) or a frame over 4 GiB. The server uses this so a processor's
     /// oversized reply becomes an error reply instead of a panic.
     pub fn try_encode_head(&self, serialize_type: SerializeType) -> Result<Vec<u8>> {
-        let header = self.encode_header(serialize_type);
+        let (mut out, header_len) = self.head_in_place(serialize_type, 0);
         let body_len = self.body.len();
-        let fits = header.len() <= frame::HEADER_LEN_MAX
-            && (frame::LEN_FIELD_MIN + header.len())
+        let fits = header_len <= frame::HEADER_LEN_MAX
+            && (frame::LEN_FIELD_MIN + header_len)
                 .checked_add(body_len)
                 .is_some_and(|l| u32::try_from(l).is_ok());
         if !fits {
             return Err(WireError::FrameLength {
-                len: (header.len() + body_len) as i64,
+                len: (header_len + body_len) as i64,
                 max: frame::HEADER_LEN_MAX,
             });
         }
-        let mut out = Vec::with_capacity(8 + header.len());
-        out.extend_from_slice(&frame::prefix(serialize_type, header.len(), body_len));
-        out.extend_from_slice(&header);
+        if let Some(p) = out.first_chunk_mut::<8>() {
+            *p = frame::prefix(serialize_type, header_len, body_len);
+        }
         Ok(out)
     }
 
     /// Length prefix, type word and header: everything before the body. Panics if the header
     /// exceeds 16 MiB − 1 (see `try_encode_head`).
     pub fn encode_head(&self, serialize_type: SerializeType) -> Vec<u8> {
-        let header = self.encode_header(serialize_type);
-        let mut out = Vec::with_capacity(8 + header.len());
-        out.extend_from_slice(&frame::prefix(
-            serialize_type,
-            header.len(),
-            self.body.len(),
-        ));
-        out.extend_from_slice(&header);
+        let (mut out, header_len) = self.head_in_place(serialize_type, 0);
+        let prefix = frame::prefix(serialize_type, header_len, self.body.len());
+        if let Some(p) = out.first_chunk_mut::<8>() {
+            *p = prefix;
+        }
         out
     }
 
     /// The whole frame in one buffer (copies a region body). Panics if the header exceeds
     /// 16 MiB − 1 (see `try_encode_head`).
     pub fn encode(&self, serialize_type: SerializeType) -> Bytes {
-        let header = self.encode_header(serialize_type);
-        let mut out = BytesMut::with_capacity(8 + header.len() + self.body.len());
-        out.put_slice(&frame::prefix(
-            serialize_type,
-            header.len(),
-            self.body.len(),
-        ));
-        out.put_slice(&header);
+        let body_len = self.body.len();
+        let (mut out, header_len) = self.head_in_place(serialize_type, body_len);
+        let prefix = frame::prefix(serialize_type, header_len, body_len);
+        if let Some(p) = out.first_chunk_mut::<8>() {
+            *p = prefix;
+        }
         match &self.body {
             Body::Empty => {}
-            Body::Bytes(b) => out.put_slice(b),
-            Body::Regions(rs) => rs.iter().for_each(|r| out.put_slice(r.as_bytes())),
+            Body::Bytes(b) => out.extend_from_slice(b),
+            Body::Regions(rs) => rs.iter().for_each(|r| out.extend_from_slice(r.as_bytes())),
         }
-        out.freeze()
+        Bytes::from(out)
     }
 }

@@ -338,3 +338,193 @@ proptest! {
         prop_assert_eq!(PullMessageRequestHeader::from_ext(&h.to_ext()).unwrap(), h);
     }
 }
+
+/// JSON text fragments for the differential test of the fast header scanner: valid and invalid
+/// values of every kind the scanner treats specially (escapes, surrogates, numbers at the digit
+/// limit, -0, fractions, nulls, nesting).
+fn arb_json_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        arb_string().prop_map(|s| serde_json::to_string(&s).unwrap()),
+        prop::sample::select(vec![
+            "null",
+            "true",
+            "false",
+            "0",
+            "-0",
+            "7",
+            "-7",
+            "01",
+            "1.0",
+            "1e3",
+            "-",
+            "2147483647",
+            "2147483648",
+            "-2147483648",
+            "-2147483649",
+            "123456789012345678",
+            "1234567890123456789",
+            "-123456789012345678",
+            "18446744073709551616",
+            "[1]",
+            "{}",
+            "{\"a\":1}",
+            "\"\\u0001\\u0002\"",
+            "\"\\ud83d\\ude00\"",
+            "\"\\ud83d\"",
+            "\"\\ude00\"",
+            "\"\\x\"",
+            "\"a\\/b\\\"\\\\\\b\\f\\n\\r\\t\"",
+            "\"\u{1}\"",
+            "\"\\u00e9\"",
+            "\"\\u0000\"",
+            "tru",
+            "nul",
+            "\"unterminated",
+        ])
+        .prop_map(str::to_string),
+    ]
+}
+
+fn arb_json_header() -> impl Strategy<Value = String> {
+    let key = prop::sample::select(vec![
+        "code",
+        "language",
+        "version",
+        "opaque",
+        "flag",
+        "remark",
+        "extFields",
+        "serializeTypeCurrentRPC",
+        "x",
+        "c\\u006fde",
+    ]);
+    let ext_key = prop_oneof![
+        "[a-zA-Z]{1,3}".prop_map(|k| format!("\"{k}\"")),
+        Just("\"k\\u0001\"".to_string()),
+        Just("\"\\ud800\"".to_string()),
+    ];
+    let ext = prop::collection::vec((ext_key, arb_json_value()), 0..6).prop_map(|kv| {
+        let body: Vec<String> = kv.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        format!("{{{}}}", body.join(","))
+    });
+    let value = prop_oneof![arb_json_value(), ext];
+    let ws = prop::sample::select(vec!["", " ", "\n", "\t", "\r\n", "\u{c}"]);
+    prop::collection::vec((key, value, ws), 0..9).prop_map(|fields| {
+        let body: Vec<String> = fields
+            .into_iter()
+            .map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}{w}"))
+            .collect();
+        format!("{{{}}}\n", body.join(","))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, rng_seed: proptest::test_runner::RngSeed::Fixed(0xfa57), ..ProptestConfig::default() })]
+
+    /// The fast scanner answers only when serde would give the same command.
+    #[test]
+    fn json_fast_path_agrees_with_serde(h in arb_json_header(), cut in any::<prop::sample::Index>(), flip in any::<u8>()) {
+        let h = h.into_bytes();
+        let reference = json::decode_reference(&h).ok();
+        if let Some(fast) = json::decode_fast(&h) {
+            prop_assert_eq!(Some(fast), reference);
+        }
+        // A truncated or corrupted copy too.
+        let mut bad = h.clone();
+        if !bad.is_empty() {
+            let i = cut.index(bad.len());
+            bad[i] ^= flip;
+            if let Some(fast) = json::decode_fast(&bad) {
+                prop_assert_eq!(Some(fast), json::decode_reference(&bad).ok());
+            }
+            bad.truncate(i);
+            if let Some(fast) = json::decode_fast(&bad) {
+                prop_assert_eq!(Some(fast), json::decode_reference(&bad).ok());
+            }
+        }
+    }
+
+    /// What our encoder writes takes the fast path.
+    #[test]
+    fn json_fast_path_takes_our_own_headers(cmd in arb_command()) {
+        let head = cmd.encode_header(SerializeType::Json);
+        prop_assert_eq!(json::decode_fast(&head), json::decode_reference(&head).ok());
+        prop_assert!(json::decode_fast(&head).is_some());
+    }
+}
+
+#[test]
+fn json_fast_path_takes_client_shaped_headers() {
+    for h in [CPP_SEND, WORKED_JSON] {
+        let fast = json::decode_fast(h.as_bytes()).expect("fast path");
+        assert_eq!(Some(fast), json::decode_reference(h.as_bytes()).ok());
+    }
+    // What the Java client writes for SEND_MESSAGE_V2 (numbers as strings, properties escaped).
+    let java = r#"{"code":310,"extFields":{"a":"pg","b":"T","c":"TBW102","d":"4","e":"1","f":"0","g":"1700000000000","h":"0","i":"UNIQ_KEY\u0001AB\u0002WAIT\u0001true\u0002","j":"0","k":"false","m":"false","n":"broker-a"},"flag":0,"language":"JAVA","opaque":12,"serializeTypeCurrentRPC":"JSON","version":453}"#;
+    let fast = json::decode_fast(java.as_bytes()).expect("fast path");
+    assert_eq!(
+        fast.ext_fields["i"],
+        "UNIQ_KEY\u{1}AB\u{2}WAIT\u{1}true\u{2}"
+    );
+    assert_eq!(Some(fast), json::decode_reference(java.as_bytes()).ok());
+}
+
+fn arb_send_ext() -> impl Strategy<Value = HashMap<String, String>> {
+    let key = prop::sample::select(vec![
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
+        "g",
+        "h",
+        "i",
+        "j",
+        "k",
+        "l",
+        "m",
+        "n",
+        "x",
+        "topic",
+        "queueId",
+        "producerGroup",
+        "defaultTopic",
+        "defaultTopicQueueNums",
+        "sysFlag",
+        "bornTimestamp",
+        "flag",
+        "properties",
+        "batch",
+        "unitMode",
+    ]);
+    let value = prop_oneof![
+        Just(String::new()),
+        "-?[0-9]{1,12}",
+        Just("true".to_string()),
+        Just("1.0".to_string()),
+        arb_string(),
+    ];
+    prop::collection::hash_map(key.prop_map(str::to_string), value, 0..20)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, rng_seed: proptest::test_runner::RngSeed::Fixed(0x7a4e), ..ProptestConfig::default() })]
+
+    /// The owning send-header decoder gives what the borrowing one gives, errors included.
+    #[test]
+    fn send_header_take_for_matches_decode_for(ext in arb_send_ext(), code in prop::sample::select(vec![10, 310, 320, 325])) {
+        let by_ref = SendMessageRequestHeader::decode_for(code, &ext).map_err(|e| e.to_string());
+        let owned = SendMessageRequestHeader::take_for(code, ext.clone()).map_err(|e| e.to_string());
+        prop_assert_eq!(owned, by_ref);
+        // On top of a complete valid header, so most cases decode.
+        let v1 = SendMessageRequestHeader { producer_group: "pg".into(), topic: "t".into(),
+            default_topic: "TBW102".into(), default_topic_queue_nums: 4, queue_id: 1,
+            born_timestamp: 5, properties: Some("a\u{1}b\u{2}".into()), ..Default::default() };
+        let mut full = if code == 10 { v1.to_ext() } else { SendMessageRequestHeaderV2::from(v1).to_ext() };
+        full.extend(ext.into_iter().filter(|(k, _)| k.len() > 1 || k.as_str() > "e"));
+        let by_ref = SendMessageRequestHeader::decode_for(code, &full).map_err(|e| e.to_string());
+        let owned = SendMessageRequestHeader::take_for(code, full).map_err(|e| e.to_string());
+        prop_assert_eq!(owned, by_ref);
+    }
+}

@@ -356,8 +356,19 @@ impl Signals {
     }
 }
 
+/// Environment variable: number of async worker threads (default: one per core).
+pub const WORKER_THREADS_ENV: &str = "FERROCKET_WORKER_THREADS";
+
 fn runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
-    tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var(WORKER_THREADS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        builder.worker_threads(n);
+    }
+    builder
         .enable_all()
         .thread_name("ferrocket")
         .build()

@@ -58,8 +58,10 @@ pub struct MessageInput {
     pub topic: String,
     pub queue_id: u32,
     pub flag: i32,
-    /// Stored verbatim (already compressed by the client when `sys_flag & 1`).
-    pub body: Vec<u8>,
+    /// Stored verbatim (already compressed by the client when `sys_flag & 1`). A `Bytes`, so the
+    /// broker can hand over a slice of the request frame it read: the store's copy into the log
+    /// is then the only copy of the body (build one from a `Vec<u8>` with `.into()`).
+    pub body: bytes::Bytes,
     /// Encoded property string `k\x01v\x02...` (TAGS, KEYS, UNIQ_KEY, ...).
     pub properties: String,
     pub sys_flag: i32,
@@ -1120,8 +1122,11 @@ fn nonzero_or(v: i64, old: i64) -> i64 {
 }
 
 /// Where dispatching resumes after recovery. After a clean shutdown the ConsumeQueues are
-/// complete up to their max physical end. After a crash, everything from the scan start is handed
-/// to them again (ConsumeQueue appends are idempotent), and from the index's end if it is behind.
+/// complete up to their max physical end. After a crash, everything from the last record boundary
+/// at or below the checkpoint's `confirmPhyOffset` is handed to them again (the checkpoint is
+/// written only after the ConsumeQueues and the index were flushed up to it; ConsumeQueue appends
+/// are idempotent), or from the scan start without a usable checkpoint, and from the index's end
+/// if it is behind.
 fn dispatch_start(
     report: &RecoveryReport,
     log: &CommitLog,
@@ -1131,7 +1136,7 @@ fn dispatch_start(
     let min = log.min_offset();
     let from = if report.scanned {
         let ix = index.map_or(u64::MAX, |ix| ix.max_phy_end());
-        report.scan_start.min(ix).min(cqs.max_phy_end())
+        report.redispatch_from.min(ix).min(cqs.max_phy_end())
     } else {
         cqs.max_phy_end()
     };

@@ -486,12 +486,55 @@ fn shape(buf: &[u8]) -> Result<Shape, RecordError> {
 /// the size formula, PHYSICALOFFSET and (if `check_crc`) BODYCRC; any failure is an `Err` and ends
 /// a recovery scan. Never panics, whatever `rest` holds.
 pub fn scan(rest: &[u8], phy_offset: u64, check_crc: bool) -> Result<Scan, RecordError> {
+    let (found, pending) = scan_deferring_crc(rest, phy_offset)?;
+    if let (true, Some(p)) = (check_crc, pending) {
+        p.check(rest)?;
+    }
+    Ok(found)
+}
+
+/// What checking a record's BODYCRC needs, so a scan can hand it to another thread: the body's
+/// position and length within the record and the stored BODYCRC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCrc {
+    pub body_pos: u32,
+    pub body_len: u32,
+    pub stored: u32,
+}
+
+impl PendingCrc {
+    /// Checks the BODYCRC of the record at the start of `record` (the bytes [`scan_deferring_crc`]
+    /// was given). Never panics.
+    pub fn check(&self, record: &[u8]) -> Result<(), RecordError> {
+        let start = self.body_pos as usize;
+        let end = start.saturating_add(self.body_len as usize);
+        let body = record.get(start..end).ok_or(RecordError::UnexpectedEof {
+            need: end,
+            have: record.len(),
+        })?;
+        let computed = body_crc(body);
+        if self.stored != computed {
+            return Err(RecordError::CrcMismatch {
+                stored: self.stored,
+                computed,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// [`scan`] with every check but BODYCRC; for a record, also what checking its BODYCRC needs
+/// (`None` for the blank marker and for the end). `scan` is this plus [`PendingCrc::check`].
+pub fn scan_deferring_crc(
+    rest: &[u8],
+    phy_offset: u64,
+) -> Result<(Scan, Option<PendingCrc>), RecordError> {
     let mut g = Get { buf: rest, pos: 0 };
     let total_size = g.i32()?;
     let magic = g.i32()?;
     if magic == BLANK_MAGIC {
         if total_size >= BLANK_LEN_BYTES as i32 && total_size as usize == rest.len() {
-            return Ok(Scan::EndOfSegment);
+            return Ok((Scan::EndOfSegment, None));
         }
         return Err(RecordError::BadLength {
             field: "blank TOTALSIZE",
@@ -499,7 +542,7 @@ pub fn scan(rest: &[u8], phy_offset: u64, check_crc: bool) -> Result<Scan, Recor
         });
     }
     if total_size == 0 && magic == 0 {
-        return Ok(Scan::End);
+        return Ok((Scan::End, None));
     }
     if total_size < 0 || total_size as usize > rest.len() {
         return Err(RecordError::BadLength {
@@ -529,11 +572,15 @@ pub fn scan(rest: &[u8], phy_offset: u64, check_crc: bool) -> Result<Scan, Recor
     if has_nul_in_text(tail, shape.magic) {
         return Err(RecordError::TornText);
     }
-    if check_crc {
-        check_body_crc(record, &shape)?;
-    }
+    let stored = u32::from_be_bytes(array_at(record, BODY_CRC_POS)?);
     debug_assert_eq!(shape.computed_len, shape.total_size as usize);
-    Ok(Scan::Record(shape.total_size as u32))
+    // Both fit: the body lies inside the record, whose size is a non-negative i32.
+    let pending = PendingCrc {
+        body_pos: shape.body_pos as u32,
+        body_len: shape.body_len as u32,
+        stored,
+    };
+    Ok((Scan::Record(shape.total_size as u32), Some(pending)))
 }
 
 /// Whether the topic or properties bytes of `tail` (TOPICLENGTH onwards) contain a NUL byte, or
@@ -561,22 +608,6 @@ fn has_nul_in_text(tail: &[u8], magic: i32) -> bool {
 fn array_at<const N: usize>(buf: &[u8], pos: usize) -> Result<[u8; N], RecordError> {
     let mut g = Get { buf, pos };
     g.array()
-}
-
-fn check_body_crc(record: &[u8], shape: &Shape) -> Result<(), RecordError> {
-    let stored = u32::from_be_bytes(array_at(record, BODY_CRC_POS)?);
-    let end = shape.body_pos + shape.body_len;
-    let body = record
-        .get(shape.body_pos..end)
-        .ok_or(RecordError::UnexpectedEof {
-            need: end,
-            have: record.len(),
-        })?;
-    let computed = body_crc(body);
-    if stored != computed {
-        return Err(RecordError::CrcMismatch { stored, computed });
-    }
-    Ok(())
 }
 
 /// Decodes one whole record from the start of `buf` (extra bytes after it are ignored). Checks the
@@ -925,6 +956,30 @@ mod tests {
             prop_assert_eq!(scan(&seg, phy as u64, true), Ok(Scan::Record(v.len() as u32)));
             let back: Vec<(String, String)> = decode_properties(r.properties);
             prop_assert_eq!(back, pairs);
+        }
+
+        #[test]
+        fn deferred_crc_scan_agrees_with_scan(
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+            cut in 0usize..400, flip in any::<Option<(usize, u8)>>(), phy in 0u64..4,
+        ) {
+            let p = parts(&body, "TopicTest", "KEYS\u{1}k\u{2}");
+            let mut v = p.to_vec().unwrap();
+            v.truncate(cut.max(1).min(v.len()));
+            v.resize(v.len() + 8, 0);
+            if let Some((i, x)) = flip {
+                let n = v.len();
+                v[i % n] ^= x;
+            }
+            let phy = 1000 + phy - 1;
+            let deferred = scan_deferring_crc(&v, phy).and_then(|(s, pending)| {
+                if let Some(pc) = pending {
+                    pc.check(&v)?;
+                }
+                Ok(s)
+            });
+            prop_assert_eq!(deferred, scan(&v, phy, true));
+            prop_assert_eq!(scan_deferring_crc(&v, phy).map(|(s, _)| s), scan(&v, phy, false));
         }
 
         #[test]

@@ -38,7 +38,7 @@ fn msg(queue_id: u32, body: Vec<u8>) -> MessageInput {
         topic: TOPIC.into(),
         queue_id,
         flag: 0,
-        body,
+        body: body.into(),
         properties: "TAGS\u{1}t\u{2}".into(),
         sys_flag: 0,
         born_timestamp: 1,

@@ -29,7 +29,7 @@ fn msg(topic: &str, queue_id: u32, body: &[u8], tag: &str) -> MessageInput {
         topic: topic.into(),
         queue_id,
         flag: 0,
-        body: body.to_vec(),
+        body: body.to_vec().into(),
         properties: encode_properties(&[("TAGS", tag), ("KEYS", "k1 k2"), ("UNIQ_KEY", "U1")]),
         sys_flag: 0,
         born_timestamp: 1_700_000_000_000,
@@ -220,7 +220,7 @@ fn batch_gets_consecutive_offsets_and_rejects_mixed_queues() {
         Err(StoreError::MessageIllegal(_))
     ));
     let mut big = msg("B", 3, &[], "");
-    big.body = vec![0; 5 * 1024 * 1024];
+    big.body = vec![0; 5 * 1024 * 1024].into();
     assert!(matches!(store.put(big), Err(StoreError::MessageIllegal(_))));
     assert!(matches!(
         store.put(msg("bad topic!", 0, b"x", "")),

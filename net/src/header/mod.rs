@@ -38,6 +38,11 @@ pub trait ExtValue: Sized {
     const IS_STRING: bool = false;
     fn parse(s: &str) -> Option<Self>;
     fn format(&self) -> String;
+    /// Like `parse` on a value the caller owns (strings are moved, not copied); the value is
+    /// given back when it does not parse.
+    fn from_owned(s: String) -> std::result::Result<Self, String> {
+        Self::parse(&s).ok_or(s)
+    }
 }
 
 impl ExtValue for String {
@@ -48,6 +53,9 @@ impl ExtValue for String {
     }
     fn format(&self) -> String {
         self.clone()
+    }
+    fn from_owned(s: String) -> std::result::Result<Self, String> {
+        Ok(s)
     }
 }
 
@@ -155,6 +163,31 @@ pub fn optional<T: ExtValue>(
     }
 }
 
+/// `required` on a value taken out of the map (see `from_ext_owned`).
+pub fn required_owned<T: ExtValue>(raw: Option<String>, key: &'static str) -> Result<T> {
+    let raw = raw.ok_or(WireError::MissingField { field: key })?;
+    T::from_owned(raw).map_err(|raw| WireError::BadField {
+        field: key,
+        value: truncated(&raw),
+        expected: T::EXPECTED,
+    })
+}
+
+/// `optional` on a value taken out of the map (see `from_ext_owned`).
+pub fn optional_owned<T: ExtValue>(raw: Option<String>, key: &'static str) -> Result<Option<T>> {
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.is_empty() && !T::IS_STRING => Ok(None),
+        Some(raw) => T::from_owned(raw)
+            .map(Some)
+            .map_err(|raw| WireError::BadField {
+                field: key,
+                value: truncated(&raw),
+                expected: T::EXPECTED,
+            }),
+    }
+}
+
 /// Bad values are echoed in remarks and logs; keep them short.
 fn truncated(raw: &str) -> String {
     const SHOWN_CHARS_MAX: usize = 64;
@@ -189,10 +222,34 @@ macro_rules! ext_header {
                 })
             }
 
+            /// `from_ext` on a map the caller gives up: one pass over its entries, string
+            /// values moved instead of copied, no hashing. Same results and errors as
+            /// `from_ext` (fields are checked in the same order).
+            pub fn from_ext_owned(
+                ext: ::std::collections::HashMap<String, String>,
+            ) -> $crate::error::Result<Self> {
+                const KEYS: &[&str] = &[$($key),*];
+                let mut slots: [Option<String>; KEYS.len()] = ::std::array::from_fn(|_| None);
+                for (k, v) in ext {
+                    if let Some(i) = KEYS.iter().position(|key| *key == k) {
+                        if let Some(slot) = slots.get_mut(i) {
+                            *slot = Some(v);
+                        }
+                    }
+                }
+                #[allow(unused_mut, unused_variables)]
+                let mut slots = slots.into_iter();
+                Ok(Self {
+                    $( $field: $crate::header::ext_header!(@take $kind slots $ty, $key), )*
+                })
+            }
+
             /// All fields as extFields strings; `None` fields are left out.
             pub fn to_ext(&self) -> ::std::collections::HashMap<String, String> {
                 #[allow(unused_mut)]
-                let mut m = ::std::collections::HashMap::new();
+                let mut m = ::std::collections::HashMap::with_capacity(
+                    [$($key),*].len(),
+                );
                 $( $crate::header::ext_header!(@put $kind m self.$field, $key); )*
                 m
             }
@@ -216,6 +273,12 @@ macro_rules! ext_header {
     };
     (@get opt $ext:ident $ty:ty, $key:literal) => {
         $crate::header::optional::<$ty>($ext, $key)?
+    };
+    (@take req $slots:ident $ty:ty, $key:literal) => {
+        $crate::header::required_owned::<$ty>($slots.next().flatten(), $key)?
+    };
+    (@take opt $slots:ident $ty:ty, $key:literal) => {
+        $crate::header::optional_owned::<$ty>($slots.next().flatten(), $key)?
     };
     (@put req $m:ident $v:expr, $key:literal) => {
         $m.insert($key.to_owned(), $crate::header::ExtValue::format(&$v));

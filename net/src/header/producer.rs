@@ -122,6 +122,25 @@ impl SendMessageRequestHeader {
     }
 }
 
+impl SendMessageRequestHeader {
+    /// `decode_for` on a map the caller gives up (the request's extFields): one pass, strings
+    /// moved. The broker's send path uses it; 14 SipHash lookups and five string copies per
+    /// message were ~5k instructions (callgrind, 2026-11-21).
+    pub fn take_for(code: i32, ext: HashMap<String, String>) -> Result<Self> {
+        match code {
+            RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_REPLY_MESSAGE_V2 => {
+                SendMessageRequestHeaderV2::from_ext_owned(ext).map(Into::into)
+            }
+            RequestCode::SEND_BATCH_MESSAGE => {
+                let mut h: Self = SendMessageRequestHeaderV2::from_ext_owned(ext)?.into();
+                h.batch = Some(true);
+                Ok(h)
+            }
+            _ => Self::from_ext_owned(ext),
+        }
+    }
+}
+
 ext_header! {
     /// Response header of every send code.
     pub struct SendMessageResponseHeader {

@@ -8,6 +8,7 @@ pub mod net_client;
 pub mod null_broker;
 pub mod plot;
 pub mod produce;
+pub mod recover;
 pub mod report;
 pub mod rpc;
 pub mod sched;
@@ -23,6 +24,8 @@ use std::sync::Arc;
 pub enum BenchCmd {
     /// Append to a fresh store and compare with this machine's limits.
     Store(store::StoreBenchArgs),
+    /// Reopen a large store (clean and after a crash) against a sequential read of its files.
+    Recover(recover::RecoverBenchArgs),
     /// Send messages to a topic (closed loop, or open loop with --rate) and report ack latency.
     Produce(produce::ProduceArgs),
     /// Pull a topic with long polling and report throughput and end-to-end latency.
@@ -46,6 +49,7 @@ pub fn run(cmd: BenchCmd) -> Result<(), String> {
         .try_init();
     match cmd {
         BenchCmd::Store(a) => store::run(a),
+        BenchCmd::Recover(a) => recover::run(a),
         BenchCmd::Produce(a) => produce::run(a, Arc::new(net_client::NetConnector)),
         BenchCmd::Consume(a) => consume::run(a, Arc::new(net_client::NetConnector)),
         BenchCmd::Limits(a) => limits::run(a),

@@ -275,7 +275,7 @@ pub fn build_send_back(
         topic,
         queue_id,
         flag: orig.flag,
-        body: orig.body.to_vec(),
+        body: bytes::Bytes::copy_from_slice(orig.body),
         properties: props,
         sys_flag: orig.sys_flag,
         born_timestamp: orig.born_timestamp,
@@ -457,7 +457,7 @@ pub(crate) mod testkit {
             topic: topic.into(),
             queue_id,
             flag: 7,
-            body: body.to_vec(),
+            body: body.to_vec().into(),
             properties: props.into(),
             sys_flag: 0,
             born_timestamp: 1_700_000_000_000,
@@ -559,7 +559,7 @@ mod tests {
         let m = build_send_back(&o, &req, &dest, 0, HOST.parse().unwrap());
         assert_eq!(m.topic, "%RETRY%cg");
         assert_eq!(m.reconsume_times, 1);
-        assert_eq!(m.body, b"payload");
+        assert_eq!(&m.body[..], b"payload");
         assert_eq!(
             (m.flag, m.sys_flag, m.born_timestamp),
             (3, 1, 1_700_000_000_000)
@@ -834,7 +834,7 @@ mod tests {
             topic: "%RETRY%og".into(),
             queue_id: 0,
             flag: 0,
-            body: vec![1],
+            body: vec![1].into(),
             properties: String::new(),
             sys_flag: 0,
             born_timestamp: 0,

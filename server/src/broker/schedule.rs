@@ -279,7 +279,7 @@ pub fn restore(rec: &ScheduledRecord<'_>) -> Result<MessageInput, RestoreError> 
         topic,
         queue_id,
         flag: rec.flag,
-        body: rec.body.to_vec(),
+        body: bytes::Bytes::copy_from_slice(rec.body),
         properties: props,
         sys_flag: rec.sys_flag,
         born_timestamp: rec.born_timestamp,
@@ -621,7 +621,7 @@ mod tests {
             topic: topic.into(),
             queue_id: 2,
             flag: 5,
-            body: b"hello".to_vec(),
+            body: b"hello".to_vec().into(),
             properties: props.into(),
             sys_flag: 0,
             born_timestamp: 1_000,
@@ -715,7 +715,7 @@ mod tests {
         let back = restore(&rec).unwrap();
         assert_eq!(back.topic, "TopicTest");
         assert_eq!(back.queue_id, 2);
-        assert_eq!(back.body, b"hello");
+        assert_eq!(&back.body[..], b"hello");
         assert_eq!(
             (back.flag, back.reconsume_times, back.born_timestamp),
             (5, 1, 1_000)
@@ -947,7 +947,7 @@ mod tests {
                 let l = DelayLevels::default();
                 let props = props_encode(&[(user.clone(), val.clone()), ("DELAY".into(), level.to_string())]);
                 let mut m = MessageInput {
-                    topic: topic.clone(), queue_id: q, flag: 1, body: b"b".to_vec(), properties: props,
+                    topic: topic.clone(), queue_id: q, flag: 1, body: b"b".to_vec().into(), properties: props,
                     sys_flag: 0, born_timestamp: 5, born_host: "1.2.3.4:5".parse().unwrap(),
                     store_host: "1.2.3.4:6".parse().unwrap(), reconsume_times: 0, prepared_transaction_offset: 0,
                 };

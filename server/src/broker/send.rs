@@ -38,9 +38,11 @@ static NEXT_QUEUE: AtomicU32 = AtomicU32::new(0);
 pub async fn handle(
     b: &Arc<Broker>,
     conn: &ConnectionHandle,
-    req: RemotingCommand,
+    mut req: RemotingCommand,
 ) -> Option<RemotingCommand> {
-    let header = match SendMessageRequestHeader::decode_for(req.code, &req.ext_fields) {
+    // The extFields are not needed past this point: the typed header takes their strings.
+    let ext = std::mem::take(&mut req.ext_fields);
+    let header = match SendMessageRequestHeader::take_for(req.code, ext) {
         Ok(h) => h,
         Err(e) => return Some(RemotingCommand::bad_header(&req, &e)),
     };
@@ -143,7 +145,7 @@ fn send(
         topic: h.topic.clone(),
         queue_id,
         flag: h.flag,
-        body: Vec::new(),
+        body: bytes::Bytes::new(),
         properties: String::new(),
         sys_flag,
         born_timestamp: h.born_timestamp,
@@ -169,7 +171,7 @@ fn send(
             .map(|it| {
                 let mut m = base.clone();
                 m.flag = it.flag;
-                m.body = it.body;
+                m.body = it.body.into();
                 m.properties = it.properties;
                 complete_properties(&mut m.properties, &cluster, born_host.ip());
                 m
@@ -177,7 +179,11 @@ fn send(
             .collect::<Vec<_>>()
     } else {
         let mut m = base;
-        m.body = body.to_vec();
+        // The request's body is a slice of the frame read from the socket: no copy here.
+        m.body = match &req.body {
+            Body::Bytes(b) => b.clone(),
+            _ => bytes::Bytes::new(),
+        };
         m.properties = h.properties.clone().unwrap_or_default();
         complete_properties(&mut m.properties, &cluster, born_host.ip());
         if m.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
@@ -393,12 +399,14 @@ fn put(
     let Some(first) = result.appended.first() else {
         return reply(req, code::SYSTEM_ERROR, "store appended nothing");
     };
-    let msg_id = result
-        .appended
-        .iter()
-        .map(|a| message::offset_msg_id(b.store_host, a.phy_offset))
-        .collect::<Vec<_>>()
-        .join(",");
+    let msg_id = match result.appended.as_slice() {
+        [one] => message::offset_msg_id(b.store_host, one.phy_offset),
+        all => all
+            .iter()
+            .map(|a| message::offset_msg_id(b.store_host, a.phy_offset))
+            .collect::<Vec<_>>()
+            .join(","),
+    };
     let conf = b.conf();
     let header = SendMessageResponseHeader {
         msg_id,
