@@ -352,6 +352,76 @@ impl IndexFile {
     /// Removes the entries whose phy offset is `>= phy_end` (they are the newest ones): slot heads
     /// pointing at them fall back to their chain's previous entry, and their bytes are zeroed.
     /// Returns the number of entries left.
+    /// Crash repair to a checkpoint: every message below `cut` was indexed and this file was
+    /// msynced before the checkpoint was written, so entries `1..=K` (the leading entries, in
+    /// phy order, below `cut`) are intact; anything after them may be torn. Keeps those K
+    /// entries, rebuilds the hash slots (and chain links) from them alone, and fixes the header.
+    /// Later entries stay as stale bytes that no slot or link reaches; the next puts overwrite
+    /// them. Writes only bytes that change. Returns K.
+    fn repair_below(&self, cut: u64) -> i32 {
+        let mut map = self.map.write();
+        let buf = map.as_mut_slice();
+        let Some(mut h) = IndexHeader::decode(buf) else {
+            return 0;
+        };
+        let max = i32::try_from(self.index_num).unwrap_or(i32::MAX);
+        let mut slots = vec![INVALID_INDEX; self.hash_slot_num as usize];
+        let mut last_phy = h.begin_phy_offset.max(0);
+        let mut last_diff = 0i32;
+        let mut kept = 0i32;
+        let mut index = 1i32;
+        while index < max {
+            let Some(at) = self.entry_at(index) else {
+                break;
+            };
+            let Some(e) = buf.get(at..).and_then(Entry::decode) else {
+                break;
+            };
+            // Entries are appended in phy order; a step back (a lost, zeroed entry) or a message
+            // at or past the cut ends the intact prefix.
+            if e.phy_offset < last_phy || u64::try_from(e.phy_offset).map_or(true, |p| p >= cut) {
+                break;
+            }
+            let slot = ((self.slot_at(e.key_hash) - INDEX_HEADER_SIZE_BYTES as usize)
+                / HASH_SLOT_SIZE_BYTES as usize)
+                .min(slots.len().saturating_sub(1));
+            let Some(head) = slots.get_mut(slot) else {
+                break;
+            };
+            if e.prev_index != *head {
+                let _ = write_bytes(buf, at + PREV_INDEX_AT, &head.to_be_bytes());
+            }
+            *head = index;
+            last_phy = e.phy_offset;
+            last_diff = e.time_diff_s;
+            kept = index;
+            index += 1;
+        }
+        let mut used = 0i32;
+        for (n, &v) in slots.iter().enumerate() {
+            let at = INDEX_HEADER_SIZE_BYTES as usize + n * HASH_SLOT_SIZE_BYTES as usize;
+            if read_i32(buf, at) != Some(v) {
+                let _ = write_bytes(buf, at, &v.to_be_bytes());
+            }
+            used += i32::from(v != INVALID_INDEX);
+        }
+        h.index_count = kept + 1;
+        h.hash_slot_count = used;
+        if kept >= 1 {
+            h.end_phy_offset = last_phy;
+            // Only the second is kept per entry; this may round the end time down.
+            h.end_timestamp = h
+                .begin_timestamp
+                .saturating_add(i64::from(last_diff.max(0)) * 1000);
+        } else {
+            h.end_phy_offset = h.begin_phy_offset;
+            h.end_timestamp = h.begin_timestamp;
+        }
+        let _ = write_bytes(buf, 0, &h.encode());
+        self.dirty.store(true, Ordering::Release);
+        kept
+    }
+
     fn truncate_from_phy(&self, phy_end: u64) -> i32 {
         let mut map = self.map.write();
         let buf = map.as_mut_slice();
@@ -470,6 +540,9 @@ pub struct IndexService {
     writer: Mutex<WriterState>,
     /// End timestamp of the newest full file known flushed (checkpoint `indexMsgTimestamp`).
     last_full_end_ts: Arc<AtomicI64>,
+    /// Set when crash repair kept the newest file: every message below this offset is indexed
+    /// and none at or above it is, so re-dispatch starts exactly here.
+    repaired_below: Option<u64>,
 }
 
 impl std::fmt::Debug for IndexService {
@@ -494,6 +567,29 @@ impl IndexService {
         index_num: u32,
         checkpoint_index_ts: i64,
         clean_shutdown: bool,
+    ) -> Result<Self> {
+        Self::open_repairing(
+            dir,
+            hash_slot_num,
+            index_num,
+            checkpoint_index_ts,
+            clean_shutdown,
+            None,
+        )
+    }
+
+    /// [`open`](Self::open) that, after an abnormal shutdown and given `repair_below` (an offset
+    /// below which every message was indexed and flushed before the checkpoint), repairs the
+    /// files newer than the checkpoint in place to the messages below it instead of deleting
+    /// them, so re-dispatch need not rebuild a whole 20M-entry file. A file left with no entry is
+    /// deleted as before.
+    pub fn open_repairing(
+        dir: &Path,
+        hash_slot_num: u32,
+        index_num: u32,
+        checkpoint_index_ts: i64,
+        clean_shutdown: bool,
+        repair_below: Option<u64>,
     ) -> Result<Self> {
         if hash_slot_num == 0 || index_num < 2 || i32::try_from(index_num).is_err() {
             return Err(StoreError::Config(format!(
@@ -526,6 +622,7 @@ impl IndexService {
         names.sort();
         let mut files = Vec::new();
         let mut last_name = String::new();
+        let mut repaired = None;
         for name in names {
             let path = dir.join(&name);
             let len = fs::metadata(&path)
@@ -545,7 +642,19 @@ impl IndexService {
                 map: RwLock::new(map),
                 dirty: AtomicBool::new(false),
             };
-            if !clean_shutdown && file.header().end_timestamp > checkpoint_index_ts {
+            let newer = !clean_shutdown && file.header().end_timestamp > checkpoint_index_ts;
+            if let (true, Some(cut)) = (newer, repair_below) {
+                let kept = file.repair_below(cut);
+                if kept >= 1 {
+                    info!(path = %path.display(), kept, cut, "index file repaired to the checkpoint");
+                    file.flush()?;
+                    repaired = Some(cut);
+                    last_name = name;
+                    files.push(Arc::new(file));
+                    continue;
+                }
+            }
+            if newer {
                 info!(path = %path.display(), "deleting index file newer than the checkpoint");
                 drop(file);
                 fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
@@ -568,6 +677,7 @@ impl IndexService {
             files: RwLock::new(files),
             writer: Mutex::new(WriterState { last_name }),
             last_full_end_ts: Arc::new(AtomicI64::new(last_full_end_ts)),
+            repaired_below: repaired,
         })
     }
 
@@ -724,6 +834,12 @@ impl IndexService {
     /// start; the index does not know record sizes). 0 without files.
     pub fn max_phy_end(&self) -> u64 {
         self.last_update().1
+    }
+
+    /// Where re-dispatch must start for the index after recovery: the repair cut when crash
+    /// repair kept the newest file, else [`max_phy_end`](Self::max_phy_end).
+    pub fn resume_from(&self) -> u64 {
+        self.repaired_below.unwrap_or_else(|| self.max_phy_end())
     }
 
     /// Recovery: removes every entry whose phy offset is `>= phy_end`. Files wholly past it are
@@ -1064,6 +1180,72 @@ mod tests {
         // A clean restart keeps everything.
         let svc = IndexService::open(dir.path(), 4, 3, 0, true).unwrap();
         assert_eq!(svc.query("T", "u5", 10, 0, i64::MAX), vec![50]);
+    }
+
+    #[test]
+    fn crash_repair_keeps_entries_below_the_cut_and_rebuilds_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let (slots, num) = (8u32, 100u32);
+        let svc = open(dir.path(), slots, num);
+        let put = |svc: &IndexService, i: u64| {
+            svc.build_index(
+                "T",
+                Some(&format!("u{i}")),
+                Some("all"),
+                i * 10,
+                T0 + i as i64 * 1000,
+            )
+            .unwrap();
+        };
+        for i in 0..20u64 {
+            put(&svc, i);
+        }
+        svc.flush().unwrap();
+        drop(svc);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(names.len(), 1);
+        let path = &names[0];
+        let mut b = std::fs::read(path).unwrap();
+        let entry = |index: usize| 40 + slots as usize * 4 + index * 20;
+        // Crash damage past the cut: message 15's entries never reached the disk, and a slot
+        // and the header point at entries that are gone.
+        for x in &mut b[entry(31)..entry(33)] {
+            *x = 0;
+        }
+        b[40..44].copy_from_slice(&31i32.to_be_bytes());
+        b[36..40].copy_from_slice(&77i32.to_be_bytes());
+        std::fs::write(path, &b).unwrap();
+        // Every message below 125 (0..=12) was indexed before the checkpoint.
+        let svc =
+            IndexService::open_repairing(dir.path(), slots, num, 0, false, Some(125)).unwrap();
+        assert_eq!(svc.resume_from(), 125);
+        assert_eq!(svc.max_phy_end(), 120);
+        let all: Vec<u64> = (0..=12).rev().map(|i| i * 10).collect();
+        assert_eq!(svc.query("T", "all", 100, 0, i64::MAX), all);
+        for i in 0..=12u64 {
+            assert_eq!(
+                svc.query("T", &format!("u{i}"), 10, 0, i64::MAX),
+                vec![i * 10]
+            );
+        }
+        assert!(svc.query("T", "u13", 10, 0, i64::MAX).is_empty());
+        assert!(svc.query("T", "u16", 10, 0, i64::MAX).is_empty());
+        // Re-dispatch from the cut indexes every later message exactly once.
+        for i in 13..20u64 {
+            put(&svc, i);
+        }
+        let all: Vec<u64> = (0..20).rev().map(|i| i * 10).collect();
+        assert_eq!(svc.query("T", "all", 100, 0, i64::MAX), all);
+        assert_eq!(svc.query("T", "u15", 10, 0, i64::MAX), vec![150]);
+        svc.flush().unwrap();
+        drop(svc);
+        // A cut below every entry leaves nothing: the file goes, as without repair.
+        let svc = IndexService::open_repairing(dir.path(), slots, num, 0, false, Some(0)).unwrap();
+        assert!(svc.file_names().is_empty());
+        assert_eq!(svc.resume_from(), 0);
     }
 
     #[test]

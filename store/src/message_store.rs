@@ -443,17 +443,6 @@ impl MessageStore {
         let checkpoint = Arc::new(Checkpoint::open(&root.join("checkpoint"))?);
         let ckpt = checkpoint.get();
         let cqs = Arc::new(ConsumeQueues::open(&root.join("consumequeue"), cq_size)?);
-        let index = if config.message_index_enable {
-            Some(Arc::new(IndexService::open(
-                &root.join("index"),
-                config.max_hash_slot_num,
-                config.max_index_num,
-                ckpt.index_msg_timestamp,
-                clean,
-            )?))
-        } else {
-            None
-        };
         let confirm = u64::try_from(ckpt.confirm_phy_offset).unwrap_or(0);
         let (rec, report) = recovery::recover(
             &config.commit_log_path(),
@@ -462,6 +451,23 @@ impl MessageStore {
             clean,
             config.check_crc_on_recover,
         )?;
+        // After a crash with a usable checkpoint, every message below this was indexed and the
+        // index flushed before the checkpoint was written: the index is repaired to it in place
+        // rather than rebuilt from the start of its newest file.
+        let repair_below =
+            (report.scanned && confirm > 0).then(|| report.redispatch_from.min(confirm));
+        let index = if config.message_index_enable {
+            Some(Arc::new(IndexService::open_repairing(
+                &root.join("index"),
+                config.max_hash_slot_num,
+                config.max_index_num,
+                ckpt.index_msg_timestamp,
+                clean,
+                repair_below,
+            )?))
+        } else {
+            None
+        };
         tracing::info!(?report, clean, "CommitLog recovered");
         let valid_end = report.valid_end;
         cqs.truncate_from_phy(valid_end)?;
@@ -1135,7 +1141,7 @@ fn dispatch_start(
 ) -> u64 {
     let min = log.min_offset();
     let from = if report.scanned {
-        let ix = index.map_or(u64::MAX, |ix| ix.max_phy_end());
+        let ix = index.map_or(u64::MAX, |ix| ix.resume_from());
         report.redispatch_from.min(ix).min(cqs.max_phy_end())
     } else {
         cqs.max_phy_end()
