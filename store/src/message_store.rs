@@ -316,6 +316,16 @@ impl Slice {
     pub fn to_vec(&self) -> Vec<u8> {
         self.as_bytes().to_vec()
     }
+    /// `self` followed by `next` as one slice, when `next` starts where `self` ends in the same
+    /// segment (consecutive messages of a queue usually do): a pull reply then carries one
+    /// region per run of records instead of one per record.
+    pub fn join(&self, next: &Slice) -> Option<Slice> {
+        if !Arc::ptr_eq(&self.seg, &next.seg) || self.pos + u64::from(self.len) != next.pos {
+            return None;
+        }
+        let len = self.len.checked_add(next.len)?;
+        Some(Slice::new(Arc::clone(&self.seg), self.pos, len))
+    }
 }
 
 impl std::fmt::Debug for Slice {
@@ -847,27 +857,22 @@ impl MessageStore {
         res: &mut GetResult,
     ) {
         let scan_max = GET_SCAN_UNITS_MIN.max(max_count as usize);
-        let units = cq.read_units(offset, scan_max);
-        if units.is_empty() {
-            res.status = GetStatus::OffsetFoundNull;
-            let per_file = self.config.mapped_file_size_consume_queue / CQ_UNIT_SIZE_BYTES;
-            res.next_begin_offset = (offset / per_file + 1) * per_file;
-            return;
-        }
-        res.status = GetStatus::NoMatchedMessage;
         let mut bytes = 0u64;
         let mut skip_below = 0u64;
         let mut consumed = 0u64;
-        for unit in &units {
+        res.status = GetStatus::NoMatchedMessage;
+        // Units are decoded lazily: the scan stops at the first unit that no longer fits, the
+        // same unit Java's loop breaks on, so a full pull touches ~max_count units, not 800.
+        let visited = cq.visit_units(offset, scan_max, |unit| {
             let count = res.messages.len() as u64;
             let full = count > 0
                 && (count >= u64::from(max_count) || bytes + u64::from(unit.size) > max_bytes);
             if full {
-                break;
+                return false;
             }
             consumed += 1;
             if unit.is_blank() || unit.phy_offset < skip_below || !filter.matches(unit.tags_code) {
-                continue;
+                return true;
             }
             match self.log.slice(unit.phy_offset, unit.size) {
                 Some(s) => {
@@ -885,6 +890,13 @@ impl MessageStore {
                     skip_below = (unit.phy_offset / fs + 1) * fs;
                 }
             }
+            true
+        });
+        if visited == 0 {
+            res.status = GetStatus::OffsetFoundNull;
+            let per_file = self.config.mapped_file_size_consume_queue / CQ_UNIT_SIZE_BYTES;
+            res.next_begin_offset = (offset / per_file + 1) * per_file;
+            return;
         }
         res.next_begin_offset = offset + consumed;
     }

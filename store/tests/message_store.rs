@@ -484,6 +484,51 @@ fn shutdown_does_not_wait_for_a_big_preallocation() {
         .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".tmp") }));
 }
 
+#[test]
+fn adjacent_slices_join_into_one_run_and_others_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 16 * 1024;
+    let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+    let mut end = 0;
+    // Queue 0 alone for 20 records (rolls once), then queues 0 and 1 interleaved.
+    for i in 0..26u32 {
+        let q = if i < 20 { 0 } else { i % 2 };
+        let r = store.put(msg("Join", q, &body_of(i, 1000), "T")).unwrap();
+        end = r.appended[0].phy_offset + u64::from(r.appended[0].size);
+    }
+    assert!(store.wait_dispatched(end, WAIT));
+    let g = store.get("Join", 0, 0, 32, u64::MAX, &TagFilter::All);
+    assert_eq!(g.messages.len(), 23);
+    let mut runs: Vec<ferrocket_store::Slice> = Vec::new();
+    for s in &g.messages {
+        match runs.last().and_then(|last| last.join(s)) {
+            Some(joined) => *runs.last_mut().unwrap() = joined,
+            None => runs.push(s.clone()),
+        }
+    }
+    // One run per segment for the contiguous part (record 20 still follows 19), then one per
+    // record separated by queue 1's records (22 and 24).
+    let first_seg = g.messages.iter().filter(|s| s.phy_offset() < seg).count();
+    assert!(first_seg > 1 && first_seg < 20);
+    assert_eq!(runs.len(), 2 + 2);
+    let concat: Vec<u8> = g.messages.iter().flat_map(|s| s.to_vec()).collect();
+    let joined: Vec<u8> = runs.iter().flat_map(|s| s.to_vec()).collect();
+    assert_eq!(concat, joined);
+    assert_eq!(
+        runs[0].len(),
+        g.messages[..first_seg]
+            .iter()
+            .map(|s| s.len())
+            .sum::<usize>()
+    );
+    assert_eq!(
+        runs[1].file_offset(),
+        0,
+        "second segment starts its own run"
+    );
+    store.shutdown();
+}
+
 /// SYNC_FLUSH appends go through `pwrite`, ASYNC_FLUSH ones through the mapping: the records (and
 /// the blank markers at each roll) must come out byte-identical either way, readable at once and
 /// after a reopen.
