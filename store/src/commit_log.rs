@@ -307,8 +307,6 @@ struct Appender {
     /// Next queue offset of each (topic, queue id). foldhash (seeded per map, so not open to
     /// chosen-collision floods) instead of SipHash: the lookup runs on every put under the lock.
     queue_offsets: QueueOffsets,
-    /// Store timestamp of the last appended record (0 if none since open).
-    last_store_ts: i64,
     /// Records are encoded here and then written with one `pwrite` when the log writes through
     /// the file descriptor (SYNC_FLUSH); reused across appends.
     staging: Vec<u8>,
@@ -356,6 +354,8 @@ pub struct CommitLog {
     segments: RwLock<Vec<Arc<Segment>>>,
     append: Mutex<Appender>,
     max_offset: AtomicU64,
+    /// Store time of the last appended record (0 if none since open), for `flushed_store_ts`.
+    last_store_ts: AtomicI64,
     flushed: AtomicU64,
     flushed_store_ts: AtomicI64,
     flush_lock: Mutex<()>,
@@ -397,10 +397,10 @@ impl CommitLog {
             append: Mutex::new(Appender {
                 active: rec.active,
                 queue_offsets: QueueOffsets::default(),
-                last_store_ts: 0,
                 staging: Vec::new(),
             }),
             max_offset: AtomicU64::new(rec.valid_end),
+            last_store_ts: AtomicI64::new(0),
             flushed: AtomicU64::new(rec.valid_end),
             flushed_store_ts: AtomicI64::new(0),
             flush_lock: Mutex::new(()),
@@ -605,8 +605,10 @@ impl CommitLog {
             self.prealloc.request(seg.end());
         }
         let end = seg.base + pos;
-        a.last_store_ts = store_ts;
         self.max_offset.store(end, Ordering::Release);
+        // After `max_offset`: whoever reads this (Acquire) and then `max_offset` sees the end of
+        // the record carrying this time or later (`flush`).
+        self.last_store_ts.store(store_ts, Ordering::Release);
         Ok((out, end))
     }
 
@@ -707,10 +709,11 @@ impl CommitLog {
     pub fn flush(&self, least_pages: u32) -> Result<u64> {
         let _g = self.flush_lock.lock();
         self.latch.check()?;
-        let (target, ts) = {
-            let a = self.append.lock();
-            (self.max_offset(), a.last_store_ts)
-        };
+        // Without the append lock, which up to 32 producers may be queued on: the commit
+        // thread would wait for all of them before every round. The time is read first, so it
+        // belongs to a record below `target` (see `append`).
+        let ts = self.last_store_ts.load(Ordering::Acquire);
+        let target = self.max_offset();
         let from = self.flushed();
         if target <= from {
             return Ok(from);

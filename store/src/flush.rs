@@ -82,14 +82,19 @@ pub fn async_flush_tick(log: &CommitLog, least_pages: u32, last_thorough: &mut I
     }
 }
 
+/// Where one blocked [`GroupCommit::wait`] receives its verdict.
+#[derive(Default)]
+struct WaitSlot {
+    verdict: Mutex<Option<Result<()>>>,
+    ready: Condvar,
+}
+
 /// SYNC_FLUSH group commit.
 pub struct GroupCommit {
     log: Arc<CommitLog>,
     state: Mutex<GcState>,
     /// Signals the commit thread that `requested` moved past `flushed`.
     work: Condvar,
-    /// Signals waiters that a commit round finished (or failed, or the store stops).
-    done: Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
     stopped: AtomicBool,
 }
@@ -121,7 +126,6 @@ impl GroupCommit {
             log,
             state: Mutex::new(GcState::default()),
             work: Condvar::new(),
-            done: Condvar::new(),
             thread: Mutex::new(None),
             stopped: AtomicBool::new(false),
         })
@@ -181,25 +185,34 @@ impl GroupCommit {
     }
 
     /// Blocks until `[.., end)` is durable, the timeout passes, or the store fails or stops.
+    ///
+    /// Each waiter sleeps on its own slot, woken by the commit thread's callback. (Waiting on
+    /// one shared condvar made every woken waiter re-take the shared state lock in turn, and
+    /// the commit thread queued behind that chain before its next round: with 32 producers a
+    /// round cost ~2.5x a raw fdatasync.)
     pub fn wait(&self, end: u64, timeout: Duration) -> Result<Durable> {
         if self.log.flushed() >= end {
             return Ok(Durable::Yes);
         }
         let deadline = Instant::now() + timeout;
-        let mut st = self.state.lock();
-        if st.requested < end {
-            st.requested = end;
-            self.work.notify_one();
-        }
+        let slot = Arc::new(WaitSlot::default());
+        let filler = Arc::clone(&slot);
+        self.notify(
+            end,
+            Box::new(move |r| {
+                *filler.verdict.lock() = Some(r);
+                filler.ready.notify_one();
+            }),
+        );
+        let mut verdict = slot.verdict.lock();
         loop {
-            if self.log.flushed() >= end {
-                return Ok(Durable::Yes);
+            if let Some(r) = verdict.take() {
+                return r.map(|()| Durable::Yes);
             }
-            self.log.latch.check()?;
-            if st.stop {
-                return Err(StoreError::WriteDisabled("store is shutting down".into()));
-            }
-            if self.done.wait_until(&mut st, deadline).timed_out() {
+            if slot.ready.wait_until(&mut verdict, deadline).timed_out() {
+                if let Some(r) = verdict.take() {
+                    return r.map(|()| Durable::Yes);
+                }
                 return Ok(if self.log.flushed() >= end {
                     Durable::Yes
                 } else {
@@ -234,7 +247,6 @@ impl GroupCommit {
                 }
                 if st.stop {
                     let failed = std::mem::take(&mut st.waiters);
-                    self.done.notify_all();
                     drop(st);
                     fail_all(
                         failed,
@@ -260,7 +272,6 @@ impl GroupCommit {
             } else {
                 std::mem::take(&mut st.waiters)
             };
-            self.done.notify_all();
             drop(st);
             match res {
                 Ok(_) => ready.into_iter().for_each(|(_, cb)| cb(Ok(()))),
@@ -277,7 +288,6 @@ impl GroupCommit {
             let mut st = self.state.lock();
             st.stop = true;
             self.work.notify_all();
-            self.done.notify_all();
         }
         if let Some(h) = self.thread.lock().take() {
             let _ = h.join();
