@@ -69,7 +69,7 @@ impl Segment {
             return;
         }
         let hinted = if write_through {
-            self.mapped.prefetch(from, to - from)
+            self.mapped.advise_read(from, to - from, false)
         } else {
             self.mapped.prefault_write(from, to - from)
         };

@@ -673,21 +673,19 @@ impl MessageStore {
     /// Appends messages of one topic and queue as consecutive records under one lock, with one
     /// durability wait.
     pub fn put_batch(&self, msgs: Vec<MessageInput>) -> Result<PutResult> {
-        let Some(first) = msgs.first() else {
-            return Err(StoreError::MessageIllegal("empty batch".into()));
-        };
-        if msgs
-            .iter()
-            .any(|m| m.topic != first.topic || m.queue_id != first.queue_id)
-        {
-            return Err(StoreError::MessageIllegal(
-                "a batch must have one topic and queue".into(),
-            ));
-        }
+        one_queue(&msgs)?;
         self.put_many(&msgs)
     }
 
     fn put_many(&self, msgs: &[MessageInput]) -> Result<PutResult> {
+        let (appended, end) = self.append_many(msgs)?;
+        let status = self.await_durable(msgs, end)?;
+        Ok(PutResult { status, appended })
+    }
+
+    /// Validates, computes the BODYCRCs (outside the append lock), appends and wakes the
+    /// dispatcher. Returns the appended records and the end offset to wait for.
+    fn append_many(&self, msgs: &[MessageInput]) -> Result<(AppendedList, u64)> {
         if self.shut.load(Ordering::Acquire) {
             return Err(StoreError::WriteDisabled("store is shut down".into()));
         }
@@ -697,10 +695,9 @@ impl MessageStore {
             lens.push(self.validate(m)?);
             crcs.push(record::body_crc(&m.body));
         }
-        let (appended, end) = self.log.append(msgs, &crcs, &lens)?;
+        let appended = self.log.append(msgs, &crcs, &lens)?;
         self.dispatcher.wake();
-        let status = self.await_durable(msgs, end)?;
-        Ok(PutResult { status, appended })
+        Ok(appended)
     }
 
     /// Appends one message, or a batch of one topic and queue, without waiting for durability:
@@ -713,28 +710,8 @@ impl MessageStore {
         msgs: &[MessageInput],
         on_durable: DurableCallback,
     ) -> Result<AppendedList> {
-        let Some(first) = msgs.first() else {
-            return Err(StoreError::MessageIllegal("empty batch".into()));
-        };
-        if msgs
-            .iter()
-            .any(|m| m.topic != first.topic || m.queue_id != first.queue_id)
-        {
-            return Err(StoreError::MessageIllegal(
-                "a batch must have one topic and queue".into(),
-            ));
-        }
-        if self.shut.load(Ordering::Acquire) {
-            return Err(StoreError::WriteDisabled("store is shut down".into()));
-        }
-        let mut crcs = Vec::with_capacity(msgs.len());
-        let mut lens = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            lens.push(self.validate(m)?);
-            crcs.push(record::body_crc(&m.body));
-        }
-        let (appended, end) = self.log.append(msgs, &crcs, &lens)?;
-        self.dispatcher.wake();
+        one_queue(msgs)?;
+        let (appended, end) = self.append_many(msgs)?;
         match (&self.group_commit, self.config.flush_disk_type) {
             (Some(gc), FlushDiskType::Sync) if wants_wait(msgs) => gc.notify(end, on_durable),
             (Some(gc), FlushDiskType::Sync) => {
@@ -1163,6 +1140,22 @@ fn take_lock(root: &Path) -> Result<File> {
     }
     let _ = std::fs::write(&path, b"lock");
     Ok(file)
+}
+
+/// A batch is non-empty and of one topic and queue (its records get consecutive queue offsets).
+fn one_queue(msgs: &[MessageInput]) -> Result<()> {
+    let Some(first) = msgs.first() else {
+        return Err(StoreError::MessageIllegal("empty batch".into()));
+    };
+    if msgs
+        .iter()
+        .any(|m| m.topic != first.topic || m.queue_id != first.queue_id)
+    {
+        return Err(StoreError::MessageIllegal(
+            "a batch must have one topic and queue".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether the producer waits for the store (`WAIT` property, `true` unless set to "false").

@@ -248,93 +248,31 @@ impl MappedFile {
             .flush_range(aligned as usize, (end - aligned) as usize)
     }
 
-    /// Asks the kernel to read `[start, start + len)` into the page cache (MADV_WILLNEED), so a
-    /// later `pwrite` of part of a page does not wait for a read of the rest. Unlike
-    /// [`MappedFile::prefault_write`] it dirties nothing. Errors are only performance hints.
-    pub fn prefetch(&self, start: u64, len: u64) -> io::Result<()> {
-        let end = start.saturating_add(len).min(self.len);
-        let aligned = start - start % OS_PAGE_SIZE;
-        if end <= aligned {
-            return Ok(());
-        }
-        // SAFETY: M4: [aligned, end) lies inside the mapping. WILLNEED is a read-ahead hint that
-        // changes no byte of the file or the mapping (M3).
-        let rc = unsafe {
-            libc::madvise(
-                self.map.as_mut_ptr().add(aligned as usize).cast(),
-                (end - aligned) as usize,
-                libc::MADV_WILLNEED,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    }
-
     /// Asks the kernel to populate page tables for `[start, start + len)` as writable, so later
     /// appends take no page faults (MADV_POPULATE_WRITE, Linux 5.14+). Falls back to
     /// MADV_WILLNEED where unsupported. Errors are only performance hints and are returned for
     /// logging.
     pub fn prefault_write(&self, start: u64, len: u64) -> io::Result<()> {
-        let end = start.saturating_add(len).min(self.len);
-        let aligned = start - start % OS_PAGE_SIZE;
-        if end <= aligned {
-            return Ok(());
-        }
         const MADV_POPULATE_WRITE: libc::c_int = 23;
-        // SAFETY: M4: [aligned, end) lies inside the mapping. madvise with POPULATE_WRITE or
-        // WILLNEED does not change the contents of a shared file mapping (populating writable
-        // pages keeps the bytes; it only faults them in), so no reader observes a change (M3).
-        let rc = unsafe {
-            libc::madvise(
-                self.map.as_mut_ptr().add(aligned as usize).cast(),
-                (end - aligned) as usize,
-                MADV_POPULATE_WRITE,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        // SAFETY: as above; WILLNEED is a read-ahead hint only.
-        let rc = unsafe {
-            libc::madvise(
-                self.map.as_mut_ptr().add(aligned as usize).cast(),
-                (end - aligned) as usize,
-                libc::MADV_WILLNEED,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(err)
-        }
+        self.madvise_range(start, len, MADV_POPULATE_WRITE)
+            .or_else(|err| {
+                self.madvise_range(start, len, libc::MADV_WILLNEED)
+                    .map_err(|_| err)
+            })
     }
-}
 
-impl MappedFile {
-    /// Read hints for a range about to be read front to back (recovery's scan): starts
-    /// asynchronous readahead of `[start, start + len)` (MADV_WILLNEED) and, if `populate`, maps
-    /// the range's pages into the page table now (MADV_POPULATE_READ, Linux 5.14+; it waits for
-    /// pages still being read), so the reader takes no page fault per 64 KiB. Hints only: errors
-    /// are returned for logging and change nothing.
-    pub fn advise_read(&self, start: u64, len: u64, populate: bool) -> io::Result<()> {
+    /// madvise over the pages covering `[start, start + len)` (clipped to the mapping), for
+    /// advice that changes no byte of the file or the mapping: WILLNEED (readahead),
+    /// POPULATE_READ / POPULATE_WRITE (fault pages in; populating writable pages keeps their
+    /// bytes). Such hints are all this is for.
+    fn madvise_range(&self, start: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
         let end = start.saturating_add(len).min(self.len);
         let aligned = start - start % OS_PAGE_SIZE;
         if end <= aligned {
             return Ok(());
         }
-        const MADV_POPULATE_READ: libc::c_int = 22;
-        let advice = if populate {
-            MADV_POPULATE_READ
-        } else {
-            libc::MADV_WILLNEED
-        };
-        // SAFETY: M4: [aligned, end) lies inside the mapping. WILLNEED only schedules readahead
-        // and POPULATE_READ only faults pages in for reading; neither changes a byte of the file
-        // or of the mapping, so no reader or writer observes a change (M3).
+        // SAFETY: M4: [aligned, end) lies inside the mapping. The callers pass only advice that
+        // leaves every byte as it was, so no reader or writer observes a change (M3).
         let rc = unsafe {
             libc::madvise(
                 self.map.as_mut_ptr().add(aligned as usize).cast(),
@@ -347,6 +285,23 @@ impl MappedFile {
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+}
+
+impl MappedFile {
+    /// Read hints for a range about to be read front to back (recovery's scan): starts
+    /// asynchronous readahead of `[start, start + len)` (MADV_WILLNEED) and, if `populate`, maps
+    /// the range's pages into the page table now (MADV_POPULATE_READ, Linux 5.14+; it waits for
+    /// pages still being read), so the reader takes no page fault per 64 KiB. Hints only: errors
+    /// are returned for logging and change nothing.
+    pub fn advise_read(&self, start: u64, len: u64, populate: bool) -> io::Result<()> {
+        const MADV_POPULATE_READ: libc::c_int = 22;
+        let advice = if populate {
+            MADV_POPULATE_READ
+        } else {
+            libc::MADV_WILLNEED
+        };
+        self.madvise_range(start, len, advice)
     }
 }
 
@@ -369,12 +324,12 @@ impl MappedWriter {
         &self.file
     }
 
-    /// Copies `data` to `pos`. Panics (a bug of ours, not bad input) if `pos` is below the
-    /// published offset or the write runs past the end of the file.
-    pub fn write(&mut self, pos: u64, data: &[u8]) {
+    /// Panics (a bug of ours, not bad input) unless `[pos, pos + len)` is at or above the
+    /// published offset and inside the file.
+    fn check_write(&self, pos: u64, len: usize) {
         let published = self.file.published();
         let end = pos
-            .checked_add(data.len() as u64)
+            .checked_add(len as u64)
             .expect("write end overflows u64");
         assert!(
             pos >= published,
@@ -385,9 +340,16 @@ impl MappedWriter {
             "write end {end} past file length {}",
             self.file.len
         );
-        // SAFETY: M4: [pos, end) is inside the mapping (asserted). M3: pos >= published and this is
-        // the only writer (`writer_taken`), so no reader holds a slice of these bytes and no other
-        // thread writes them; `data` is a distinct Rust allocation, so the ranges do not overlap.
+    }
+
+    /// Copies `data` to `pos`. Panics (a bug of ours, not bad input) if `pos` is below the
+    /// published offset or the write runs past the end of the file.
+    pub fn write(&mut self, pos: u64, data: &[u8]) {
+        self.check_write(pos, data.len());
+        // SAFETY: M4: [pos, pos + data.len()) is inside the mapping (`check_write`). M3: pos >=
+        // published and this is the only writer (`writer_taken`), so no reader holds a slice of
+        // these bytes and no other thread writes them; `data` is a distinct Rust allocation, so
+        // the ranges do not overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 data.as_ptr(),
@@ -406,19 +368,7 @@ impl MappedWriter {
     /// for a 1 KiB append + sync). Same preconditions as `write` (asserted: a bug of ours).
     pub fn write_through(&mut self, pos: u64, data: &[u8]) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        let published = self.file.published();
-        let end = pos
-            .checked_add(data.len() as u64)
-            .expect("write end overflows u64");
-        assert!(
-            pos >= published,
-            "write at {pos} below published {published}"
-        );
-        assert!(
-            end <= self.file.len,
-            "write end {end} past file length {}",
-            self.file.len
-        );
+        self.check_write(pos, data.len());
         // M3: pos >= published and this is the only writer, so no reader holds these bytes.
         self.file.file.write_all_at(data, pos)
     }
@@ -454,7 +404,7 @@ impl MappedWriter {
             "slot end {end} past file length {}",
             self.file.len
         );
-        // SAFETY: M4: [pos, end) is inside the mapping (asserted). M3: pos >= published and this is
+        // SAFETY: M4: [pos, pos + len) is inside the mapping (`check_write`). M3: pos >= published and this is
         // the only writer, so no reader holds a slice of these bytes and no other thread writes
         // them; `&mut self` ties the slice's lifetime to an exclusive borrow of the writer, so no
         // `view` or `write` of this writer overlaps it either.
