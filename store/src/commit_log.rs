@@ -491,30 +491,27 @@ impl CommitLog {
     pub fn set_queue_offsets(&self, table: Vec<(String, u32, u64)>) {
         let mut a = self.append.lock();
         for (topic, qid, next) in table {
-            a.queue_offsets.entry(topic).or_default().insert(qid, next);
+            *a.queue_offsets.slot(&topic, qid) = next;
         }
     }
 
     /// Next queue offset of (topic, queue) as the appender sees it.
     pub fn next_queue_offset(&self, topic: &str, queue_id: u32) -> u64 {
-        let a = self.append.lock();
-        a.queue_offsets
-            .get(topic)
-            .and_then(|m| m.get(&queue_id))
-            .copied()
-            .unwrap_or(0)
+        self.append.lock().queue_offsets.get(topic, queue_id)
     }
 
-    /// Appends `msgs` (with their BODYCRCs and encoded lengths, computed outside the lock) as
-    /// consecutive records in one segment. Returns one [`Appended`] per message and the end offset.
-    /// A single message allocates nothing here (the list keeps one entry inline).
-    pub fn append(
-        &self,
-        msgs: &[MessageInput],
-        crcs: &[u32],
-        lens: &[usize],
-    ) -> Result<(AppendedList, u64)> {
-        assert!(msgs.len() == crcs.len() && msgs.len() == lens.len());
+    /// Appends `msgs` (with their encoded lengths, computed outside the lock) as consecutive
+    /// records in one segment. Returns one [`Appended`] per message and the end offset. A single
+    /// message allocates nothing here (the list keeps one entry inline).
+    ///
+    /// BODYCRC is computed here, under the lock, fused with the body copy
+    /// ([`RecordParts::encode_tail_crc`]): each piece of the body is CRCed and then copied, so
+    /// the copy reads a piece the CRC just brought into L1, and the CRC of the next piece runs
+    /// while the stores of this one drain into the fresh segment page. Measured on the 1 KiB
+    /// put: ~10% faster than CRC then copy, and CRC after the copy is slower than both. The
+    /// head (queue offset, store time, BODYCRC) is written last.
+    pub fn append(&self, msgs: &[MessageInput], lens: &[usize]) -> Result<(AppendedList, u64)> {
+        assert!(msgs.len() == lens.len());
         let total: u64 = lens.iter().map(|&l| l as u64).sum();
         if total + BLANK_LEN_BYTES > self.file_size {
             return Err(StoreError::MessageIllegal(format!(
@@ -535,7 +532,8 @@ impl CommitLog {
         let Some((seg, writer)) = a.active.as_mut() else {
             unreachable!("make_room leaves an active segment");
         };
-        let store_ts = now_ms();
+        // Read once, after the first body copy (see above); one time for the whole batch.
+        let mut store_ts = None;
         let start = writer.mapped().published();
         let mut pos = start;
         let write_through = self.write_through();
@@ -544,40 +542,48 @@ impl CommitLog {
             a.staging.resize(total as usize, 0);
         }
         let mut out = AppendedList::with_capacity(msgs.len());
-        for ((msg, &crc), &len) in msgs.iter().zip(crcs).zip(lens) {
-            let queue_offset = assign_queue_offset(&mut a.queue_offsets, msg);
+        for (msg, &len) in msgs.iter().zip(lens) {
             let phy = seg.base + pos;
-            let parts = RecordParts {
+            let mut parts = RecordParts {
                 queue_id: msg.queue_id as i32,
                 flag: msg.flag,
-                queue_offset: queue_offset as i64,
+                queue_offset: 0,
                 phy_offset: phy as i64,
                 sys_flag: msg.sys_flag,
                 born_timestamp: msg.born_timestamp,
                 born_host: msg.born_host,
-                store_timestamp: store_ts,
+                store_timestamp: 0,
                 store_host: msg.store_host,
                 reconsume_times: msg.reconsume_times,
                 prepared_transaction_offset: msg.prepared_transaction_offset,
-                body_crc: crc,
+                body_crc: 0,
                 body: &msg.body,
                 topic: &msg.topic,
                 properties: &msg.properties,
             };
-            if write_through {
+            let slot = if write_through {
                 let at = (pos - start) as usize;
-                parts.encode(&mut a.staging[at..at + len]);
+                &mut a.staging[at..at + len]
             } else {
-                parts.encode(writer.slot_mut(pos, len as u64));
-            }
+                writer.slot_mut(pos, len as u64)
+            };
+            let (head_len, crc) =
+                parts.encode_tail_crc(slot, record::body_crc_chunk(msg.body.len()));
+            parts.body_crc = crc;
+            let queue_offset = assign_queue_offset(&mut a.queue_offsets, msg);
+            parts.queue_offset = queue_offset as i64;
+            let ts = *store_ts.get_or_insert_with(now_ms);
+            parts.store_timestamp = ts;
+            parts.encode_head(slot, head_len);
             out.push(Appended {
                 phy_offset: phy,
                 queue_offset,
                 size: len as u32,
-                store_timestamp: store_ts,
+                store_timestamp: ts,
             });
             pos += len as u64;
         }
+        let store_ts = store_ts.unwrap_or_else(now_ms);
         if write_through {
             if let Err(e) = writer.write_through(start, &a.staging) {
                 // The queue offsets above were handed out for records that are not in the log;
@@ -599,7 +605,10 @@ impl CommitLog {
         }
         // The next segment is made once this one is a quarter full, not at open or roll: making
         // a 1 GiB file competes with the appends for the disk and, on 2 cores, for a CPU.
+        // A load first: a swap on every put past the quarter mark would be a locked instruction,
+        // which waits for the record's stores to drain.
         if pos >= self.file_size / NEXT_SEGMENT_AT_FRACTION
+            && !seg.next_requested.load(Ordering::Relaxed)
             && !seg.next_requested.swap(true, Ordering::Relaxed)
         {
             self.prealloc.request(seg.end());
@@ -786,7 +795,89 @@ impl CommitLog {
 }
 
 type FastState = foldhash::fast::RandomState;
-type QueueOffsets = HashMap<String, HashMap<u32, u64, FastState>, FastState>;
+
+/// Queue ids below this are counted in a vector indexed by the id (RocketMQ's are small: 0..16
+/// by default); larger ones (up to `i32::MAX`) in a map.
+const DENSE_QUEUE_IDS: u32 = 1024;
+
+/// Next queue offset of every (topic, queue id), read and bumped on every put under the append
+/// lock. A topic is found by comparing with the previous put's topic (consecutive puts mostly
+/// share one, and a short string compare is far cheaper than hashing and probing), else through
+/// a foldhash map (seeded per map, so not open to chosen-collision floods); its queues are a
+/// vector indexed by queue id. Two nested SipHash or foldhash maps cost ~12% of a 1 KiB put.
+#[derive(Default)]
+struct QueueOffsets {
+    index: HashMap<String, usize, FastState>,
+    topics: Vec<TopicOffsets>,
+    /// Index in `topics` of the last topic looked up.
+    last: Option<usize>,
+}
+
+struct TopicOffsets {
+    name: String,
+    dense: Vec<u64>,
+    sparse: HashMap<u32, u64, FastState>,
+}
+
+impl QueueOffsets {
+    fn topic_mut(&mut self, topic: &str) -> &mut TopicOffsets {
+        let cached = self
+            .last
+            .filter(|&i| self.topics.get(i).is_some_and(|t| t.name == topic));
+        let i = match cached {
+            Some(i) => i,
+            None => {
+                let i = match self.index.get(topic) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.topics.len();
+                        self.topics.push(TopicOffsets {
+                            name: topic.to_owned(),
+                            dense: Vec::new(),
+                            sparse: HashMap::default(),
+                        });
+                        self.index.insert(topic.to_owned(), i);
+                        i
+                    }
+                };
+                self.last = Some(i);
+                i
+            }
+        };
+        match self.topics.get_mut(i) {
+            Some(t) => t,
+            None => unreachable!("queue offset index points past its topics"),
+        }
+    }
+
+    /// The counter of (topic, queue id), created at 0.
+    fn slot(&mut self, topic: &str, queue_id: u32) -> &mut u64 {
+        let t = self.topic_mut(topic);
+        if queue_id < DENSE_QUEUE_IDS {
+            let q = queue_id as usize;
+            if q >= t.dense.len() {
+                t.dense.resize(q + 1, 0);
+            }
+            match t.dense.get_mut(q) {
+                Some(n) => n,
+                None => unreachable!("dense queue table was just grown"),
+            }
+        } else {
+            t.sparse.entry(queue_id).or_insert(0)
+        }
+    }
+
+    fn get(&self, topic: &str, queue_id: u32) -> u64 {
+        let Some(t) = self.index.get(topic).and_then(|&i| self.topics.get(i)) else {
+            return 0;
+        };
+        if queue_id < DENSE_QUEUE_IDS {
+            t.dense.get(queue_id as usize).copied().unwrap_or(0)
+        } else {
+            t.sparse.get(&queue_id).copied().unwrap_or(0)
+        }
+    }
+}
 
 fn assign_queue_offset(table: &mut QueueOffsets, msg: &MessageInput) -> u64 {
     let tx = msg.sys_flag & record::SYSFLAG_TRANSACTION_MASK;
@@ -794,11 +885,7 @@ fn assign_queue_offset(table: &mut QueueOffsets, msg: &MessageInput) -> u64 {
         // Half and rollback records get no ConsumeQueue unit (RocketMQ stores queue offset 0).
         return 0;
     }
-    let queues = match table.get_mut(msg.topic.as_str()) {
-        Some(q) => q,
-        None => table.entry(msg.topic.clone()).or_default(),
-    };
-    let next = queues.entry(msg.queue_id).or_insert(0);
+    let next = table.slot(&msg.topic, msg.queue_id);
     let q = *next;
     *next += 1;
     q
@@ -810,4 +897,47 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The queue offset table against a plain map, over interleaved topics and queue ids on
+        /// both sides of the dense/sparse split, with seeding and reads mixed in.
+        #[test]
+        fn queue_offsets_match_a_map(
+            ops in proptest::collection::vec(
+                (0u8..4, prop_oneof![0u32..8, 1020u32..1030, Just(i32::MAX as u32)], 0u8..3, 0u64..1000),
+                0..300,
+            )
+        ) {
+            let topics = ["A", "B", "TopicC", "%RETRY%g"];
+            let mut t = QueueOffsets::default();
+            let mut model: std::collections::HashMap<(String, u32), u64> = Default::default();
+            for (ti, qid, op, v) in ops {
+                let topic = topics[ti as usize];
+                let key = (topic.to_string(), qid);
+                match op {
+                    0 => {
+                        let slot = t.slot(topic, qid);
+                        let got = *slot;
+                        *slot += 1;
+                        let m = model.entry(key).or_insert(0);
+                        prop_assert_eq!(got, *m);
+                        *m += 1;
+                    }
+                    1 => {
+                        *t.slot(topic, qid) = v;
+                        model.insert(key, v);
+                    }
+                    _ => {
+                        prop_assert_eq!(t.get(topic, qid), model.get(&key).copied().unwrap_or(0));
+                    }
+                }
+            }
+        }
+    }
 }
