@@ -123,6 +123,17 @@ impl ExtFields {
         self.set(key.0, value.0);
     }
 
+    /// The bytes of a key part, as `set_parts` would store it (for the decoder's duplicate
+    /// filter).
+    pub(crate) fn part_bytes<'a>(&'a self, part: &'a TextPart) -> &'a [u8] {
+        self.text(&part.0).as_bytes()
+    }
+
+    /// `set_parts` for a key the caller knows is not present yet.
+    pub(crate) fn push_parts_unique(&mut self, key: TextPart, value: TextPart) {
+        self.entries.push((key.0, value.0));
+    }
+
     /// Appends a key the caller knows is not present yet (typed headers' distinct keys).
     pub(crate) fn push_static_unique(&mut self, key: &'static str, value: String) {
         debug_assert!(!self.contains_key(key));

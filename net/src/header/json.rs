@@ -459,6 +459,10 @@ impl<'a> Scanner<'a> {
             return Some(Some(ExtFields::new()));
         }
         let mut out = ExtFields::shared(Arc::from(self.text), 16);
+        // One bit per (first byte, length) of the keys seen: a key whose bit is clear cannot
+        // equal an earlier one, so only the rare key whose bit is set pays the scan for a
+        // duplicate (the V2 send header's 13 one-letter keys never do).
+        let mut seen: u64 = 0;
         loop {
             self.ws();
             if out.len() >= FAST_EXT_FIELDS_MAX {
@@ -479,7 +483,14 @@ impl<'a> Scanner<'a> {
                 _ => Some(self.int_part()?),
             };
             if let Some(value) = value {
-                out.set_parts(key, value);
+                let k = out.part_bytes(&key);
+                let bit = 1u64 << ((usize::from(k.first().copied().unwrap_or(0)) + 7 * k.len()) % 64);
+                if seen & bit == 0 {
+                    seen |= bit;
+                    out.push_parts_unique(key, value);
+                } else {
+                    out.set_parts(key, value);
+                }
             }
             self.ws();
             if self.eat_if(b'}') {
