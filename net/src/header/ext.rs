@@ -19,7 +19,10 @@ use std::sync::Arc;
 #[derive(Clone)]
 enum Text {
     /// `src[at..at + len]` of the fields' shared header text.
-    Shared { at: u32, len: u32 },
+    Shared {
+        at: u32,
+        len: u32,
+    },
     Static(&'static str),
     Owned(String),
 }

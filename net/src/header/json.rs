@@ -478,13 +478,18 @@ impl<'a> Scanner<'a> {
             let value = match self.peek()? {
                 b'"' => Some(self.string_part()?.into_text()?),
                 b'n' => self.eat_word(b"null").then_some(None)?,
-                b't' => self.eat_word(b"true").then(|| Some(TextPart::fixed("true")))?,
-                b'f' => self.eat_word(b"false").then(|| Some(TextPart::fixed("false")))?,
+                b't' => self
+                    .eat_word(b"true")
+                    .then(|| Some(TextPart::fixed("true")))?,
+                b'f' => self
+                    .eat_word(b"false")
+                    .then(|| Some(TextPart::fixed("false")))?,
                 _ => Some(self.int_part()?),
             };
             if let Some(value) = value {
                 let k = out.part_bytes(&key);
-                let bit = 1u64 << ((usize::from(k.first().copied().unwrap_or(0)) + 7 * k.len()) % 64);
+                let bit =
+                    1u64 << ((usize::from(k.first().copied().unwrap_or(0)) + 7 * k.len()) % 64);
                 if seen & bit == 0 {
                     seen |= bit;
                     out.push_parts_unique(key, value);

@@ -2,9 +2,9 @@
 //! CHECK_TRANSACTION_STATE, UNREGISTER_CLIENT.
 
 use crate::error::Result;
-use crate::header::ExtFields;
 use crate::header::codes::RequestCode;
 use crate::header::ext_header;
+use crate::header::ExtFields;
 
 ext_header! {
     /// SEND_MESSAGE (10) request header, Java field names.
