@@ -17,6 +17,8 @@ use ferrocket_store::record::RecordParts;
 
 use crate::broker::message::parse_batch;
 
+/// GET_BROKER_RUNTIME_INFO.
+const GET_BROKER_RUNTIME_INFO: i32 = 28;
 pub const BROKER_ADDR: &str = "127.0.0.1:1";
 pub const NAMESRV_ADDR: &str = "127.0.0.1:2";
 
@@ -74,10 +76,10 @@ impl MockBroker {
                     return r;
                 }
                 let q: i32 = ext["e"].parse().unwrap();
-                assert_eq!(ext["b"], "BenchTopic");
+                assert_eq!(&ext["b"], "BenchTopic");
                 let bodies: Vec<Vec<u8>> = if req.code == RequestCode::SEND_BATCH_MESSAGE {
                     self.batch_requests.fetch_add(1, Ordering::SeqCst);
-                    assert_eq!(ext["m"], "true");
+                    assert_eq!(&ext["m"], "true");
                     split_batch(body_bytes(&req))
                 } else {
                     vec![body_bytes(&req).to_vec()]
@@ -119,6 +121,13 @@ impl MockBroker {
                     r.ext_fields
                         .insert("nextBeginOffset".into(), end.to_string());
                 }
+            }
+            GET_BROKER_RUNTIME_INFO => {
+                // One "group commit" per send request, so tests can check the tool's arithmetic.
+                let syncs = self.requests.load(Ordering::SeqCst);
+                r.body = Body::Bytes(Bytes::from(format!(
+                    r#"{{"table":{{"commitLogSyncCount":"{syncs}"}}}}"#
+                )));
             }
             _ => r.code = 3,
         }

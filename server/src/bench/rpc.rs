@@ -1,7 +1,6 @@
 //! The one seam between the load tool and the network: a connection that answers requests. The
 //! real one is the net crate's `Client`; tests use an in-memory broker.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,7 +29,7 @@ pub const VERSION: i32 = 479;
 /// A request with the given code, extFields and body.
 pub fn request(
     code: i32,
-    ext: HashMap<String, String>,
+    ext: ferrocket_net::ExtFields,
     body: Option<bytes::Bytes>,
 ) -> RemotingCommand {
     RemotingCommand {
@@ -51,6 +50,33 @@ pub fn body_bytes(cmd: &RemotingCommand) -> &[u8] {
         Body::Bytes(b) => b,
         _ => &[],
     }
+}
+
+/// The broker's GET_BROKER_RUNTIME_INFO `commitLogSyncCount` (CommitLog syncs since boot), or
+/// `None` when the broker does not answer it (another broker, an error, a timeout).
+pub async fn broker_sync_count(
+    connector: &dyn Connector,
+    broker: &str,
+    timeout: Duration,
+) -> Option<u64> {
+    const GET_BROKER_RUNTIME_INFO: i32 = 28;
+    let rpc = connector.connect(broker).ok()?;
+    let resp = rpc
+        .call(
+            request(GET_BROKER_RUNTIME_INFO, ferrocket_net::ExtFields::new(), None),
+            timeout,
+        )
+        .await
+        .ok()?;
+    if resp.code != 0 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body_bytes(&resp)).ok()?;
+    v.get("table")?
+        .get("commitLogSyncCount")?
+        .as_str()?
+        .parse()
+        .ok()
 }
 
 /// How long a route lookup keeps retrying while the nameserver does not know the topic yet (a
