@@ -17,6 +17,8 @@ use ferrocket_store::record::RecordParts;
 
 use crate::broker::message::parse_batch;
 
+/// GET_BROKER_RUNTIME_INFO.
+const GET_BROKER_RUNTIME_INFO: i32 = 28;
 pub const BROKER_ADDR: &str = "127.0.0.1:1";
 pub const NAMESRV_ADDR: &str = "127.0.0.1:2";
 
@@ -119,6 +121,13 @@ impl MockBroker {
                     r.ext_fields
                         .insert("nextBeginOffset".into(), end.to_string());
                 }
+            }
+            GET_BROKER_RUNTIME_INFO => {
+                // One "group commit" per send request, so tests can check the tool's arithmetic.
+                let syncs = self.requests.load(Ordering::SeqCst);
+                r.body = Body::Bytes(Bytes::from(format!(
+                    r#"{{"table":{{"commitLogSyncCount":"{syncs}"}}}}"#
+                )));
             }
             _ => r.code = 3,
         }

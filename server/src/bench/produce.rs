@@ -440,6 +440,8 @@ pub fn run(args: ProduceArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
         .await?;
         let broker_addr = targets.first().map(|t| t.addr.clone()).unwrap_or_default();
         let cpu = super::cpu::BrokerCpu::start(&broker_addr, args.broker_pid);
+        let syncs0 =
+            super::rpc::broker_sync_count(connector.as_ref(), &broker_addr, plan.timeout).await;
         let own_cpu0 = super::cpu::own_cpu_s();
         let live = Arc::new(Live::default());
         let label = format!("produce {}B x{}", plan.size, plan.batch);
@@ -448,7 +450,10 @@ pub fn run(args: ProduceArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
             run_plan(plan.clone(), targets.clone(), connector.as_ref(), live).await?;
         drop(progress);
         let broker_cpu = cpu.and_then(|c| c.finish());
-        let summary = Summary::new("produce", &rec, elapsed, broker_cpu)
+        let syncs1 =
+            super::rpc::broker_sync_count(connector.as_ref(), &broker_addr, plan.timeout).await;
+        let broker_syncs = syncs0.zip(syncs1).map(|(a, b)| b.saturating_sub(a));
+        let mut summary = Summary::new("produce", &rec, elapsed, broker_cpu)
             .with_environment(&rec, own_cpu0)
             .with("topic", plan.topic.clone())
             .with("size", plan.size as u64)
@@ -469,6 +474,18 @@ pub fn run(args: ProduceArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
                     "ack latency per request (closed loop)"
                 },
             );
+        // The broker's CommitLog syncs during the run (group commits under SYNC_FLUSH; the
+        // async flusher's syncs otherwise), when it tells them.
+        if let Some(n) = broker_syncs {
+            let secs = elapsed.max(1) as f64 / 1e9;
+            summary = summary
+                .with("broker_syncs", n)
+                .with("broker_syncs_per_s", super::report::round1(n as f64 / secs))
+                .with(
+                    "requests_per_sync",
+                    super::report::round1(rec.hist.len() as f64 / n.max(1) as f64),
+                );
+        }
         if let Some(path) = &args.plot {
             let title = format!(
                 "produce {} B x{} c{} k{}{}",
@@ -489,7 +506,9 @@ pub fn run(args: ProduceArgs, connector: Arc<dyn Connector>) -> Result<(), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::mock::{MockBroker, MockConnector, ProduceCli as Cli, NAMESRV_ADDR};
+    use crate::bench::mock::{
+        MockBroker, MockConnector, ProduceCli as Cli, BROKER_ADDR, NAMESRV_ADDR,
+    };
     use clap::Parser;
 
     fn args(extra: &[&str]) -> ProduceArgs {
@@ -581,6 +600,25 @@ mod tests {
         let stored = b.stored.lock();
         assert_eq!(stored.len(), 4);
         assert!(stored.values().all(|v| v.len() == 25));
+    }
+
+    #[tokio::test]
+    async fn the_brokers_sync_count_is_read_before_and_after() {
+        let b = MockBroker::new(2);
+        let conn = MockConnector {
+            broker: Arc::clone(&b),
+        };
+        let t = Duration::from_secs(1);
+        let before = super::super::rpc::broker_sync_count(&conn, BROKER_ADDR, t).await;
+        assert_eq!(before, Some(0));
+        let _ = produce(&b, &["--count", "12"]).await;
+        let after = super::super::rpc::broker_sync_count(&conn, BROKER_ADDR, t).await;
+        assert_eq!(after, Some(12), "the mock counts one sync per send");
+        // A broker that cannot be asked gives no figure rather than a wrong one.
+        assert_eq!(
+            super::super::rpc::broker_sync_count(&conn, "192.0.2.1:10911", t).await,
+            None
+        );
     }
 
     #[tokio::test]

@@ -53,6 +53,33 @@ pub fn body_bytes(cmd: &RemotingCommand) -> &[u8] {
     }
 }
 
+/// The broker's GET_BROKER_RUNTIME_INFO `commitLogSyncCount` (CommitLog syncs since boot), or
+/// `None` when the broker does not answer it (another broker, an error, a timeout).
+pub async fn broker_sync_count(
+    connector: &dyn Connector,
+    broker: &str,
+    timeout: Duration,
+) -> Option<u64> {
+    const GET_BROKER_RUNTIME_INFO: i32 = 28;
+    let rpc = connector.connect(broker).ok()?;
+    let resp = rpc
+        .call(
+            request(GET_BROKER_RUNTIME_INFO, HashMap::new(), None),
+            timeout,
+        )
+        .await
+        .ok()?;
+    if resp.code != 0 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body_bytes(&resp)).ok()?;
+    v.get("table")?
+        .get("commitLogSyncCount")?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
 /// How long a route lookup keeps retrying while the nameserver does not know the topic yet (a
 /// broker registers shortly after it boots).
 const ROUTE_RETRY_FOR: Duration = Duration::from_secs(5);

@@ -7,6 +7,10 @@
 //!   zero-filled file (`ratio = commits_per_s / baseline_commits_per_s`), and the acknowledgement
 //!   latency distribution (hdrhistogram) next to the fdatasync latency of the baseline. Store and
 //!   baseline alternate in rounds, each baseline at the group size of the round before it.
+//!   `--wait notify` (the default) keeps P producers' sends in flight through
+//!   `MessageStore::put_notify`, the way the broker waits for a SYNC_FLUSH send (a callback per
+//!   send, no thread per producer); `--wait blocking` gives each producer a thread that blocks
+//!   in `put`, the embedded-library way.
 
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -28,6 +32,24 @@ pub enum BenchFlush {
     Sync,
 }
 
+/// How a SYNC_FLUSH producer waits for its acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchWait {
+    /// A durability callback per send (`put_notify`), as the broker's send handler does.
+    Notify,
+    /// One thread per producer, blocked in `put`.
+    Blocking,
+}
+
+impl BenchWait {
+    fn name(self) -> &'static str {
+        match self {
+            BenchWait::Notify => "notify",
+            BenchWait::Blocking => "blocking",
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct StoreBenchArgs {
     /// Store directory (created; must be empty or absent).
@@ -42,9 +64,12 @@ pub struct StoreBenchArgs {
     /// Flush mode.
     #[arg(long, value_enum, default_value_t = BenchFlush::Async)]
     pub flush: BenchFlush,
-    /// Concurrent producers (threads).
+    /// Concurrent producers, each with one send in flight.
     #[arg(long, default_value_t = 1)]
     pub producers: u32,
+    /// `--flush sync`: how producers wait for the group commit (notify = the broker's way).
+    #[arg(long, value_enum, default_value_t = BenchWait::Notify)]
+    pub wait: BenchWait,
     /// CommitLog segment size (mappedFileSizeCommitLog).
     #[arg(long, default_value_t = 1 << 30)]
     pub segment_bytes: u64,
@@ -252,40 +277,21 @@ const SYNC_ROUNDS: u64 = 5;
 
 fn run_sync(args: &StoreBenchArgs, store: &Arc<MessageStore>) -> Result<serde_json::Value, String> {
     let per = (args.count / u64::from(args.producers) / SYNC_ROUNDS).max(1);
-    let new_hist =
-        || Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3).map_err(|e| e.to_string());
-    let mut hist = new_hist()?;
-    let mut base_hist = new_hist()?;
+    let mut hist = new_latency_hist()?;
+    let mut base_hist = new_latency_hist()?;
     let (mut secs, mut commits, mut bytes) = (0.0f64, 0u64, 0u64);
     let (mut base_secs, mut base_rounds) = (0.0f64, 0u64);
+    let mut timeouts = 0u64;
     for _ in 0..SYNC_ROUNDS {
         let start_off = store.commit_log_max_offset();
         let commits_before = store.flush_count();
         let t = Instant::now();
-        let handles: Vec<_> = (0..args.producers)
-            .map(|p| {
-                let s = Arc::clone(store);
-                let size = args.size;
-                std::thread::spawn(move || -> Result<Histogram<u64>, String> {
-                    let mut h = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)
-                        .map_err(|e| e.to_string())?;
-                    for _ in 0..per {
-                        let m = template(size, p);
-                        let t = Instant::now();
-                        let r = s.put(m).map_err(|e| e.to_string())?;
-                        if r.status != PutStatus::Ok {
-                            return Err(format!("put status {:?}", r.status));
-                        }
-                        let _ = h.record((t.elapsed().as_micros() as u64).max(1));
-                    }
-                    Ok(h)
-                })
-            })
-            .collect();
-        for h in handles {
-            let ph = h.join().map_err(|_| "producer panicked".to_string())??;
-            hist.add(ph).map_err(|e| e.to_string())?;
-        }
+        let (round_hist, round_timeouts) = match args.wait {
+            BenchWait::Notify => sync_round_notify(store, args.size, args.producers, per)?,
+            BenchWait::Blocking => sync_round_blocking(store, args.size, args.producers, per)?,
+        };
+        hist.add(round_hist).map_err(|e| e.to_string())?;
+        timeouts += round_timeouts;
         secs += t.elapsed().as_secs_f64();
         let round_commits = store.flush_count() - commits_before;
         let round_bytes = store.commit_log_max_offset() - start_off;
@@ -307,6 +313,7 @@ fn run_sync(args: &StoreBenchArgs, store: &Arc<MessageStore>) -> Result<serde_js
         "size": args.size,
         "count": msgs,
         "producers": args.producers,
+        "wait": args.wait.name(),
         "rounds": SYNC_ROUNDS,
         "secs": secs,
         "msgs_per_s": msgs as f64 / secs,
@@ -316,6 +323,8 @@ fn run_sync(args: &StoreBenchArgs, store: &Arc<MessageStore>) -> Result<serde_js
         "commits_per_s": cps,
         "baseline_commits_per_s": base_cps,
         "ratio": cps / base_cps,
+        // Acknowledgements that came after syncFlushTimeout (FLUSH_DISK_TIMEOUT on a broker).
+        "flush_timeouts": timeouts,
         "p50_us": hist.value_at_quantile(0.5),
         "p99_us": hist.value_at_quantile(0.99),
         "p999_us": hist.value_at_quantile(0.999),
@@ -323,6 +332,103 @@ fn run_sync(args: &StoreBenchArgs, store: &Arc<MessageStore>) -> Result<serde_js
         "baseline_p99_us": base_hist.value_at_quantile(0.99),
         "baseline_p999_us": base_hist.value_at_quantile(0.999),
     }))
+}
+
+fn new_latency_hist() -> Result<Histogram<u64>, String> {
+    Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3).map_err(|e| e.to_string())
+}
+
+/// `producers` logical producers, each keeping one send in flight through `put_notify` until it
+/// has sent `per`: one thread issues every send and takes every acknowledgement, as a broker's
+/// connection tasks do. Returns the ack latencies (send to acknowledgement received) and how
+/// many acknowledgements exceeded `syncFlushTimeout`.
+fn sync_round_notify(
+    store: &Arc<MessageStore>,
+    size: usize,
+    producers: u32,
+    per: u64,
+) -> Result<(Histogram<u64>, u64), String> {
+    type Ack = (u32, Instant, Result<(), String>);
+    let timeout = Duration::from_millis(store.config().sync_flush_timeout_ms);
+    let (tx, rx) = std::sync::mpsc::channel::<Ack>();
+    let send = |p: u32| -> Result<(), String> {
+        let msg = template(size, p);
+        let tx = tx.clone();
+        let t = Instant::now();
+        store
+            .put_notify(
+                std::slice::from_ref(&msg),
+                Box::new(move |r| {
+                    let _ = tx.send((p, t, r.map_err(|e| e.to_string())));
+                }),
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let mut hist = new_latency_hist()?;
+    let mut timeouts = 0u64;
+    let mut left = vec![per; producers as usize];
+    let mut in_flight = 0u64;
+    for (p, n) in (0u32..).zip(left.iter_mut()) {
+        if *n > 0 {
+            *n -= 1;
+            in_flight += 1;
+            send(p)?;
+        }
+    }
+    while in_flight > 0 {
+        let (p, t, r) = rx.recv().map_err(|_| "acknowledgement channel closed")?;
+        let waited = t.elapsed();
+        r?;
+        in_flight -= 1;
+        if waited > timeout {
+            timeouts += 1;
+        }
+        let _ = hist.record((waited.as_micros() as u64).max(1));
+        if let Some(n) = left.get_mut(p as usize).filter(|n| **n > 0) {
+            *n -= 1;
+            in_flight += 1;
+            send(p)?;
+        }
+    }
+    Ok((hist, timeouts))
+}
+
+/// `producers` threads, each blocking in `put` for `per` sends.
+fn sync_round_blocking(
+    store: &Arc<MessageStore>,
+    size: usize,
+    producers: u32,
+    per: u64,
+) -> Result<(Histogram<u64>, u64), String> {
+    let handles: Vec<_> = (0..producers)
+        .map(|p| {
+            let s = Arc::clone(store);
+            std::thread::spawn(move || -> Result<(Histogram<u64>, u64), String> {
+                let mut h = new_latency_hist()?;
+                let mut timeouts = 0;
+                for _ in 0..per {
+                    let m = template(size, p);
+                    let t = Instant::now();
+                    let r = s.put(m).map_err(|e| e.to_string())?;
+                    match r.status {
+                        PutStatus::Ok => {}
+                        PutStatus::FlushDiskTimeout => timeouts += 1,
+                    }
+                    let _ = h.record((t.elapsed().as_micros() as u64).max(1));
+                }
+                Ok((h, timeouts))
+            })
+        })
+        .collect();
+    let mut hist = new_latency_hist()?;
+    let mut timeouts = 0;
+    for h in handles {
+        let (ph, pt) = h.join().map_err(|_| "producer panicked".to_string())??;
+        hist.add(ph).map_err(|e| e.to_string())?;
+        timeouts += pt;
+    }
+    Ok((hist, timeouts))
 }
 
 /// `rounds` × (pwrite `group_bytes` sequentially + fdatasync) on a zero-filled file: the seconds

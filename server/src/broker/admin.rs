@@ -1159,6 +1159,10 @@ mod tests {
         assert!(v["table"]["bootTimestamp"].is_string());
         assert!(v["table"]["msgPutTotalTodayNow"].is_string());
         assert_eq!(v["table"]["brokerVersionDesc"], "V4_9_4");
+        assert_eq!(
+            v["table"]["commitLogSyncCount"], "0",
+            "nothing stored, nothing synced"
+        );
     }
 
     #[test]

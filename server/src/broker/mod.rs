@@ -262,6 +262,10 @@ impl Broker {
                 "brokerVersionDesc",
                 format!("ferrocket {}", env!("CARGO_PKG_VERSION")),
             ),
+            // Ferrocket's own key (Java has none): CommitLog syncs (fdatasync/msync) since boot.
+            // Under SYNC_FLUSH each is one group commit, so the load tool can report commits/s
+            // and the real group size instead of guessing them from the requests in flight.
+            ("commitLogSyncCount", self.store.flush_count().to_string()),
         ]
     }
 
