@@ -634,7 +634,45 @@ mod tests {
                 let m = ferrocket_store::decode_record(r).unwrap();
                 assert_eq!(m.body.len(), 64);
                 assert!(crate::bench::wire::body_sent_unix_ns(m.body).is_some());
+                // Past the stamp, every body is the template.
+                let tail: Vec<u8> = (12..64).map(|i| b'a' + (i % 26) as u8).collect();
+                assert_eq!(&m.body[12..], &tail[..]);
             }
+        }
+    }
+
+    /// A batch request carries every message once: the template body stamped with the send
+    /// time, its own UNIQ_KEY and WAIT=true, in a body the broker's parser accepts.
+    #[test]
+    fn a_batch_request_carries_distinct_keys_and_stamped_bodies() {
+        let plan = ProducePlan::from_args(&args(&["--batch", "5", "--size", "40"])).unwrap();
+        let target = QueueTarget {
+            broker_name: "b".into(),
+            addr: BROKER_ADDR.into(),
+            queue_id: 1,
+        };
+        let template: Vec<u8> = (0..40u8).collect();
+        let mut keys = UniqKeys::new([7; 10]);
+        let cmd = build_send(&plan, &target, 5, &mut keys, &template);
+        assert_eq!(cmd.code, RequestCode::SEND_BATCH_MESSAGE);
+        let ferrocket_net::Body::Bytes(body) = &cmd.body else {
+            panic!("batch body expected");
+        };
+        let items = crate::broker::message::parse_batch(body).unwrap();
+        assert_eq!(items.len(), 5);
+        let mut seen = std::collections::HashSet::new();
+        for it in &items {
+            assert!(crate::bench::wire::body_sent_unix_ns(&it.body).is_some());
+            assert_eq!(
+                &it.body[BODY_PREFIX_BYTES..],
+                &template[BODY_PREFIX_BYTES..]
+            );
+            let key = crate::broker::message::property(&it.properties, "UNIQ_KEY").unwrap();
+            assert!(seen.insert(key.to_string()));
+            assert_eq!(
+                crate::broker::message::property(&it.properties, "WAIT"),
+                Some("true")
+            );
         }
     }
 
