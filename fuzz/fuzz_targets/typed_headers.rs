@@ -8,7 +8,7 @@ use ferrocket_net::header::*;
 use ferrocket_net::WireError;
 use libfuzzer_sys::fuzz_target;
 
-fn check<H: CommandHeader + PartialEq + std::fmt::Debug>(ext: &HashMap<String, String>) {
+fn check<H: CommandHeader + PartialEq + std::fmt::Debug>(ext: &ExtFields) {
     match H::from_ext(ext) {
         Ok(h) => {
             let back = H::from_ext(&h.to_ext()).expect("to_ext output parses");
@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         "group", "offset", "delayLevel", "clientID", "maxNum", "beginTimestamp", "endTimestamp"] {
         ext.entry(extra.to_owned()).or_insert_with(|| "1".to_owned());
     }
+    let ext = ExtFields::from(ext);
     check::<SendMessageRequestHeader>(&ext);
     check::<SendMessageRequestHeaderV2>(&ext);
     let _ = SendMessageRequestHeader::decode_for(320, &ext);

@@ -1,6 +1,5 @@
 //! `RemotingCommand`: one request or response. CONTRACT between `net` and `server`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -9,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use crate::error::{Result, WireError};
 use crate::frame::{self, SerializeType};
 use crate::header::codes::ResponseCode;
-use crate::header::{binary, json, CommandHeader};
+use crate::header::{binary, json, CommandHeader, ExtFields};
 
 /// Flag bit 0: this command is a response.
 pub const FLAG_RESPONSE: i32 = 1;
@@ -56,7 +55,7 @@ pub struct RemotingCommand {
     pub flag: i32,
     pub remark: Option<String>,
     /// Custom header fields, as strings (numbers/booleans from clients are converted).
-    pub ext_fields: HashMap<String, String>,
+    pub ext_fields: ExtFields,
     pub body: Body,
 }
 

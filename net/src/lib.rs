@@ -23,6 +23,6 @@ pub use connection::ConnectionHandle;
 pub use error::{Result, WireError};
 pub use frame::{SerializeType, FRAME_LEN_MAX};
 pub use header::codes;
-pub use header::{CommandHeader, RequestCode, ResponseCode};
+pub use header::{CommandHeader, ExtFields, RequestCode, ResponseCode};
 pub use server::{BoxFuture, Processor, Server, ServerConfig, ShutdownHandle};
 pub use transfer::TransferBackend;

@@ -81,8 +81,8 @@ fn cpp_client_send_v2_decodes() {
     assert!(!cmd.is_oneway());
     assert_eq!(cmd.remark.as_deref(), Some(""));
     assert_eq!(cmd.body.to_bytes(), Bytes::from_static(b"hello"));
-    assert_eq!(cmd.ext_fields["Signature"], "");
-    assert_eq!(cmd.ext_fields["d"], "4");
+    assert_eq!(&cmd.ext_fields["Signature"], "");
+    assert_eq!(&cmd.ext_fields["d"], "4");
     let h = SendMessageRequestHeader::decode_for(cmd.code, &cmd.ext_fields).unwrap();
     assert_eq!(h.producer_group, "pg");
     assert_eq!(h.topic, "TopicTest");
@@ -166,7 +166,7 @@ fn json_rejects_bad_headers() {
 
 #[test]
 fn typed_header_errors_name_the_field() {
-    let mut ext: HashMap<String, String> = HashMap::new();
+    let mut ext = ExtFields::new();
     ext.insert("topic".into(), "T".into());
     let e = GetMaxOffsetRequestHeader::from_ext(&ext).unwrap_err();
     assert!(
@@ -257,7 +257,7 @@ fn send_v1_v2_and_batch_headers_agree() {
     };
     let v2: SendMessageRequestHeaderV2 = v1.clone().into();
     let ext = v2.to_ext();
-    assert_eq!(ext["a"], "pg");
+    assert_eq!(&ext["a"], "pg");
     assert_eq!(SendMessageRequestHeader::decode_for(310, &ext).unwrap(), v1);
     let batch = SendMessageRequestHeader::decode_for(320, &ext).unwrap();
     assert_eq!(batch.batch, Some(true));
@@ -294,7 +294,7 @@ fn arb_command() -> impl Strategy<Value = RemotingCommand> {
                 opaque,
                 flag,
                 remark,
-                ext_fields: ext,
+                ext_fields: ext.into(),
                 body: if body.is_empty() {
                     Body::Empty
                 } else {
@@ -325,7 +325,7 @@ proptest! {
     fn decoders_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
         let _ = RemotingCommand::decode(Bytes::from(bytes.clone()));
         let _ = ferrocket_net::frame::check(&bytes, 1 << 20);
-        let mut ext = HashMap::new();
+        let mut ext = ExtFields::new();
         ext.insert("queueId".to_string(), String::from_utf8_lossy(&bytes).into_owned());
         let _ = GetMaxOffsetRequestHeader::from_ext(&ext);
     }
@@ -463,7 +463,7 @@ fn json_fast_path_takes_client_shaped_headers() {
     let java = r#"{"code":310,"extFields":{"a":"pg","b":"T","c":"TBW102","d":"4","e":"1","f":"0","g":"1700000000000","h":"0","i":"UNIQ_KEY\u0001AB\u0002WAIT\u0001true\u0002","j":"0","k":"false","m":"false","n":"broker-a"},"flag":0,"language":"JAVA","opaque":12,"serializeTypeCurrentRPC":"JSON","version":453}"#;
     let fast = json::decode_fast(java.as_bytes()).expect("fast path");
     assert_eq!(
-        fast.ext_fields["i"],
+        &fast.ext_fields["i"],
         "UNIQ_KEY\u{1}AB\u{2}WAIT\u{1}true\u{2}"
     );
     assert_eq!(Some(fast), json::decode_reference(java.as_bytes()).ok());
@@ -514,6 +514,7 @@ proptest! {
     /// The owning send-header decoder gives what the borrowing one gives, errors included.
     #[test]
     fn send_header_take_for_matches_decode_for(ext in arb_send_ext(), code in prop::sample::select(vec![10, 310, 320, 325])) {
+        let ext = ExtFields::from(ext);
         let by_ref = SendMessageRequestHeader::decode_for(code, &ext).map_err(|e| e.to_string());
         let owned = SendMessageRequestHeader::take_for(code, ext.clone()).map_err(|e| e.to_string());
         prop_assert_eq!(owned, by_ref);
@@ -522,7 +523,7 @@ proptest! {
             default_topic: "TBW102".into(), default_topic_queue_nums: 4, queue_id: 1,
             born_timestamp: 5, properties: Some("a\u{1}b\u{2}".into()), ..Default::default() };
         let mut full = if code == 10 { v1.to_ext() } else { SendMessageRequestHeaderV2::from(v1).to_ext() };
-        full.extend(ext.into_iter().filter(|(k, _)| k.len() > 1 || k.as_str() > "e"));
+        full.extend(ext.iter().filter(|(k, _)| k.len() > 1 || *k > "e"));
         let by_ref = SendMessageRequestHeader::decode_for(code, &full).map_err(|e| e.to_string());
         let owned = SendMessageRequestHeader::take_for(code, full).map_err(|e| e.to_string());
         prop_assert_eq!(owned, by_ref);

@@ -27,8 +27,8 @@ async fn request_response_not_supported_and_bad_field() {
     let resp = client.invoke(&a, req, T).await.unwrap();
     assert_eq!(resp.code, ResponseCode::SUCCESS);
     assert!(resp.is_response());
-    assert_eq!(resp.ext_fields["k"], "v");
-    assert_eq!(resp.ext_fields["lang"], "JAVA");
+    assert_eq!(&resp.ext_fields["k"], "v");
+    assert_eq!(&resp.ext_fields["lang"], "JAVA");
     assert_eq!(resp.body.to_bytes(), "body");
 
     let resp = client
@@ -113,7 +113,7 @@ async fn pipelined_requests_answer_out_of_order_by_opaque() {
     let first = read_frame(&mut s).await.unwrap();
     let second = read_frame(&mut s).await.unwrap();
     assert_eq!((first.opaque, second.opaque), (2, 1));
-    assert_eq!(second.ext_fields["ms"], "1000");
+    assert_eq!(&second.ext_fields["ms"], "1000");
     shutdown.shutdown();
     task.await.unwrap();
 }
@@ -320,11 +320,11 @@ async fn server_pushes_oneway_requests_to_the_client() {
         .invoke(&addr.to_string(), RemotingCommand::request(PUSH), T)
         .await
         .unwrap();
-    assert_eq!(resp.ext_fields["pushed"], "true");
+    assert_eq!(&resp.ext_fields["pushed"], "true");
     let push = tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap();
     assert_eq!(push.code, RequestCode::NOTIFY_CONSUMER_IDS_CHANGED);
     assert!(push.is_oneway());
-    assert_eq!(push.ext_fields["consumerGroup"], "g");
+    assert_eq!(&push.ext_fields["consumerGroup"], "g");
     shutdown.shutdown();
     task.await.unwrap();
 }
@@ -449,9 +449,9 @@ async fn many_concurrent_calls_on_one_connection_match_by_opaque() {
                     .with_ext("i", i.to_string())
                     .with_body(Body::Bytes(body.clone().into()));
                 let resp = c.invoke(&a, req, T).await.unwrap();
-                assert_eq!(resp.ext_fields["i"], i.to_string());
+                assert_eq!(&resp.ext_fields["i"], i.to_string());
                 assert_eq!(resp.body.to_bytes(), body);
-                resp.ext_fields["conn"].clone()
+                resp.ext_fields["conn"].to_owned()
             })
         })
         .collect();

@@ -5,9 +5,7 @@
 //! every error. Replies always carry an `extFields` object (the C++ client dereferences it).
 #![deny(clippy::indexing_slicing, clippy::unwrap_used)]
 
-use std::collections::HashMap;
-
-use ferrocket_net::{RemotingCommand, FLAG_RESPONSE};
+use ferrocket_net::{ExtFields, RemotingCommand, FLAG_RESPONSE};
 
 /// Response codes used by the broker and the nameserver (RocketMQ `ResponseCode`).
 pub mod code {
@@ -84,7 +82,7 @@ pub fn reply(req: &RemotingCommand, code: i32, remark: impl Into<String>) -> Rem
         } else {
             Some(remark)
         },
-        ext_fields: HashMap::new(),
+        ext_fields: ExtFields::new(),
         body: Default::default(),
     }
 }
@@ -120,7 +118,7 @@ impl FieldError {
 }
 
 /// Typed reads of a request's extFields.
-pub struct Fields<'a>(pub &'a HashMap<String, String>);
+pub struct Fields<'a>(pub &'a ExtFields);
 
 impl<'a> Fields<'a> {
     pub fn of(req: &'a RemotingCommand) -> Self {
@@ -128,7 +126,7 @@ impl<'a> Fields<'a> {
     }
 
     pub fn opt_str(&self, name: &'static str) -> Option<&'a str> {
-        self.0.get(name).map(String::as_str)
+        self.0.get(name)
     }
 
     pub fn str(&self, name: &'static str) -> Result<&'a str, FieldError> {
@@ -144,7 +142,7 @@ impl<'a> Fields<'a> {
                 // tolerate surrounding whitespace.
                 t.parse::<T>().map(Some).map_err(|_| FieldError::Bad {
                     field: name,
-                    value: v.clone(),
+                    value: v.to_owned(),
                 })
             }
         }
@@ -197,7 +195,7 @@ mod tests {
 
     #[test]
     fn fields_parse_and_name_errors() {
-        let mut m = HashMap::new();
+        let mut m = ExtFields::new();
         m.insert("queueId".to_string(), "3".to_string());
         m.insert("offset".to_string(), "x".to_string());
         m.insert("batch".to_string(), "TRUE".to_string());

@@ -42,7 +42,7 @@ async fn send(client: &Client, addr: &str, topic: &str, body: &str, properties: 
         .with_ext("batch", "false");
     let r = client.invoke(addr, req, T).await.unwrap();
     assert_eq!(r.code, 0, "send: {:?}", r.remark);
-    let msg_id = r.ext_fields.get("msgId").cloned().unwrap();
+    let msg_id = r.ext_fields.get("msgId").unwrap().to_owned();
     assert_eq!(msg_id.len(), 32, "{msg_id}");
     let phy = u64::from_str_radix(&msg_id[16..], 16).unwrap();
     Sent { phy, msg_id }

@@ -15,6 +15,7 @@ use crate::command::{Body, RemotingCommand};
 use crate::error::{Result, WireError};
 use crate::header::codes::{language_code, language_name};
 use crate::header::json::EXT_FIELDS_MAX;
+use crate::header::ExtFields;
 
 /// Bytes of the fixed part before the remark.
 pub const FIXED_BYTES: usize = 2 + 1 + 2 + 4 + 4;
@@ -79,7 +80,7 @@ pub fn decode(header: &[u8]) -> Result<RemotingCommand> {
     };
     let ext_len = r.len_i32("extFields length")?;
     let ext_bytes = r.take(ext_len, "extFields")?;
-    let ext_fields = decode_ext(ext_bytes, r.at - ext_len)?;
+    let ext_fields = ExtFields::from(decode_ext(ext_bytes, r.at - ext_len)?);
     Ok(RemotingCommand {
         code: i32::from(code),
         language: language_name(lang).to_owned(),
@@ -135,12 +136,8 @@ pub fn encode(cmd: &RemotingCommand, out: &mut Vec<u8>) {
     out.extend_from_slice(&len32(remark.len()).to_be_bytes());
     out.extend_from_slice(remark.as_bytes());
     // Keys longer than an i16 cannot be framed; like Java's null entries they are skipped.
-    let mut keys: Vec<(&String, &String)> = cmd
-        .ext_fields
-        .iter()
-        .filter(|(k, _)| k.len() <= i16::MAX as usize)
-        .collect();
-    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut keys = cmd.ext_fields.sorted();
+    keys.retain(|(k, _)| k.len() <= i16::MAX as usize);
     let ext_len: usize = keys.iter().map(|(k, v)| 2 + k.len() + 4 + v.len()).sum();
     out.extend_from_slice(&len32(ext_len).to_be_bytes());
     for (k, v) in keys {

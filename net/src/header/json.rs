@@ -11,12 +11,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::command::{Body, RemotingCommand};
 use crate::error::{Result, WireError};
+use crate::header::ext::{ExtFields, TextPart};
 
 /// Most extFields entries a header may carry (the broker's biggest header has about 20).
 pub const EXT_FIELDS_MAX: usize = 1024;
@@ -157,7 +159,10 @@ pub fn decode_reference(header: &[u8]) -> Result<RemotingCommand> {
         opaque: h.opaque,
         flag: h.flag,
         remark: h.remark,
-        ext_fields: h.ext_fields.map(|m| m.0).unwrap_or_default(),
+        ext_fields: h
+            .ext_fields
+            .map(|m| ExtFields::from(m.0))
+            .unwrap_or_default(),
         body: Body::Empty,
     })
 }
@@ -171,7 +176,14 @@ const FAST_INT_DIGITS_MAX: usize = 18;
 /// The hand-written scanner behind [`decode`]. `None`: not the common shape (or not valid JSON):
 /// let serde decide. Every `Some` equals what [`decode_reference`] returns for the same bytes.
 pub fn decode_fast(header: &[u8]) -> Option<RemotingCommand> {
-    let mut p = Scanner { s: header, i: 0 };
+    // One UTF-8 check for the whole header: every string below is then a slice of valid text
+    // (serde rejects invalid UTF-8 in strings; elsewhere it is not JSON; either way not ours).
+    let text = std::str::from_utf8(header).ok()?;
+    let mut p = Scanner {
+        s: header,
+        text,
+        i: 0,
+    };
     let (mut code, mut version, mut opaque, mut flag) = (None, None, None, None);
     let (mut language, mut remark, mut ext) = (None, None, None);
     p.ws();
@@ -244,6 +256,8 @@ fn once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
 /// common shape, leaving the decision to serde.
 struct Scanner<'a> {
     s: &'a [u8],
+    /// The same bytes, checked to be UTF-8.
+    text: &'a str,
     i: usize,
 }
 
@@ -296,25 +310,35 @@ impl<'a> Scanner<'a> {
         Some(key)
     }
 
-    /// A JSON string with its escapes resolved. Lone surrogates, raw control characters and
-    /// invalid UTF-8 are serde's errors: `None`.
+    /// A JSON string with its escapes resolved. Lone surrogates and raw control characters
+    /// are serde's errors: `None`.
     fn string(&mut self) -> Option<String> {
+        Some(match self.string_part()? {
+            Part::Plain(at, len) => self.text.get(at..at + len)?.to_owned(),
+            Part::Escaped(s) => s,
+        })
+    }
+
+    /// A JSON string: where its text is when it has no escapes (most do: no copy), else its
+    /// resolved text.
+    fn string_part(&mut self) -> Option<Part> {
         self.eat(b'"')?;
-        // Most strings have no escapes: one exact allocation, no growth.
         let s: &'a [u8] = self.s;
-        let rest = s.get(self.i..)?;
+        let start = self.i;
+        let rest = s.get(start..)?;
         let run = special_at(rest)?;
-        let head = rest.get(..run)?;
         if rest.get(run) == Some(&b'"') {
             self.i += run + 1;
-            return std::str::from_utf8(head).ok().map(str::to_owned);
+            return Some(Part::Plain(start, run));
         }
-        let mut out: Vec<u8> = Vec::with_capacity(run + 32);
+        let text: &'a str = self.text;
+        let mut out = String::with_capacity(run + 32);
         loop {
             let start = self.i;
             let rest = self.s.get(start..)?;
             let run = special_at(rest)?;
-            out.extend_from_slice(rest.get(..run)?);
+            // Runs end at an ASCII byte of valid UTF-8 text: a character boundary.
+            out.push_str(text.get(start..start + run)?);
             self.i = start + run;
             match self.peek()? {
                 b'"' => {
@@ -326,20 +350,15 @@ impl<'a> Scanner<'a> {
                     let c = self.peek()?;
                     self.i += 1;
                     let simple = match c {
-                        b'"' => b'"',
-                        b'\\' => b'\\',
-                        b'/' => b'/',
-                        b'b' => 0x08,
-                        b'f' => 0x0c,
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
-                        b'u' => {
-                            let ch = self.unicode_escape()?;
-                            let mut buf = [0u8; 4];
-                            out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                            continue;
-                        }
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode_escape()?,
                         _ => return None,
                     };
                     out.push(simple);
@@ -347,7 +366,7 @@ impl<'a> Scanner<'a> {
                 _ => return None,
             }
         }
-        String::from_utf8(out).ok()
+        Some(Part::Escaped(out))
     }
 
     /// After `\u`: four hex digits, a surrogate pair as two escapes.
@@ -403,6 +422,13 @@ impl<'a> Scanner<'a> {
         std::str::from_utf8(self.int_text()?).ok()?.parse().ok()
     }
 
+    /// Like `int_text`, as a range of the header.
+    fn int_part(&mut self) -> Option<TextPart> {
+        let start = self.i;
+        let len = self.int_text()?.len();
+        TextPart::shared(start, len)
+    }
+
     /// A string or null (an `Option<String>` field).
     fn opt_string(&mut self) -> Option<Option<String>> {
         if self.eat_word(b"null") {
@@ -413,7 +439,7 @@ impl<'a> Scanner<'a> {
 
     fn skip_scalar(&mut self) -> Option<()> {
         match self.peek()? {
-            b'"' => self.string().map(drop),
+            b'"' => self.string_part().map(drop),
             b'n' => self.eat_word(b"null").then_some(()),
             b't' => self.eat_word(b"true").then_some(()),
             b'f' => self.eat_word(b"false").then_some(()),
@@ -421,38 +447,55 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// `null` or an object of scalars; values converted to text like `ExtScalar`.
-    fn ext_fields(&mut self) -> Option<Option<HashMap<String, String>>> {
+    /// `null` or an object of scalars; values converted to text like `ExtScalar`. Keys and
+    /// values without escapes, and numbers, stay ranges of one shared copy of the header.
+    fn ext_fields(&mut self) -> Option<Option<ExtFields>> {
         if self.eat_word(b"null") {
             return Some(None);
         }
         self.eat(b'{')?;
-        let mut out = HashMap::with_capacity(16);
         self.ws();
         if self.eat_if(b'}') {
-            return Some(Some(out));
+            return Some(Some(ExtFields::new()));
         }
+        let mut out = ExtFields::shared(Arc::from(self.text), 16);
+        // One bit per (first byte, length) of the keys seen: a key whose bit is clear cannot
+        // equal an earlier one, so only the rare key whose bit is set pays the scan for a
+        // duplicate (the V2 send header's 13 one-letter keys never do).
+        let mut seen: u64 = 0;
         loop {
             self.ws();
             if out.len() >= FAST_EXT_FIELDS_MAX {
                 return None;
             }
             let key = match self.peek()? {
-                b'"' => self.string()?,
+                b'"' => self.string_part()?.into_text()?,
                 _ => return None,
             };
             self.ws();
             self.eat(b':')?;
             self.ws();
             let value = match self.peek()? {
-                b'"' => Some(self.string()?),
+                b'"' => Some(self.string_part()?.into_text()?),
                 b'n' => self.eat_word(b"null").then_some(None)?,
-                b't' => self.eat_word(b"true").then(|| Some("true".to_owned()))?,
-                b'f' => self.eat_word(b"false").then(|| Some("false".to_owned()))?,
-                _ => Some(std::str::from_utf8(self.int_text()?).ok()?.to_owned()),
+                b't' => self
+                    .eat_word(b"true")
+                    .then(|| Some(TextPart::fixed("true")))?,
+                b'f' => self
+                    .eat_word(b"false")
+                    .then(|| Some(TextPart::fixed("false")))?,
+                _ => Some(self.int_part()?),
             };
             if let Some(value) = value {
-                out.insert(key, value);
+                let k = out.part_bytes(&key);
+                let bit =
+                    1u64 << ((usize::from(k.first().copied().unwrap_or(0)) + 7 * k.len()) % 64);
+                if seen & bit == 0 {
+                    seen |= bit;
+                    out.push_parts_unique(key, value);
+                } else {
+                    out.set_parts(key, value);
+                }
             }
             self.ws();
             if self.eat_if(b'}') {
@@ -463,15 +506,28 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// A scanned JSON string: `(at, len)` of its text in the header, or its unescaped text.
+enum Part {
+    Plain(usize, usize),
+    Escaped(String),
+}
+
+impl Part {
+    fn into_text(self) -> Option<TextPart> {
+        match self {
+            Part::Plain(at, len) => TextPart::shared(at, len),
+            Part::Escaped(s) => Some(TextPart::owned(s)),
+        }
+    }
+}
+
 /// Appends the JSON header of `cmd` to `out`. Keys sorted like fastjson; `remark` omitted when
 /// `None`; extFields sorted by key, values as strings.
 pub fn encode(cmd: &RemotingCommand, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"code\":");
     push_int(out, i64::from(cmd.code));
     out.extend_from_slice(b",\"extFields\":{");
-    let mut keys: Vec<(&String, &String)> = cmd.ext_fields.iter().collect();
-    keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    for (i, (k, v)) in keys.into_iter().enumerate() {
+    for (i, (k, v)) in cmd.ext_fields.sorted().into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }

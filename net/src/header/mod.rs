@@ -2,14 +2,13 @@
 //! that travel as extFields (Java field name → value as text).
 #![deny(clippy::indexing_slicing, clippy::unwrap_used)]
 
-use std::collections::HashMap;
-
 use crate::error::{Result, WireError};
 
 pub mod admin;
 pub mod binary;
 pub mod codes;
 pub mod consumer;
+pub mod ext;
 pub mod json;
 pub mod namesrv;
 pub mod producer;
@@ -17,6 +16,7 @@ pub mod producer;
 pub use admin::*;
 pub use codes::{RequestCode, ResponseCode};
 pub use consumer::*;
+pub use ext::ExtFields;
 pub use namesrv::*;
 pub use producer::*;
 
@@ -25,9 +25,9 @@ pub use producer::*;
 pub trait CommandHeader: Sized {
     /// Parses the fields; a missing required field or an unparsable value is an error naming
     /// the field's wire key.
-    fn from_ext(ext: &HashMap<String, String>) -> Result<Self>;
+    fn from_ext(ext: &ExtFields) -> Result<Self>;
     /// All fields as strings; optional fields that are `None` are left out.
-    fn to_ext(&self) -> HashMap<String, String>;
+    fn to_ext(&self) -> ExtFields;
 }
 
 /// A value type a header field can have, with RocketMQ's text form.
@@ -38,11 +38,6 @@ pub trait ExtValue: Sized {
     const IS_STRING: bool = false;
     fn parse(s: &str) -> Option<Self>;
     fn format(&self) -> String;
-    /// Like `parse` on a value the caller owns (strings are moved, not copied); the value is
-    /// given back when it does not parse.
-    fn from_owned(s: String) -> std::result::Result<Self, String> {
-        Self::parse(&s).ok_or(s)
-    }
 }
 
 impl ExtValue for String {
@@ -53,9 +48,6 @@ impl ExtValue for String {
     }
     fn format(&self) -> String {
         self.clone()
-    }
-    fn from_owned(s: String) -> std::result::Result<Self, String> {
-        Ok(s)
     }
 }
 
@@ -137,8 +129,19 @@ impl ExtValue for BoundaryType {
 }
 
 /// A required field: missing → `MissingField`, unparsable → `BadField`.
-pub fn required<T: ExtValue>(ext: &HashMap<String, String>, key: &'static str) -> Result<T> {
-    let raw = ext.get(key).ok_or(WireError::MissingField { field: key })?;
+pub fn required<T: ExtValue>(ext: &ExtFields, key: &'static str) -> Result<T> {
+    required_raw(ext.get(key), key)
+}
+
+/// An optional field: missing → `None`; an empty value of a non-string type counts as missing
+/// (clients send `""` for unset fields); unparsable → `BadField`.
+pub fn optional<T: ExtValue>(ext: &ExtFields, key: &'static str) -> Result<Option<T>> {
+    optional_raw(ext.get(key), key)
+}
+
+/// `required` on a value already looked up (see `from_ext`).
+pub fn required_raw<T: ExtValue>(raw: Option<&str>, key: &'static str) -> Result<T> {
+    let raw = raw.ok_or(WireError::MissingField { field: key })?;
     T::parse(raw).ok_or_else(|| WireError::BadField {
         field: key,
         value: truncated(raw),
@@ -146,13 +149,9 @@ pub fn required<T: ExtValue>(ext: &HashMap<String, String>, key: &'static str) -
     })
 }
 
-/// An optional field: missing → `None`; an empty value of a non-string type counts as missing
-/// (clients send `""` for unset fields); unparsable → `BadField`.
-pub fn optional<T: ExtValue>(
-    ext: &HashMap<String, String>,
-    key: &'static str,
-) -> Result<Option<T>> {
-    match ext.get(key) {
+/// `optional` on a value already looked up (see `from_ext`).
+pub fn optional_raw<T: ExtValue>(raw: Option<&str>, key: &'static str) -> Result<Option<T>> {
+    match raw {
         None => Ok(None),
         Some(raw) if raw.is_empty() && !T::IS_STRING => Ok(None),
         Some(raw) => T::parse(raw).map(Some).ok_or_else(|| WireError::BadField {
@@ -160,31 +159,6 @@ pub fn optional<T: ExtValue>(
             value: truncated(raw),
             expected: T::EXPECTED,
         }),
-    }
-}
-
-/// `required` on a value taken out of the map (see `from_ext_owned`).
-pub fn required_owned<T: ExtValue>(raw: Option<String>, key: &'static str) -> Result<T> {
-    let raw = raw.ok_or(WireError::MissingField { field: key })?;
-    T::from_owned(raw).map_err(|raw| WireError::BadField {
-        field: key,
-        value: truncated(&raw),
-        expected: T::EXPECTED,
-    })
-}
-
-/// `optional` on a value taken out of the map (see `from_ext_owned`).
-pub fn optional_owned<T: ExtValue>(raw: Option<String>, key: &'static str) -> Result<Option<T>> {
-    match raw {
-        None => Ok(None),
-        Some(raw) if raw.is_empty() && !T::IS_STRING => Ok(None),
-        Some(raw) => T::from_owned(raw)
-            .map(Some)
-            .map_err(|raw| WireError::BadField {
-                field: key,
-                value: truncated(&raw),
-                expected: T::EXPECTED,
-            }),
     }
 }
 
@@ -213,29 +187,31 @@ macro_rules! ext_header {
         }
 
         impl $name {
-            /// Parses the fields from extFields; errors name the wire key.
-            pub fn from_ext(
-                ext: &::std::collections::HashMap<String, String>,
-            ) -> $crate::error::Result<Self> {
-                Ok(Self {
-                    $( $field: $crate::header::ext_header!(@get $kind ext $ty, $key), )*
-                })
-            }
-
-            /// `from_ext` on a map the caller gives up: one pass over its entries, string
-            /// values moved instead of copied, no hashing. Same results and errors as
-            /// `from_ext` (fields are checked in the same order).
-            pub fn from_ext_owned(
-                ext: ::std::collections::HashMap<String, String>,
-            ) -> $crate::error::Result<Self> {
+            /// Parses the fields from extFields; errors name the wire key. One pass over the
+            /// entries (keys are unique), then the fields in declaration order, so the first
+            /// missing or bad field is the one reported.
+            pub fn from_ext(ext: &$crate::header::ExtFields) -> $crate::error::Result<Self> {
                 const KEYS: &[&str] = &[$($key),*];
-                let mut slots: [Option<String>; KEYS.len()] = ::std::array::from_fn(|_| None);
-                for (k, v) in ext {
-                    if let Some(i) = KEYS.iter().position(|key| *key == k) {
-                        if let Some(slot) = slots.get_mut(i) {
-                            *slot = Some(v);
+                #[allow(unused_mut)]
+                let mut slots: [Option<&str>; KEYS.len()] = [None; KEYS.len()];
+                // A chain of comparisons with literals: the compiler turns each into a length
+                // check and a compare of a few bytes (a search of the KEYS array called memcmp
+                // per key, ~3k instructions per send header).
+                for (k, v) in ext.iter() {
+                    #[allow(unused_mut, unused_variables, unused_assignments)]
+                    let mut i = 0usize;
+                    $(
+                        if k == $key {
+                            if let Some(slot) = slots.get_mut(i) {
+                                *slot = Some(v);
+                            }
+                            continue;
                         }
-                    }
+                        #[allow(unused_assignments)]
+                        {
+                            i += 1;
+                        }
+                    )*
                 }
                 #[allow(unused_mut, unused_variables)]
                 let mut slots = slots.into_iter();
@@ -244,48 +220,43 @@ macro_rules! ext_header {
                 })
             }
 
+            /// `from_ext` on fields the caller gives up (kept for the send path's callers).
+            pub fn from_ext_owned(ext: $crate::header::ExtFields) -> $crate::error::Result<Self> {
+                Self::from_ext(&ext)
+            }
+
             /// All fields as extFields strings; `None` fields are left out.
-            pub fn to_ext(&self) -> ::std::collections::HashMap<String, String> {
+            pub fn to_ext(&self) -> $crate::header::ExtFields {
                 #[allow(unused_mut)]
-                let mut m = ::std::collections::HashMap::with_capacity(
-                    [$($key),*].len(),
-                );
+                let mut m = $crate::header::ExtFields::with_capacity([$($key),*].len());
                 $( $crate::header::ext_header!(@put $kind m self.$field, $key); )*
                 m
             }
         }
 
         impl $crate::header::CommandHeader for $name {
-            fn from_ext(
-                ext: &::std::collections::HashMap<String, String>,
-            ) -> $crate::error::Result<Self> {
+            fn from_ext(ext: &$crate::header::ExtFields) -> $crate::error::Result<Self> {
                 $name::from_ext(ext)
             }
-            fn to_ext(&self) -> ::std::collections::HashMap<String, String> {
+            fn to_ext(&self) -> $crate::header::ExtFields {
                 $name::to_ext(self)
             }
         }
     };
     (@ty req $ty:ty) => { $ty };
     (@ty opt $ty:ty) => { Option<$ty> };
-    (@get req $ext:ident $ty:ty, $key:literal) => {
-        $crate::header::required::<$ty>($ext, $key)?
-    };
-    (@get opt $ext:ident $ty:ty, $key:literal) => {
-        $crate::header::optional::<$ty>($ext, $key)?
-    };
     (@take req $slots:ident $ty:ty, $key:literal) => {
-        $crate::header::required_owned::<$ty>($slots.next().flatten(), $key)?
+        $crate::header::required_raw::<$ty>($slots.next().flatten(), $key)?
     };
     (@take opt $slots:ident $ty:ty, $key:literal) => {
-        $crate::header::optional_owned::<$ty>($slots.next().flatten(), $key)?
+        $crate::header::optional_raw::<$ty>($slots.next().flatten(), $key)?
     };
     (@put req $m:ident $v:expr, $key:literal) => {
-        $m.insert($key.to_owned(), $crate::header::ExtValue::format(&$v));
+        $m.push_static_unique($key, $crate::header::ExtValue::format(&$v));
     };
     (@put opt $m:ident $v:expr, $key:literal) => {
         if let Some(v) = &$v {
-            $m.insert($key.to_owned(), $crate::header::ExtValue::format(v));
+            $m.push_static_unique($key, $crate::header::ExtValue::format(v));
         }
     };
 }
@@ -296,10 +267,10 @@ pub(crate) use ext_header;
 pub struct EmptyHeader;
 
 impl CommandHeader for EmptyHeader {
-    fn from_ext(_: &HashMap<String, String>) -> Result<Self> {
+    fn from_ext(_: &ExtFields) -> Result<Self> {
         Ok(EmptyHeader)
     }
-    fn to_ext(&self) -> HashMap<String, String> {
-        HashMap::new()
+    fn to_ext(&self) -> ExtFields {
+        ExtFields::new()
     }
 }

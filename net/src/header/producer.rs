@@ -1,11 +1,10 @@
 //! Producer-path headers: SEND_MESSAGE (v1 and V2 one-letter keys), batch, END_TRANSACTION,
 //! CHECK_TRANSACTION_STATE, UNREGISTER_CLIENT.
 
-use std::collections::HashMap;
-
 use crate::error::Result;
 use crate::header::codes::RequestCode;
 use crate::header::ext_header;
+use crate::header::ExtFields;
 
 ext_header! {
     /// SEND_MESSAGE (10) request header, Java field names.
@@ -107,7 +106,7 @@ impl SendMessageRequestHeader {
     /// Decodes the send header whatever the code: one-letter keys for SEND_MESSAGE_V2,
     /// SEND_BATCH_MESSAGE and SEND_REPLY_MESSAGE_V2, Java names otherwise. For 320 `batch` is
     /// forced to true (the Java client sets `m`, but the code alone says it is a batch).
-    pub fn decode_for(code: i32, ext: &HashMap<String, String>) -> Result<Self> {
+    pub fn decode_for(code: i32, ext: &ExtFields) -> Result<Self> {
         match code {
             RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_REPLY_MESSAGE_V2 => {
                 SendMessageRequestHeaderV2::from_ext(ext).map(Into::into)
@@ -126,7 +125,7 @@ impl SendMessageRequestHeader {
     /// `decode_for` on a map the caller gives up (the request's extFields): one pass, strings
     /// moved. The broker's send path uses it; 14 SipHash lookups and five string copies per
     /// message were ~5k instructions (callgrind, 2026-11-21).
-    pub fn take_for(code: i32, ext: HashMap<String, String>) -> Result<Self> {
+    pub fn take_for(code: i32, ext: ExtFields) -> Result<Self> {
         match code {
             RequestCode::SEND_MESSAGE_V2 | RequestCode::SEND_REPLY_MESSAGE_V2 => {
                 SendMessageRequestHeaderV2::from_ext_owned(ext).map(Into::into)

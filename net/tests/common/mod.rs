@@ -123,7 +123,7 @@ impl Processor for TestProcessor {
             REGIONS => {
                 let (file, data) = self.file.clone().expect("processor has a file");
                 // ext "spans" = "off:len,off:len"
-                let spans = req.ext_fields.get("spans").cloned().unwrap_or_default();
+                let spans = req.ext_fields.get("spans").unwrap_or_default().to_owned();
                 let regions: Vec<Arc<dyn FileRegion>> = spans
                     .split(',')
                     .filter(|s| !s.is_empty())

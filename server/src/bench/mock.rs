@@ -76,10 +76,10 @@ impl MockBroker {
                     return r;
                 }
                 let q: i32 = ext["e"].parse().unwrap();
-                assert_eq!(ext["b"], "BenchTopic");
+                assert_eq!(&ext["b"], "BenchTopic");
                 let bodies: Vec<Vec<u8>> = if req.code == RequestCode::SEND_BATCH_MESSAGE {
                     self.batch_requests.fetch_add(1, Ordering::SeqCst);
-                    assert_eq!(ext["m"], "true");
+                    assert_eq!(&ext["m"], "true");
                     split_batch(body_bytes(&req))
                 } else {
                     vec![body_bytes(&req).to_vec()]

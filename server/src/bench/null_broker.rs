@@ -58,7 +58,7 @@ impl NullBroker {
                     .with_ext("msgId", format!("7F00000100002A9F{n:016X}"))
                     .with_ext(
                         "queueId",
-                        req.ext_fields.get("e").cloned().unwrap_or_default(),
+                        req.ext_fields.get("e").unwrap_or_default().to_owned(),
                     )
                     .with_ext("queueOffset", n.to_string())
             }
@@ -150,6 +150,6 @@ mod tests {
         let send = RemotingCommand::request(RequestCode::SEND_MESSAGE_V2).with_ext("e", "2");
         let r = b.answer(&send);
         assert_eq!(r.code, ResponseCode::SUCCESS);
-        assert_eq!(r.ext_fields["queueId"], "2");
+        assert_eq!(&r.ext_fields["queueId"], "2");
     }
 }

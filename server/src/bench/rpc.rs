@@ -1,7 +1,6 @@
 //! The one seam between the load tool and the network: a connection that answers requests. The
 //! real one is the net crate's `Client`; tests use an in-memory broker.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,7 +29,7 @@ pub const VERSION: i32 = 479;
 /// A request with the given code, extFields and body.
 pub fn request(
     code: i32,
-    ext: HashMap<String, String>,
+    ext: ferrocket_net::ExtFields,
     body: Option<bytes::Bytes>,
 ) -> RemotingCommand {
     RemotingCommand {
@@ -64,7 +63,7 @@ pub async fn broker_sync_count(
     let rpc = connector.connect(broker).ok()?;
     let resp = rpc
         .call(
-            request(GET_BROKER_RUNTIME_INFO, HashMap::new(), None),
+            request(GET_BROKER_RUNTIME_INFO, ferrocket_net::ExtFields::new(), None),
             timeout,
         )
         .await

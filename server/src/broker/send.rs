@@ -461,7 +461,7 @@ mod tests {
         tx.send(Ok(())).unwrap();
         let r = await_durable(t, &req, ok.clone(), rx).await;
         assert_eq!(r.code, code::SUCCESS);
-        assert_eq!(r.ext_fields.get("msgId").map(String::as_str), Some("ABC"));
+        assert_eq!(r.ext_fields.get("msgId"), Some("ABC"));
         // The store failed first: its refusal.
         let (tx, rx) = tokio::sync::oneshot::channel();
         tx.send(Err(StoreError::WriteDisabled("sync failed".into())))
@@ -473,7 +473,7 @@ mod tests {
         let started = tokio::time::Instant::now();
         let r = await_durable(t, &req, ok.clone(), rx).await;
         assert_eq!(r.code, code::FLUSH_DISK_TIMEOUT);
-        assert_eq!(r.ext_fields.get("msgId").map(String::as_str), Some("ABC"));
+        assert_eq!(r.ext_fields.get("msgId"), Some("ABC"));
         assert_eq!(started.elapsed(), t);
         // The store dropped the request without a verdict.
         let (tx, rx) = tokio::sync::oneshot::channel::<ferrocket_store::Result<()>>();

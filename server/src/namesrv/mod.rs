@@ -216,7 +216,6 @@ pub fn with_body(mut cmd: RemotingCommand, body: String) -> RemotingCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn request(code: i32, fields: &[(&str, &str)], body: &[u8]) -> RemotingCommand {
         RemotingCommand {
@@ -227,7 +226,7 @@ mod tests {
             ext_fields: fields
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<HashMap<_, _>>(),
+                .collect(),
             body: Body::Bytes(bytes::Bytes::copy_from_slice(body)),
             ..Default::default()
         }
