@@ -63,7 +63,11 @@ pub async fn broker_sync_count(
     let rpc = connector.connect(broker).ok()?;
     let resp = rpc
         .call(
-            request(GET_BROKER_RUNTIME_INFO, ferrocket_net::ExtFields::new(), None),
+            request(
+                GET_BROKER_RUNTIME_INFO,
+                ferrocket_net::ExtFields::new(),
+                None,
+            ),
             timeout,
         )
         .await
