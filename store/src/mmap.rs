@@ -39,12 +39,70 @@ use memmap2::{MmapMut, MmapOptions, MmapRaw};
 /// Page size used for flush arithmetic and pre-faulting (RocketMQ's `OS_PAGE_SIZE`).
 pub const OS_PAGE_SIZE: u64 = 4096;
 
-/// Chunk used when zero-filling a new file.
-const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
+/// Chunk used when zero-filling a new file. 64 KiB stays in the L2 cache, so the kernel's copy
+/// into the page cache reads a warm source: with a 1 MiB chunk the fill of a 1 GiB segment cost
+/// 0.73 s of CPU on tmpfs and 1.06 s on ext4, with 64 KiB 0.60 s and 0.79 s (2026-11-22, quiet).
+const ZERO_FILL_CHUNK_BYTES: usize = 64 << 10;
+
+/// `f_type` of tmpfs in `statfs` (linux/magic.h).
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Whether `file` lives on tmpfs (RAM): its pages have no blocks on a disk, so nothing is gained by
+/// writing zeros over `fallocate`.
+fn on_tmpfs(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: no mapping is involved (M1-M4 are not at stake): the descriptor is valid for the
+    // call (`file` is borrowed), and `st` points to writable memory of the right type, which
+    // fstatfs fills completely when it returns 0.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return false;
+    }
+    // SAFETY: fstatfs returned 0, so it initialised `st` (see above).
+    let st = unsafe { st.assume_init() };
+    // f_type's integer type differs between targets.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let kind = st.f_type as i64;
+    kind == TMPFS_MAGIC
+}
+
+/// `fallocate(file, 0, 0, len)`: every block (or tmpfs page) of `[0, len)` reserved, reading as
+/// zeros.
+fn fallocate_all(file: &File, len: u64) -> io::Result<()> {
+    fallocate_range(file, 0, len)
+}
+
+/// `fallocate(file, 0, at, len)`: every block (or tmpfs page) of `[at, at + len)` reserved,
+/// reading as zeros (the file grows to cover the range).
+fn fallocate_range(file: &File, at: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(off_at), Ok(off_len)) = (libc::off_t::try_from(at), libc::off_t::try_from(len)) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "file too large",
+        ));
+    };
+    // SAFETY: fallocate only takes a descriptor we own (open for writing by the caller) and three
+    // integers; it touches no memory of ours, and the callers create the file here, so no mapping
+    // of it exists yet (M1).
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, off_at, off_len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
 
 /// Creates `path` (which must not exist) with `len` zero bytes written out, so the file's blocks
 /// are allocated and later syncs do not pay for block allocation (measured here: a zero-filled file
 /// syncs about 2x faster than a fallocated one).
+///
+/// On tmpfs the file is `fallocate`d instead. There the reason for writing does not exist (no
+/// blocks, no disk, a sync does nothing), and fallocate leaves the same state, every page
+/// allocated and charged, reading as zeros, at less than half the CPU (0.26 against 0.60 s per
+/// GiB measured here). That CPU was the broker's largest cost in 16 KiB ingest: the fill of each
+/// 1 GiB segment competes with the appends for the machine's 2 cores.
 pub fn create_zero_filled(path: &Path, len: u64) -> io::Result<File> {
     create_zero_filled_until(path, len, &AtomicBool::new(false))
 }
@@ -52,19 +110,45 @@ pub fn create_zero_filled(path: &Path, len: u64) -> io::Result<File> {
 /// [`create_zero_filled`] that gives up with `ErrorKind::Interrupted` (leaving a partial file for
 /// the caller to remove) as soon as `stop` is set, so a shutdown need not wait for a 1 GiB fill.
 pub fn create_zero_filled_until(path: &Path, len: u64, stop: &AtomicBool) -> io::Result<File> {
+    create_zero_filled_with(path, len, &mut || !stop.load(Ordering::Acquire))
+}
+
+/// Bytes fallocated at a time on tmpfs, between two calls of the `go_on` callback.
+const TMPFS_ALLOC_CHUNK_BYTES: u64 = 16 << 20;
+
+/// [`create_zero_filled`] that calls `go_on` before every chunk (64 KiB written, or 16 MiB
+/// fallocated on tmpfs) and gives up with `ErrorKind::Interrupted` (leaving a partial file for the
+/// caller to remove) when it returns false. The CommitLog's pre-allocation thread pre-faults the
+/// active segment from there: a 1 GiB fill takes long enough (0.3-2 s here) for the appends to
+/// run past the pre-faulted window and take the page faults themselves, under the append lock.
+pub fn create_zero_filled_with(
+    path: &Path,
+    len: u64,
+    go_on: &mut dyn FnMut() -> bool,
+) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .open(path)?;
+    let stopped = || io::Error::new(io::ErrorKind::Interrupted, "zero-fill stopped");
+    if len > 0 && on_tmpfs(&file) {
+        let mut at = 0u64;
+        while at < len {
+            if !go_on() {
+                return Err(stopped());
+            }
+            let n = (len - at).min(TMPFS_ALLOC_CHUNK_BYTES);
+            fallocate_range(&file, at, n)?;
+            at += n;
+        }
+        return Ok(file);
+    }
     let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
     let mut left = len;
     while left > 0 {
-        if stop.load(Ordering::Acquire) {
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "zero-fill stopped",
-            ));
+        if !go_on() {
+            return Err(stopped());
         }
         let n = left.min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
         file.write_all(&zeros[..n])?;
@@ -82,23 +166,12 @@ pub fn create_zero_filled_until(path: &Path, len: u64, stop: &AtomicBool) -> io:
 /// meet a full disk (SIGBUS) — ENOSPC comes from here instead. CommitLog segments stay
 /// zero-filled: a sync of written blocks is ~2x faster than of unwritten (fallocated) ones.
 pub fn create_allocated(path: &Path, len: u64) -> io::Result<File> {
-    use std::os::fd::AsRawFd;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .open(path)?;
-    let Ok(off_len) = libc::off_t::try_from(len) else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "file too large",
-        ));
-    };
-    // SAFETY: fallocate only takes a descriptor we own (open for writing above) and two
-    // integers; it touches no memory of ours, and no mapping of this new file exists yet (M1).
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, off_len) };
-    if rc != 0 {
-        let err = io::Error::last_os_error();
+    if let Err(err) = fallocate_all(&file, len) {
         if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
             drop(file);
             std::fs::remove_file(path)?;
@@ -609,6 +682,47 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap()[len as usize - 1], 7);
         // Never replaces an existing file.
         assert!(create_allocated(&p, 4096).is_err());
+    }
+
+    /// Zero-filled files read as zeros and own all their blocks or pages, both on the test's temp
+    /// dir (a disk: written zeros) and on /dev/shm when there is one (tmpfs: fallocated).
+    #[test]
+    fn zero_filled_files_read_zeros_and_own_their_blocks() {
+        use std::os::unix::fs::MetadataExt;
+        let disk = tempfile::tempdir().unwrap();
+        let mut dirs = vec![disk];
+        if let Ok(shm) = tempfile::tempdir_in("/dev/shm") {
+            dirs.push(shm);
+        }
+        for dir in &dirs {
+            let p = dir.path().join("zf");
+            let len = 2 * ZERO_FILL_CHUNK_BYTES as u64 + 4096 + 100;
+            let f = create_zero_filled(&p, len).unwrap();
+            let md = f.metadata().unwrap();
+            assert_eq!(md.len(), len);
+            assert!(
+                md.blocks() * 512 >= len,
+                "{}: {} blocks for {len} bytes",
+                p.display(),
+                md.blocks()
+            );
+            drop(f);
+            assert!(std::fs::read(&p).unwrap().iter().all(|&b| b == 0));
+            let m = Arc::new(MappedFile::open(&p, 0).unwrap());
+            m.prefault_write(0, len).unwrap();
+            let mut w = m.writer().unwrap();
+            w.write(len - 3, b"end");
+            w.publish(len);
+            assert_eq!(m.read(len - 3, 3), Some(&b"end"[..]));
+            assert!(
+                create_zero_filled(&p, 4096).is_err(),
+                "never replaces a file"
+            );
+            let stop = AtomicBool::new(true);
+            let q = dir.path().join("stopped");
+            // A stopped fill gives up on a disk; on tmpfs there is nothing long to stop.
+            let _ = create_zero_filled_until(&q, len, &stop);
+        }
     }
 
     #[test]

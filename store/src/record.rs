@@ -81,8 +81,26 @@ pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
 pub const PROPERTY_SEPARATOR: char = '\u{2}';
 
 /// BODYCRC: CRC-32/IEEE (zlib's, not CRC32C) of the stored body, masked to 31 bits.
+///
+/// crc32fast picks its kernel at run time: 128-bit PCLMULQDQ, or VPCLMULQDQ over 256-bit
+/// (from 256 bytes) or 512-bit registers (from 2 KiB) where the CPU has them, with a table
+/// fallback. crc-fast 1.10 (also VPCLMULQDQ/AVX-512) was measured no faster for 1 KiB and
+/// 16 KiB bodies on this machine (see docs/design.md), so there is no second CRC crate.
 pub fn body_crc(body: &[u8]) -> u32 {
     crc32fast::hash(body) & 0x7FFF_FFFF
+}
+
+/// The piece size [`RecordParts::encode_tail_crc`] uses for a body of `body_len` bytes. Each
+/// piece costs the CRC kernel one fold-and-reduce, so pieces stay small only while the overlap
+/// with the copy pays for that: 512 bytes up to 2 KiB bodies (measured best for 1 KiB, ahead
+/// of 256 and of one piece), then 2 KiB pieces, the size from which crc32fast uses its
+/// 512-bit kernel.
+pub fn body_crc_chunk(body_len: usize) -> usize {
+    if body_len <= 2048 {
+        512
+    } else {
+        2048
+    }
 }
 
 /// A record that does not decode. Recovery stops at the first one; nothing here is a panic.
@@ -232,15 +250,74 @@ impl RecordParts<'_> {
     }
 
     /// Writes the record into `out`, which must be exactly `encoded_len()` bytes (asserted: the
-    /// caller sized it, so a mismatch is our bug).
-    ///
-    /// This runs on every put under the append lock, so the fixed head (TOTALSIZE..BODYLENGTH)
-    /// is assembled in a stack array at constant offsets, where the optimiser drops the bounds
-    /// checks, and lands in the segment with one copy; the body is a second copy and the short
-    /// tail (topic, properties) a few more.
+    /// caller sized it, so a mismatch is our bug). The same bytes as [`Self::encode_tail`]
+    /// followed by [`Self::encode_head`].
     pub fn encode(&self, out: &mut [u8]) {
+        let head_len = self.encode_tail(out);
+        self.encode_head(out, head_len);
+    }
+
+    /// Length of the fixed head (TOTALSIZE through BODYLENGTH): where the body starts.
+    pub fn head_len(&self) -> usize {
+        BORN_HOST_POS
+            + host_len(self.born_host.is_ipv6())
+            + 8
+            + host_len(self.store_host.is_ipv6())
+            + 16
+    }
+
+    /// Writes everything after the head (BODY, TOPICLENGTH, TOPIC, PROPERTIESLENGTH, PROPERTIES)
+    /// into `out`, sized as for [`Self::encode`]; returns the head length, for
+    /// [`Self::encode_head`]. The tail does not depend on the head's fields, so the appender
+    /// writes it first, with BODYCRC computed along the way ([`Self::encode_tail_crc`]), and
+    /// the head (which holds BODYCRC) last.
+    pub fn encode_tail(&self, out: &mut [u8]) -> usize {
+        self.encode_tail_with(out, |w, body| w.put(body))
+    }
+
+    /// [`Self::encode_tail`] that also returns the body's BODYCRC ([`body_crc`], ignoring
+    /// `self.body_crc`), computed in `chunk`-byte pieces, each just before it is copied: the
+    /// copy then reads what the CRC brought into L1, and the next piece's CRC runs while this
+    /// piece's stores drain.
+    pub fn encode_tail_crc(&self, out: &mut [u8], chunk: usize) -> (usize, u32) {
+        let mut h = crc32fast::Hasher::new();
+        let head_len = self.encode_tail_with(out, |w, body| {
+            for piece in body.chunks(chunk.max(1)) {
+                h.update(piece);
+                w.put(piece);
+            }
+        });
+        (head_len, h.finalize() & 0x7FFF_FFFF)
+    }
+
+    fn encode_tail_with(&self, out: &mut [u8], body: impl FnOnce(&mut Put<'_>, &[u8])) -> usize {
         let len = self.encoded_len();
         assert_eq!(len, Some(out.len()), "record buffer sized wrongly");
+        let v2 = self.topic.len() > TOPIC_V1_LEN_MAX;
+        let head_len = self.head_len();
+        let mut w = Put {
+            buf: out,
+            pos: head_len,
+        };
+        body(&mut w, self.body);
+        if v2 {
+            w.put(&(self.topic.len() as i16).to_be_bytes());
+        } else {
+            w.put(&[self.topic.len() as u8]);
+        }
+        w.put(self.topic.as_bytes());
+        w.put(&(self.properties.len() as i16).to_be_bytes());
+        w.put(self.properties.as_bytes());
+        assert_eq!(w.pos, w.buf.len(), "record encoder left a gap");
+        head_len
+    }
+
+    /// Writes the head (TOTALSIZE through BODYLENGTH, with `self.body_crc`) into the first
+    /// `head_len` bytes of `out` (the value [`Self::encode_tail`] returned for the same `out`).
+    ///
+    /// This runs on every put under the append lock, so the head is assembled in a stack array at
+    /// constant offsets, where the optimiser drops the bounds checks, and lands with one copy.
+    pub fn encode_head(&self, out: &mut [u8], head_len: usize) {
         let v2 = self.topic.len() > TOPIC_V1_LEN_MAX;
         let mut head = [0u8; HEAD_LEN_MAX];
         let mut h = Head(&mut head);
@@ -262,19 +339,9 @@ impl RecordParts<'_> {
         h.at(p, self.reconsume_times.to_be_bytes());
         h.at(p + 4, self.prepared_transaction_offset.to_be_bytes());
         h.at(p + 12, (self.body.len() as i32).to_be_bytes());
-        let head_len = p + 16;
+        assert_eq!(p + 16, head_len, "record head sized wrongly");
         let mut w = Put { buf: out, pos: 0 };
         w.put(head.get(..head_len).unwrap_or_default());
-        w.put(self.body);
-        if v2 {
-            w.put(&(self.topic.len() as i16).to_be_bytes());
-        } else {
-            w.put(&[self.topic.len() as u8]);
-        }
-        w.put(self.topic.as_bytes());
-        w.put(&(self.properties.len() as i16).to_be_bytes());
-        w.put(self.properties.as_bytes());
-        assert_eq!(w.pos, w.buf.len(), "record encoder left a gap");
     }
 
     /// Encodes into a new vector (tests, fixtures, owned copies).
@@ -824,6 +891,29 @@ mod tests {
         assert_eq!(scan(&want, 1000, true), Ok(Scan::Record(total as u32)));
     }
 
+    /// The appender's path (tail with a fused CRC, then head) writes the same bytes as the
+    /// golden-checked `to_vec`, for every piece size.
+    #[test]
+    fn fused_crc_encoding_matches_to_vec() {
+        let props = encode_properties(&[("TAGS", "TagA"), ("UNIQ_KEY", "AB")]);
+        let body: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
+        for len in [
+            0, 1, 5, 15, 16, 127, 128, 255, 256, 511, 512, 513, 1024, 2048, 2049, 5000,
+        ] {
+            let mut p = parts(&body[..len], "T", &props);
+            let want = p.to_vec().unwrap();
+            for chunk in [1, 16, 100, 512, 2048, body_crc_chunk(len), usize::MAX] {
+                p.body_crc = 0;
+                let mut got = vec![0u8; want.len()];
+                let (head_len, crc) = p.encode_tail_crc(&mut got, chunk);
+                assert_eq!(crc, body_crc(&body[..len]), "len {len} chunk {chunk}");
+                p.body_crc = crc;
+                p.encode_head(&mut got, head_len);
+                assert_eq!(got, want, "len {len} chunk {chunk}");
+            }
+        }
+    }
+
     #[test]
     fn v2_and_ipv6_layouts() {
         let topic = "t".repeat(200);
@@ -956,6 +1046,26 @@ mod tests {
             prop_assert_eq!(scan(&seg, phy as u64, true), Ok(Scan::Record(v.len() as u32)));
             let back: Vec<(String, String)> = decode_properties(r.properties);
             prop_assert_eq!(back, pairs);
+        }
+
+        /// The fused CRC (any piece size) equals crc32fast over the whole body, and the record
+        /// bytes equal `to_vec`'s, for random bodies and hosts.
+        #[test]
+        fn fused_crc_matches_crc32fast(
+            body in proptest::collection::vec(any::<u8>(), 0..6000),
+            chunk in prop_oneof![1usize..64, 64usize..3000, Just(512usize), Just(2048usize)],
+            born in arb_addr(), store in arb_addr(),
+        ) {
+            let mut p = parts(&body, "TopicTest", "KEYS\u{1}k\u{2}");
+            p.born_host = born;
+            p.store_host = store;
+            let want = p.to_vec().unwrap();
+            let mut got = vec![0u8; want.len()];
+            let (head_len, crc) = p.encode_tail_crc(&mut got, chunk);
+            prop_assert_eq!(crc, crc32fast::hash(&body) & 0x7FFF_FFFF);
+            prop_assert_eq!(head_len, p.head_len());
+            p.encode_head(&mut got, head_len);
+            prop_assert_eq!(got, want);
         }
 
         #[test]

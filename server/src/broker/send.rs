@@ -116,10 +116,6 @@ fn send(
         Err(resp) => return resp,
     };
     let batch = h.batch == Some(true);
-    let body: &[u8] = match &req.body {
-        Body::Bytes(bytes) => bytes,
-        _ => &[],
-    };
     let conf = b.conf();
     if conf.reject_transaction_message
         && h.properties
@@ -162,7 +158,13 @@ fn send(
                 "Retry group topic is not allowed for batch message",
             );
         }
-        let items = match message::parse_batch(body) {
+        let empty = bytes::Bytes::new();
+        let frame_body = match &req.body {
+            Body::Bytes(b) => b,
+            _ => &empty,
+        };
+        // Each inner body is a slice of the request frame: the store's copy is the only one.
+        let items = match message::parse_batch_shared(frame_body) {
             Ok(items) => items,
             Err(e) => return reply(req, code::MESSAGE_ILLEGAL, format!("bad batch body: {e}")),
         };
@@ -171,7 +173,7 @@ fn send(
             .map(|it| {
                 let mut m = base.clone();
                 m.flag = it.flag;
-                m.body = it.body.into();
+                m.body = it.body;
                 m.properties = it.properties;
                 complete_properties(&mut m.properties, &cluster, born_host.ip());
                 m
