@@ -449,7 +449,18 @@ impl<'a> Scanner<'a> {
     }
 
     fn int32(&mut self) -> Option<i32> {
-        std::str::from_utf8(self.int_text()?).ok()?.parse().ok()
+        // `int_text` checked the shape (-?digits, at most 18): this cannot overflow an i64, and
+        // a value outside i32 is serde's error (None).
+        let t = self.int_text()?;
+        let (neg, digits) = match t.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, t),
+        };
+        let mut v: i64 = 0;
+        for &d in digits {
+            v = v * 10 + i64::from(d - b'0');
+        }
+        i32::try_from(if neg { -v } else { v }).ok()
     }
 
     /// Like `int_text`, as a range of the header.
