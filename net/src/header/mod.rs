@@ -113,7 +113,7 @@ impl ExtValue for i64 {
         parse_int(s)
     }
     fn format(&self) -> String {
-        int_string(i64::from(*self))
+        int_string(*self)
     }
 }
 
