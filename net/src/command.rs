@@ -213,6 +213,12 @@ impl RemotingCommand {
         self
     }
 
+    /// Replaces the extFields (e.g. with a typed header's `into_ext()`).
+    pub fn with_ext_fields(mut self, ext: ExtFields) -> Self {
+        self.ext_fields = ext;
+        self
+    }
+
     /// Adds one extFields entry.
     pub fn with_ext(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.ext_fields.insert(key.into(), value.into());

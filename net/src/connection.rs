@@ -256,6 +256,11 @@ async fn read_loop(
     let mut shutdown = shared.shutdown.clone();
     let mut closed = handle.inner.closed.subscribe();
     let mut buf = BytesMut::with_capacity(READ_BUF_BYTES);
+    // One idle timer for the connection's life, re-armed only when it fires early (the
+    // connection was active meanwhile): a new timer per read registered and removed an entry in
+    // the timer wheel each time.
+    let idle_timer = tokio::time::sleep(idle.saturating_sub(handle.inner.idle_for()));
+    tokio::pin!(idle_timer);
     loop {
         loop {
             match frame::check(&buf, frame_len_max) {
@@ -290,7 +295,6 @@ async fn read_loop(
                 }
             }
         }
-        let deadline = tokio::time::Instant::now() + idle.saturating_sub(handle.inner.idle_for());
         tokio::select! {
             biased;
             _ = wait_true(&mut shutdown) => return Stop::Shutdown,
@@ -303,12 +307,16 @@ async fn read_loop(
                     return Stop::ReadError;
                 }
             },
-            _ = tokio::time::sleep_until(deadline) => {
-                if handle.inner.idle_for() >= idle {
+            () = &mut idle_timer => {
+                let idle_for = handle.inner.idle_for();
+                if idle_for >= idle {
                     tracing::info!(peer = %handle.inner.peer, idle_s = idle.as_secs(),
                         "closing idle connection");
                     return Stop::Idle;
                 }
+                idle_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + (idle - idle_for));
             }
         }
     }

@@ -208,7 +208,7 @@ pub fn build_send(
         let header = send_header(plan, target, born_ms, props, false);
         return request(
             RequestCode::SEND_MESSAGE_V2,
-            header.to_ext(),
+            header.into_ext(),
             Some(Bytes::from(body)),
         );
     }
@@ -235,7 +235,7 @@ pub fn build_send(
     let header = send_header(plan, target, born_ms, header_props, true);
     request(
         RequestCode::SEND_BATCH_MESSAGE,
-        header.to_ext(),
+        header.into_ext(),
         Some(Bytes::from(out)),
     )
 }

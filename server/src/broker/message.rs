@@ -193,9 +193,46 @@ pub fn properties(s: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-/// The value of property `key`, if present.
+/// The value of property `key`, if present (the first pair with that name and a value, as
+/// [`properties`] gives them).
 pub fn property<'a>(s: &'a str, key: &str) -> Option<&'a str> {
-    properties(s).find(|(k, _)| *k == key).map(|(_, v)| v)
+    find_property(s, key, false)
+}
+
+/// The value of the first (`last` false) or last pair named `key` with a non-empty value, by
+/// Java's rules (segments split on U+0002, the name up to the first U+0001). One pass that
+/// compares each segment's start with the name, instead of splitting every pair: the send path
+/// looks up four properties per message (~5k instructions with the split iterators).
+pub fn find_property<'a>(s: &'a str, key: &str, last: bool) -> Option<&'a str> {
+    let k = key.as_bytes();
+    if k.is_empty() || k.iter().any(|&b| b == 1 || b == 2) {
+        // Not a name Java could store; the general parser gives the exact answer.
+        let mut pairs = s
+            .split(PROPERTY_SEPARATOR)
+            .filter_map(|seg| seg.split_once(NAME_VALUE_SEPARATOR))
+            .filter(|(n, v)| *n == key && !n.is_empty() && !v.is_empty());
+        return if last { pairs.next_back() } else { pairs.next() }.map(|(_, v)| v);
+    }
+    let mut found = None;
+    let mut start = 0;
+    loop {
+        let rest = s.get(start..)?;
+        let end = rest.find(PROPERTY_SEPARATOR).map_or(s.len(), |i| start + i);
+        let seg = s.as_bytes().get(start..end).unwrap_or_default();
+        // The name is `key` when the segment starts with it followed by U+0001 (the name has
+        // no U+0001, so that is the first one).
+        if seg.len() > k.len() + 1 && seg.starts_with(k) && seg.get(k.len()) == Some(&1) {
+            let value = s.get(start + k.len() + 1..end);
+            if !last {
+                return value;
+            }
+            found = value;
+        }
+        if end >= s.len() {
+            return found;
+        }
+        start = end + 1;
+    }
 }
 
 /// Appends `key=value` (Java's encoder writes a trailing separator after every pair).
@@ -271,6 +308,30 @@ pub fn new_uniq_key(ip: IpAddr, now_ms: i64) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The one-pass lookup answers what the split-every-pair definitions answer: the first
+        /// pair (`property`) and the last pair (`prop_get`) with that name and a value.
+        #[test]
+        fn find_property_matches_the_split_definitions(
+            parts in proptest::collection::vec(
+                prop_oneof![Just("K"), Just("KEY"), Just("KE"), Just("v"), Just("\u{1}"),
+                    Just("\u{2}"), Just("é")], 0..24),
+            key in prop_oneof![Just("K"), Just("KEY"), Just("KE"), Just(""), Just("K\u{1}"),
+                Just("é")],
+        ) {
+            let s: String = parts.concat();
+            let first = properties(&s).find(|(k, _)| *k == key).map(|(_, v)| v);
+            prop_assert_eq!(property(&s, key), first);
+            let last = s
+                .split(PROPERTY_SEPARATOR)
+                .rev()
+                .filter_map(|seg| seg.split_once(NAME_VALUE_SEPARATOR))
+                .find(|(k, v)| *k == key && !v.is_empty())
+                .map(|(_, v)| v);
+            prop_assert_eq!(crate::broker::schedule::prop_get(&s, key), last);
+        }
+    }
 
     #[test]
     fn offset_msg_id_vector() {

@@ -65,11 +65,16 @@ pub fn props_encode(pairs: &[(String, String)]) -> String {
 
 /// The value of `key` (the last pair wins, as in Java's map).
 pub fn prop_get<'a>(s: &'a str, key: &str) -> Option<&'a str> {
-    s.split('\u{2}')
-        .rev()
-        .filter_map(|seg| seg.split_once('\u{1}'))
-        .find(|(k, v)| *k == key && !v.is_empty())
-        .map(|(_, v)| v)
+    if key.is_empty() {
+        // An empty name matches segments without one; only the general parser does that.
+        return s
+            .split('\u{2}')
+            .rev()
+            .filter_map(|seg| seg.split_once('\u{1}'))
+            .find(|(k, v)| *k == key && !v.is_empty())
+            .map(|(_, v)| v);
+    }
+    super::message::find_property(s, key, true)
 }
 
 /// `props` with `key` set to `value` (replacing earlier values, keeping the order of the rest).

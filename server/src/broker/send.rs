@@ -424,7 +424,7 @@ fn put(
         PutStatus::Ok => (code::SUCCESS, ""),
         PutStatus::FlushDiskTimeout => (code::FLUSH_DISK_TIMEOUT, "flush disk timeout"),
     };
-    reply(req, status_code, remark).with_header(&header)
+    reply(req, status_code, remark).with_ext_fields(header.into_ext())
 }
 
 /// Maps a store refusal to Java's codes: illegal message 13, not writable 14, else 1.
