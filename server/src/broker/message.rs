@@ -211,7 +211,12 @@ pub fn find_property<'a>(s: &'a str, key: &str, last: bool) -> Option<&'a str> {
             .split(PROPERTY_SEPARATOR)
             .filter_map(|seg| seg.split_once(NAME_VALUE_SEPARATOR))
             .filter(|(n, v)| *n == key && !n.is_empty() && !v.is_empty());
-        return if last { pairs.next_back() } else { pairs.next() }.map(|(_, v)| v);
+        return if last {
+            pairs.next_back()
+        } else {
+            pairs.next()
+        }
+        .map(|(_, v)| v);
     }
     let mut found = None;
     let mut start = 0;
