@@ -1171,6 +1171,94 @@ fn wants_wait(msgs: &[MessageInput]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
+
+    fn test_msg(i: u8) -> MessageInput {
+        MessageInput {
+            topic: "TornTail".into(),
+            queue_id: 1,
+            flag: 0,
+            body: vec![i; 300].into(),
+            properties: record::encode_properties(&[("TAGS", "t")]),
+            sys_flag: 0,
+            born_timestamp: 1_700_000_000_000,
+            born_host: "10.0.0.2:40000".parse().expect("literal"),
+            store_host: "10.0.0.1:10911".parse().expect("literal"),
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+        }
+    }
+
+    /// The appender writes a record's tail (body, topic, properties) before its head, which
+    /// holds TOTALSIZE and BODYCRC. A crash between the two (or a writeback of the tail's page
+    /// only) leaves record bytes behind a zero TOTALSIZE: recovery must end the log at the last
+    /// whole record, zero the stray bytes, and append over them.
+    #[test]
+    fn a_tail_written_without_its_head_is_cut_and_zeroed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = StoreConfig::new(dir.path());
+        c.mapped_file_size_commit_log = 64 * 1024;
+        c.mapped_file_size_consume_queue = 20 * 100;
+        c.message_index_enable = false;
+        let end = {
+            let store = MessageStore::open(c.clone()).expect("open");
+            for i in 0..5 {
+                store.put(test_msg(i)).expect("put");
+            }
+            store.flush_now().expect("flush");
+            let end = store.commit_log_max_offset();
+            store.halt();
+            end
+        };
+        // The sixth record as the appender lays it out, with its head not written yet.
+        let m = test_msg(9);
+        let parts = record::RecordParts {
+            queue_id: 1,
+            flag: 0,
+            queue_offset: 5,
+            phy_offset: end as i64,
+            sys_flag: 0,
+            born_timestamp: m.born_timestamp,
+            born_host: m.born_host,
+            store_timestamp: 1_700_000_000_001,
+            store_host: m.store_host,
+            reconsume_times: 0,
+            prepared_transaction_offset: 0,
+            body_crc: record::body_crc(&m.body),
+            body: &m.body,
+            topic: &m.topic,
+            properties: &m.properties,
+        };
+        let mut torn = parts.to_vec().expect("encodes");
+        let head_len = parts.head_len();
+        torn[..head_len].fill(0);
+        let seg = c
+            .commit_log_path()
+            .join(crate::commit_log::segment_file_name(0));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .expect("segment");
+        f.write_all_at(&torn, end).expect("write torn tail");
+        f.sync_all().expect("sync");
+        drop(f);
+
+        let store = MessageStore::open(c).expect("reopen");
+        assert_eq!(store.commit_log_max_offset(), end);
+        assert!(store.recovery_report().zeroed_pages >= 1);
+        assert_eq!(store.max_offset("TornTail", 1), 5);
+        let r = store.put(test_msg(7)).expect("put after recovery");
+        assert_eq!(r.appended[0].phy_offset, end);
+        assert_eq!(r.appended[0].queue_offset, 5);
+        let got = store
+            .read_at(end)
+            .expect("read")
+            .expect("a record at the old end");
+        let rec = record::decode_record(got.as_bytes()).expect("decodes");
+        assert_eq!(rec.body, &[7u8; 300][..]);
+        assert_eq!(rec.body_crc, record::body_crc(&[7u8; 300]));
+        store.shutdown();
+    }
 
     #[test]
     fn topic_byte_table_matches_the_charset() {
