@@ -167,6 +167,31 @@ impl ExtFields {
         all
     }
 
+    /// Calls `f` on the fields sorted by key, without allocating for the usual handful of
+    /// fields (the JSON encoder runs this once per reply).
+    pub fn for_each_sorted(&self, mut f: impl FnMut(&str, &str)) {
+        const ON_STACK_MAX: usize = 16;
+        if self.entries.len() > ON_STACK_MAX {
+            self.sorted().into_iter().for_each(|(k, v)| f(k, v));
+            return;
+        }
+        let mut order: [(&str, &str); ON_STACK_MAX] = [("", ""); ON_STACK_MAX];
+        let mut n = 0;
+        for (k, v) in self.iter() {
+            // Insertion sort: a few entries, often already in order.
+            let mut at = n;
+            while at > 0 && order.get(at - 1).is_some_and(|(pk, _)| *pk > k) {
+                order.swap(at - 1, at);
+                at -= 1;
+            }
+            if let Some(slot) = order.get_mut(at) {
+                *slot = (k, v);
+            }
+            n += 1;
+        }
+        order.iter().take(n).for_each(|(k, v)| f(k, v));
+    }
+
     /// Builds from pairs, later pairs replacing earlier ones with the same key, in time linear
     /// in the number of pairs whatever their count.
     fn from_pairs(pairs: Vec<(String, String)>) -> Self {
@@ -307,6 +332,12 @@ mod tests {
         assert_eq!(e.remove("t"), Some("true".to_owned()));
         assert!(!e.contains_key("t"));
         assert_eq!(e.sorted(), vec![("k", "new"), ("o", "x")]);
+        let mut seen = Vec::new();
+        e.for_each_sorted(|k, v| seen.push((k.to_owned(), v.to_owned())));
+        assert_eq!(
+            seen,
+            vec![("k".into(), "new".into()), ("o".into(), "x".into())]
+        );
     }
 
     #[test]
@@ -344,6 +375,11 @@ mod tests {
                 prop_assert_eq!(e.get(k), Some(v.as_str()));
             }
             prop_assert_eq!(HashMap::from(e.clone()), model.clone());
+            let mut walked = Vec::new();
+            e.for_each_sorted(|k, v| walked.push((k.to_owned(), v.to_owned())));
+            let want: Vec<(String, String)> =
+                e.sorted().into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            prop_assert_eq!(walked, want);
             let bulk: ExtFields = pairs.iter().cloned().collect();
             let mut bulk_model = HashMap::new();
             for (k, v) in pairs {

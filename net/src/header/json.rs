@@ -568,14 +568,16 @@ pub fn encode(cmd: &RemotingCommand, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"code\":");
     push_int(out, i64::from(cmd.code));
     out.extend_from_slice(b",\"extFields\":{");
-    for (i, (k, v)) in cmd.ext_fields.sorted().into_iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    cmd.ext_fields.for_each_sorted(|k, v| {
+        if !first {
             out.push(b',');
         }
+        first = false;
         write_str(out, k);
         out.push(b':');
         write_str(out, v);
-    }
+    });
     out.extend_from_slice(b"},\"flag\":");
     push_int(out, i64::from(cmd.flag));
     out.extend_from_slice(b",\"language\":");
@@ -621,11 +623,9 @@ fn push_int(out: &mut Vec<u8>, v: i64) {
 
 /// Writes a JSON string literal (serde_json escapes control characters as `\u0001`).
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    // A fold without early exit compiles to a vector loop; most strings need no escaping.
-    let plain = !s.bytes().fold(false, |special, b| {
-        special | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if plain {
+    // Most strings need no escaping.
+    if special_at(s.as_bytes()).is_none() {
+        out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
