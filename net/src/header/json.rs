@@ -640,6 +640,22 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn duplicate_ext_keys_keep_the_last_value_like_serde() {
+        // Plain and escaped spellings of one key, nulls (dropped, not removing), and keys that
+        // share first byte and length (the duplicate filter's collisions).
+        let h = br#"{"code":1,"extFields":{"a":"1","ab":"x","b":2,"a":"3","\u0061":"4","c":null,"b":null,"ac":"y","ab":"z"}}"#;
+        let fast = decode_fast(h).expect("common shape");
+        assert_eq!(Some(&fast), decode_reference(h).ok().as_ref());
+        let e = &fast.ext_fields;
+        assert_eq!(e.len(), 4);
+        assert_eq!(e.get("a"), Some("4"));
+        assert_eq!(e.get("b"), Some("2"));
+        assert_eq!(e.get("ab"), Some("z"));
+        assert_eq!(e.get("ac"), Some("y"));
+        assert_eq!(e.get("c"), None);
+    }
+
     proptest! {
         /// The word-at-a-time scan finds what a byte-by-byte scan finds, at every alignment.
         #[test]
