@@ -226,12 +226,7 @@ impl Preallocator {
                 base,
                 self.file_size,
                 self.write_through.load(Ordering::Relaxed),
-                &mut || {
-                    if self.warm_pending.load(Ordering::Acquire) {
-                        self.serve_warm();
-                    }
-                    !self.stop.load(Ordering::Acquire)
-                },
+                &mut || self.between_fill_chunks(),
             );
             let mut st = self.state.lock();
             st.busy = None;
@@ -243,6 +238,15 @@ impl Preallocator {
             }
             self.cv.notify_all();
         }
+    }
+
+    /// Called between the chunks of a segment's zero-fill: serves a pending warm request of the
+    /// active segment, and says whether to go on (false at shutdown).
+    fn between_fill_chunks(&self) -> bool {
+        if self.warm_pending.load(Ordering::Acquire) {
+            self.serve_warm();
+        }
+        !self.stop.load(Ordering::Acquire)
     }
 
     /// Pre-faults what the last warm request asked for, if any.
@@ -931,6 +935,60 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A warm request made while a segment is being zero-filled is served between two chunks of
+    /// the fill, not after it; shutdown stops the fill there.
+    #[test]
+    fn warm_requests_are_served_between_fill_chunks() {
+        // 17 MiB: at least two chunks on tmpfs (16 MiB fallocates) as on a disk (64 KiB writes).
+        const SIZE: u64 = 17 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let pre = Preallocator {
+            dir: dir.path().to_path_buf(),
+            file_size: SIZE,
+            write_through: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            warm_pending: AtomicBool::new(false),
+            state: Mutex::new(PreState::default()),
+            cv: Condvar::new(),
+        };
+        let active = create_segment(dir.path(), 0, SIZE, false).unwrap();
+        // A fresh segment is warmed up to its first window (here: the whole file).
+        assert_eq!(active.warmed.load(Ordering::Acquire), SIZE);
+        active.warmed.store(0, Ordering::Release);
+        let mut calls = 0;
+        let made = create_segment_with(dir.path(), SIZE, SIZE, false, &mut || {
+            calls += 1;
+            if calls == 2 {
+                pre.request_warm(&active, 64 << 10);
+                assert!(pre.warm_pending.load(Ordering::Acquire));
+            }
+            let go_on = pre.between_fill_chunks();
+            if calls == 2 {
+                assert_eq!(
+                    active.warmed.load(Ordering::Acquire),
+                    64 << 10,
+                    "served mid-fill"
+                );
+                assert!(!pre.warm_pending.load(Ordering::Acquire));
+            }
+            go_on
+        })
+        .unwrap();
+        assert!(calls >= 2, "the fill calls back between chunks");
+        assert_eq!(made.mapped().len(), SIZE);
+        // At shutdown the next fill stops at its first chunk and leaves nothing behind.
+        pre.stop.store(true, Ordering::Release);
+        let stopped = create_segment_with(dir.path(), 2 * SIZE, SIZE, false, &mut || {
+            pre.between_fill_chunks()
+        });
+        assert!(stopped.is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
 
     proptest! {
         /// The queue offset table against a plain map, over interleaved topics and queue ids on
