@@ -158,18 +158,19 @@ impl Dispatcher {
         listener: Option<&ArrivalListener>,
     ) -> Result<()> {
         let tx = rec.transaction_type();
+        // One pass over the properties for everything dispatch reads (3 scans cost ~2.5k
+        // instructions per 128 B message).
+        let [tags, uniq_key, keys] = rec.properties([
+            record::PROPERTY_TAGS,
+            record::PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX,
+            record::PROPERTY_KEYS,
+        ]);
         if tx == record::SYSFLAG_TRANSACTION_NOT || tx == record::SYSFLAG_TRANSACTION_COMMIT {
-            self.append_unit(phy, rec, cq, listener)?;
+            self.append_unit(phy, rec, tags, cq, listener)?;
         }
         if let Some(index) = &self.index {
             if tx != record::SYSFLAG_TRANSACTION_ROLLBACK {
-                index.build_index(
-                    rec.topic,
-                    rec.property(record::PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX),
-                    rec.property(record::PROPERTY_KEYS),
-                    phy,
-                    rec.store_timestamp,
-                )?;
+                index.build_index(rec.topic, uniq_key, keys, phy, rec.store_timestamp)?;
             }
         }
         self.last_store_ts
@@ -183,6 +184,7 @@ impl Dispatcher {
         &self,
         phy: u64,
         rec: &RecordView<'_>,
+        tags: Option<&str>,
         cq: &mut Option<Arc<ConsumeQueue>>,
         listener: Option<&ArrivalListener>,
     ) -> Result<()> {
@@ -215,7 +217,7 @@ impl Dispatcher {
         let unit = CqUnit {
             phy_offset: phy,
             size: rec.total_size,
-            tags_code: self.tags_code_of(rec),
+            tags_code: self.tags_code_of(rec, tags),
         };
         q.append(queue_offset, unit)?;
         if let Some(l) = listener {
@@ -226,7 +228,7 @@ impl Dispatcher {
 
     /// tagsCode: Java `String.hashCode` of TAGS (0 without), or for SCHEDULE_TOPIC_XXXX the
     /// delivery time `storeTimestamp + delay(level)` (unknown level: + 1000 ms).
-    fn tags_code_of(&self, rec: &RecordView<'_>) -> i64 {
+    fn tags_code_of(&self, rec: &RecordView<'_>, tags: Option<&str>) -> i64 {
         if rec.topic == SCHEDULE_TOPIC {
             let level = rec
                 .property(record::PROPERTY_DELAY_TIME_LEVEL)
@@ -242,7 +244,7 @@ impl Dispatcher {
                 return rec.store_timestamp.saturating_add(delay as i64);
             }
         }
-        match rec.property(record::PROPERTY_TAGS) {
+        match tags {
             Some(t) if !t.is_empty() => tags_code(t),
             _ => 0,
         }

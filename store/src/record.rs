@@ -158,6 +158,12 @@ impl RecordView<'_> {
     pub fn property(&self, key: &str) -> Option<&str> {
         property_value(self.properties, key)
     }
+
+    /// The values of several properties, in one pass over the properties string (the
+    /// dispatcher needs TAGS, UNIQ_KEY and KEYS of every record).
+    pub fn properties<const N: usize>(&self, keys: [&str; N]) -> [Option<&str>; N] {
+        property_values(self.properties, keys)
+    }
 }
 
 /// What the bytes at a record boundary hold (recovery and the dispatcher walk with this).
@@ -793,6 +799,19 @@ pub fn property_value<'a>(s: &'a str, key: &str) -> Option<&'a str> {
         .last()
 }
 
+/// [`property_value`] of each of `keys`, in one pass over `s` (the last value of a key wins).
+pub fn property_values<'a, const N: usize>(s: &'a str, keys: [&str; N]) -> [Option<&'a str>; N] {
+    let mut out = [None; N];
+    for (k, v) in property_pairs(s) {
+        for (want, slot) in keys.iter().zip(out.iter_mut()) {
+            if *want == k {
+                *slot = Some(v);
+            }
+        }
+    }
+    out
+}
+
 /// The pairs of a properties string. A byte scan rather than `str::split`: the dispatcher looks
 /// up TAGS (and the index KEYS/UNIQ_KEY) in every record, and the separators are ASCII, so every
 /// cut lands on a char boundary.
@@ -1099,6 +1118,10 @@ mod tests {
             prop_assert_eq!(&got, &want);
             let last = want.iter().filter(|(k, _)| *k == key).map(|(_, v)| *v).next_back();
             prop_assert_eq!(property_value(&s, &key), last);
+            let [a, b, k] = property_values(&s, ["a", "b", key.as_str()]);
+            prop_assert_eq!(a, property_value(&s, "a"));
+            prop_assert_eq!(b, property_value(&s, "b"));
+            prop_assert_eq!(k, last);
         }
 
         #[test]
