@@ -3,19 +3,23 @@
 /// Java's `String.hashCode()`: `h = 31 * h + c` over the UTF-16 code units of `s`, wrapping in
 /// 32 bits. Characters outside the BMP count as two code units (a surrogate pair), as in Java.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    })
+    java_hash_continue(0, s)
+}
+
+/// Continues the Java hash `h` of some prefix over `s`. An ASCII string's UTF-16 units are its
+/// bytes, so the common case skips the UTF-16 encoder.
+fn java_hash_continue(h: i32, s: &str) -> i32 {
+    let step = |h: i32, unit: i32| h.wrapping_mul(31).wrapping_add(unit);
+    if s.is_ascii() {
+        s.bytes().fold(h, |h, b| step(h, i32::from(b)))
+    } else {
+        s.encode_utf16().fold(h, |h, u| step(h, i32::from(u)))
+    }
 }
 
 /// The Java hash of the concatenation of `parts`, without building the string.
 fn java_hash_of_parts(parts: &[&str]) -> i32 {
-    parts
-        .iter()
-        .flat_map(|p| p.encode_utf16())
-        .fold(0i32, |h, unit| {
-            h.wrapping_mul(31).wrapping_add(i32::from(unit))
-        })
+    parts.iter().fold(0i32, |h, p| java_hash_continue(h, p))
 }
 
 /// ConsumeQueue `tagsCode` of a tag: its Java hash sign-extended to 64 bits; 0 for no tag

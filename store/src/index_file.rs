@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::consume_queue::file_io_error;
 use crate::error::{Result, StoreError};
-use crate::hash::{index_key_hash, index_key_hash_of};
+use crate::hash::index_key_hash_of;
 use crate::mmap::{create_allocated, MappedMut};
 
 /// `maxHashSlotNum` default.
@@ -703,7 +703,7 @@ impl IndexService {
             .chain(keys.into_iter().flat_map(|k| k.split(KEY_SEPARATOR)))
             .filter(|k| !k.is_empty());
         for key in all_keys {
-            let hash = index_key_hash(&index_key(topic, key));
+            let hash = index_key_hash_of(topic, key);
             if !file.put(hash, phy_offset, store_ts) {
                 file = self.roll(&mut st, &file)?;
                 if !file.put(hash, phy_offset, store_ts) {
@@ -940,6 +940,7 @@ fn remove_file(f: Arc<IndexFile>) -> Result<()> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::hash::index_key_hash;
     use crate::hash::java_string_hash;
     use proptest::prelude::*;
     use rand::{Rng, SeedableRng};
