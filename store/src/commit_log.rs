@@ -232,6 +232,10 @@ impl Preallocator {
             st.busy = None;
             match made {
                 Ok(seg) => st.ready = Some(seg),
+                // A fill cut short by shutdown is expected, not a failure worth a warning.
+                Err(e) if self.stop.load(Ordering::Acquire) => {
+                    tracing::debug!(base, error = %e, "pre-allocation stopped by shutdown")
+                }
                 Err(e) => {
                     tracing::warn!(base, error = %e, "pre-allocating the next segment failed")
                 }
