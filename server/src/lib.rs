@@ -15,3 +15,4 @@ pub mod logging;
 pub mod namesrv;
 pub mod reply;
 pub mod runtime;
+pub mod sched;

@@ -371,6 +371,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, RuntimeError> {
     builder
         .enable_all()
         .thread_name("ferrocket")
+        .on_thread_start(crate::sched::batch_worker_thread)
         .build()
         .map_err(|e| RuntimeError::Other(format!("cannot start the async runtime: {e}")))
 }

@@ -285,11 +285,17 @@ impl Dispatcher {
         }
     }
 
-    pub fn start(self: &Arc<Self>) -> Result<()> {
+    /// Starts the dispatcher thread; `on_start` runs first on it.
+    pub fn start(self: &Arc<Self>, on_start: Option<fn()>) -> Result<()> {
         let me = Arc::clone(self);
         let h = std::thread::Builder::new()
             .name("ferrocket-dispatch".into())
-            .spawn(move || me.run())
+            .spawn(move || {
+                if let Some(f) = on_start {
+                    f();
+                }
+                me.run()
+            })
             .map_err(|e| StoreError::io(self.log.dir(), e))?;
         let _ = self.waker.set(h.thread().clone());
         *self.thread.lock() = Some(h);

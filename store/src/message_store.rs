@@ -239,6 +239,9 @@ pub struct StoreOptions {
     /// Start the background threads (flush, dispatch, retention). Tests that step by hand turn
     /// this off; then `put` under SYNC_FLUSH flushes inline.
     pub background: bool,
+    /// Called first on the dispatcher thread (the broker sets its scheduling policy there; the
+    /// store itself has no opinion).
+    pub dispatch_thread_start: Option<fn()>,
 }
 
 impl Default for StoreOptions {
@@ -252,6 +255,7 @@ impl Default for StoreOptions {
             message_delay_level_ms: DEFAULT_DELAY_LEVELS_MS.to_vec(),
             disk_probe: None,
             background: true,
+            dispatch_thread_start: None,
         }
     }
 }
@@ -546,7 +550,7 @@ impl MessageStore {
     fn start_threads(self: &Arc<Self>, options: &StoreOptions) -> Result<()> {
         let io_err = |e| StoreError::io(&self.root, e);
         self.log.start()?;
-        self.dispatcher.start()?;
+        self.dispatcher.start(options.dispatch_thread_start)?;
         let mut tickers = self.tickers.lock();
         match &self.group_commit {
             Some(gc) => gc.start()?,

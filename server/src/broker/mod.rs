@@ -123,6 +123,7 @@ impl Broker {
                 .unwrap_or_else(|_| StoreOptions::default().message_delay_level_ms),
             disk_space_clean_forcibly_ratio: conf.disk_space_clean_forcibly_ratio,
             disk_space_warning_level_ratio: conf.disk_space_warning_level_ratio,
+            dispatch_thread_start: Some(crate::sched::batch_dispatch_thread),
             ..StoreOptions::default()
         };
         let store = MessageStore::open_with(conf.store_config(), options)?;
