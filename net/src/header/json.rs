@@ -602,23 +602,7 @@ pub fn encode(cmd: &RemotingCommand, out: &mut Vec<u8>) {
 
 /// Appends the decimal text of `v` (what `write!` gives, without the formatting machinery).
 fn push_int(out: &mut Vec<u8>, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        at -= 1;
-        if let Some(d) = buf.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(buf.get(at..).unwrap_or_default());
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
 /// Writes a JSON string literal (serde_json escapes control characters as `\u0001`).

@@ -61,26 +61,7 @@ impl ExtValue for String {
 /// Decimal text of `v` without the formatting machinery (headers format a few integers per
 /// request).
 fn int_string(v: i64) -> String {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        at -= 1;
-        if let Some(d) = buf.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let digits = std::str::from_utf8(buf.get(at..).unwrap_or_default()).unwrap_or_default();
-    let mut s = String::with_capacity(digits.len() + 1);
-    if v < 0 {
-        s.push('-');
-    }
-    s.push_str(digits);
-    s
+    itoa::Buffer::new().format(v).to_owned()
 }
 
 /// Integers: decimal, optional sign, surrounding spaces tolerated. A JSON number that carried a
