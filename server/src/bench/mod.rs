@@ -56,3 +56,17 @@ pub fn run(cmd: BenchCmd) -> Result<(), String> {
         BenchCmd::NullBroker(a) => null_broker::run(a),
     }
 }
+
+/// A benchmark's store directory must be absent or empty: it creates a fresh store there (and
+/// may delete it afterwards).
+pub fn require_empty_dir(dir: &std::path::Path) -> Result<(), String> {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        return Err(format!("{} is not empty", dir.display()));
+    }
+    Ok(())
+}

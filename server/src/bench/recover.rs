@@ -240,14 +240,7 @@ fn stage_crash(dir: &Path, confirm: u64) -> Result<(), String> {
 }
 
 pub fn measure(args: &RecoverBenchArgs) -> Result<serde_json::Value, String> {
-    if args.dir.exists()
-        && std::fs::read_dir(&args.dir)
-            .map_err(|e| format!("{}: {e}", args.dir.display()))?
-            .next()
-            .is_some()
-    {
-        return Err(format!("{} is not empty", args.dir.display()));
-    }
+    super::require_empty_dir(&args.dir)?;
     if args.size == 0 || args.rounds == 0 {
         return Err("--size and --rounds must be positive".into());
     }

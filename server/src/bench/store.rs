@@ -97,14 +97,7 @@ fn template(size: usize, queue_id: u32) -> MessageInput {
 }
 
 fn open_store(args: &StoreBenchArgs) -> Result<Arc<MessageStore>, String> {
-    if args.dir.exists()
-        && std::fs::read_dir(&args.dir)
-            .map_err(|e| format!("{}: {e}", args.dir.display()))?
-            .next()
-            .is_some()
-    {
-        return Err(format!("{} is not empty", args.dir.display()));
-    }
+    super::require_empty_dir(&args.dir)?;
     let mut c = StoreConfig::new(&args.dir);
     c.mapped_file_size_commit_log = args.segment_bytes;
     c.flush_disk_type = match args.flush {
