@@ -504,4 +504,51 @@ mod tests {
         let r = await_durable(t, &req, ok, rx).await;
         assert_eq!(r.code, code::SYSTEM_ERROR);
     }
+
+    /// Under SYNC_FLUSH with the runtime's delivery, the store's callbacks (the oneshots the
+    /// replies wait on) run on the runtime, not on the commit thread, and only once durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_commit_rounds_complete_on_the_runtime() {
+        use ferrocket_store::{MessageStore, StoreConfig, StoreOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.mapped_file_size_commit_log = 1 << 20;
+        config.flush_disk_type = FlushDiskType::Sync;
+        let options = StoreOptions {
+            durable_delivery: durable_delivery(),
+            ..StoreOptions::default()
+        };
+        assert!(options.durable_delivery.is_some());
+        let store = MessageStore::open_with(config, options).unwrap();
+        let mut waits = Vec::new();
+        for i in 0..64u32 {
+            let m = super::super::retry::testkit::input("W", i % 4, &[7u8; 100], "");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let s = Arc::clone(&store);
+            let appended = store
+                .put_notify(
+                    &[m],
+                    Box::new(move |r| {
+                        // On a runtime worker (or inline in put_notify, also one), and durable.
+                        let on_runtime = tokio::runtime::Handle::try_current().is_ok();
+                        let _ = tx.send((r.is_ok(), on_runtime, s.flushed_offset()));
+                    }),
+                )
+                .unwrap();
+            let a = &appended[0];
+            waits.push((a.phy_offset + u64::from(a.size), rx));
+        }
+        for (end, rx) in waits {
+            let (ok, on_runtime, flushed) = tokio::time::timeout(Duration::from_secs(10), rx)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(ok);
+            assert!(on_runtime, "a round's callback ran off the runtime");
+            assert!(flushed >= end, "acknowledged before its flush");
+        }
+        tokio::task::spawn_blocking(move || store.shutdown())
+            .await
+            .unwrap();
+    }
 }
