@@ -360,7 +360,8 @@ impl GroupCommit {
             return DurableRound::new(waiters.into_iter().map(|w| w.cb).collect(), verdict).run();
         };
         let (direct, handed): (Vec<_>, Vec<_>) = waiters.into_iter().partition(|w| w.direct);
-        let round = |ws: Vec<Waiter>, v| DurableRound::new(ws.into_iter().map(|w| w.cb).collect(), v);
+        let round =
+            |ws: Vec<Waiter>, v| DurableRound::new(ws.into_iter().map(|w| w.cb).collect(), v);
         if direct.is_empty() {
             return deliver(round(handed, verdict));
         }
