@@ -16,7 +16,7 @@ use crate::error::{Result, StoreError};
 use crate::hash::tags_code;
 use crate::index_file::IndexService;
 use crate::message_store::ArrivalListener;
-use crate::record::{self, RecordView};
+use crate::record::{self, DispatchView};
 
 /// `SCHEDULE_TOPIC_XXXX`: its ConsumeQueue tagsCode holds the delivery time instead of a tag hash.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
@@ -132,8 +132,8 @@ impl Dispatcher {
                 phy = s.end();
                 continue;
             }
-            let rec =
-                record::decode_record(rest).map_err(|e| corrupt(&self.log, phy, e.to_string()))?;
+            let rec = record::decode_dispatch(rest)
+                .map_err(|e| corrupt(&self.log, phy, e.to_string()))?;
             if rec.phy_offset != phy as i64 {
                 return Err(corrupt(&self.log, phy, "PHYSICALOFFSET mismatch".into()));
             }
@@ -153,7 +153,7 @@ impl Dispatcher {
     fn dispatch_one(
         &self,
         phy: u64,
-        rec: &RecordView<'_>,
+        rec: &DispatchView<'_>,
         cq: &mut Option<Arc<ConsumeQueue>>,
         listener: Option<&ArrivalListener>,
     ) -> Result<()> {
@@ -183,7 +183,7 @@ impl Dispatcher {
     fn append_unit(
         &self,
         phy: u64,
-        rec: &RecordView<'_>,
+        rec: &DispatchView<'_>,
         tags: Option<&str>,
         cq: &mut Option<Arc<ConsumeQueue>>,
         listener: Option<&ArrivalListener>,
@@ -228,7 +228,7 @@ impl Dispatcher {
 
     /// tagsCode: Java `String.hashCode` of TAGS (0 without), or for SCHEDULE_TOPIC_XXXX the
     /// delivery time `storeTimestamp + delay(level)` (unknown level: + 1000 ms).
-    fn tags_code_of(&self, rec: &RecordView<'_>, tags: Option<&str>) -> i64 {
+    fn tags_code_of(&self, rec: &DispatchView<'_>, tags: Option<&str>) -> i64 {
         if rec.topic == SCHEDULE_TOPIC {
             let level = rec
                 .property(record::PROPERTY_DELAY_TIME_LEVEL)
