@@ -110,7 +110,14 @@ impl Dispatcher {
         let mut seg: Option<Arc<Segment>> = None;
         let mut cq: Option<Arc<ConsumeQueue>> = None;
         let mut pending = PendingUnits::new();
-        let walked = self.walk(from, max, &mut seg, &mut cq, &mut pending, listener.as_ref());
+        let walked = self.walk(
+            from,
+            max,
+            &mut seg,
+            &mut cq,
+            &mut pending,
+            listener.as_ref(),
+        );
         // Written even when the walk stopped at an error: the records before it are dispatched
         // (a retry of the step finds their units written and skips them).
         let flushed = flush_units(cq.as_ref(), &mut pending, listener.as_ref());

@@ -825,8 +825,7 @@ pub fn decode_dispatch(buf: &[u8]) -> Result<DispatchView<'_>, RecordError> {
     };
     let topic_end = topic_pos.checked_add(topic_len).ok_or(eof(usize::MAX))?;
     let topic = record.get(topic_pos..topic_end).ok_or(eof(topic_end))?;
-    let topic =
-        std::str::from_utf8(topic).map_err(|_| RecordError::NotUtf8 { field: "TOPIC" })?;
+    let topic = std::str::from_utf8(topic).map_err(|_| RecordError::NotUtf8 { field: "TOPIC" })?;
     let props_len = i16::from_be_bytes(array_at(record, topic_end)?) as usize;
     let props_pos = topic_end + 2;
     let props_end = props_pos.checked_add(props_len).ok_or(eof(usize::MAX))?;
@@ -889,10 +888,13 @@ pub fn decode_properties(s: &str) -> Vec<(String, String)> {
 
 /// The value of `key` in a properties string (the last pair wins), without allocating.
 pub fn property_value<'a>(s: &'a str, key: &str) -> Option<&'a str> {
-    property_pairs(s)
-        .filter(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-        .last()
+    let mut out = None;
+    each_property(s, |k, v| {
+        if k == key {
+            out = Some(v);
+        }
+    });
+    out
 }
 
 /// [`property_value`] of each of `keys`, in one pass over `s` (the last value of a key wins).
@@ -908,9 +910,12 @@ pub fn property_values<'a, const N: usize>(s: &'a str, keys: [&str; N]) -> [Opti
     out
 }
 
-/// Calls `f` with each pair of a properties string, in order (see [`property_pairs`]); a plain
-/// loop over the [`separators`] rather than an iterator, which the dispatcher's per-record
-/// lookups measured cheaper.
+/// Calls `f` with each pair of a properties string, in order, from one pass over its bytes: a
+/// `\x02` ends a pair, whose name ends at its first `\x01` (Java's rules). The dispatcher looks up
+/// TAGS, UNIQ_KEY and KEYS in every record: byte-at-a-time `position` loops (one per separator)
+/// were ~700 instructions per 52-byte property string and `memchr` calls (costly to set up on
+/// strings this short) ~640, where [`separator_mask`] tests 8 bytes at a time. The separators are
+/// ASCII, so every cut lands on a char boundary.
 fn each_property<'a>(s: &'a str, mut f: impl FnMut(&'a str, &'a str)) {
     let mut seg_start = 0usize;
     let mut name_end = usize::MAX;
@@ -922,96 +927,78 @@ fn each_property<'a>(s: &'a str, mut f: impl FnMut(&'a str, &'a str)) {
             }
         }
     };
-    for (i, c) in separators(s.as_bytes()) {
-        if c == NAME_VALUE_BYTE {
-            if name_end == usize::MAX {
-                name_end = i;
+    let b = s.as_bytes();
+    let mut word = 0usize;
+    while word < b.len() {
+        let mut mask = separator_mask(b, word);
+        while mask != 0 {
+            let i = word + (mask.trailing_zeros() / 8) as usize;
+            mask &= mask - 1;
+            if b.get(i) == Some(&NAME_VALUE_BYTE) {
+                if name_end == usize::MAX {
+                    name_end = i;
+                }
+            } else {
+                pair(seg_start, name_end, i);
+                seg_start = i + 1;
+                name_end = usize::MAX;
             }
-        } else {
-            pair(seg_start, name_end, i);
-            seg_start = i + 1;
-            name_end = usize::MAX;
         }
+        word += 8;
     }
     pair(seg_start, name_end, s.len());
 }
 
-/// The pairs of a properties string, from one pass over its bytes: [`separators`] yields every
-/// `\x01` and `\x02` in order; a `\x02` ends a pair, whose name ends at its first `\x01`. The
-/// dispatcher looks up TAGS, UNIQ_KEY and KEYS in every record: byte-at-a-time `position` loops
-/// (one per separator) were ~700 instructions per 52-byte property string, and `memchr` calls,
-/// costly to set up on strings this short, were ~640. The separators are ASCII, so every cut lands
-/// on a char boundary.
+/// The pairs of a properties string, in order ([`each_property`]).
 fn property_pairs(s: &str) -> impl Iterator<Item = (&str, &str)> {
-    let mut seps = separators(s.as_bytes());
-    let mut seg_start = 0usize;
-    let mut name_end: Option<usize> = None;
-    let mut done = false;
-    std::iter::from_fn(move || loop {
-        if done {
-            return None;
-        }
-        let end = match seps.next() {
-            Some((i, NAME_VALUE_BYTE)) => {
-                if name_end.is_none() {
-                    name_end = Some(i);
-                }
-                continue;
-            }
-            Some((i, _)) => i,
-            None => {
-                done = true;
-                s.len()
-            }
-        };
-        let (start, name) = (seg_start, name_end.take());
-        seg_start = end + 1;
-        // Java's rule: a non-empty name before the first \x01 and a non-empty value after it.
-        if let Some(n) = name.filter(|&n| n > start && n + 1 < end) {
-            if let (Some(k), Some(v)) = (s.get(start..n), s.get(n + 1..end)) {
-                return Some((k, v));
-            }
-        }
-    })
+    let mut pairs = Vec::new();
+    each_property(s, |k, v| pairs.push((k, v)));
+    pairs.into_iter()
 }
 
 const NAME_VALUE_BYTE: u8 = NAME_VALUE_SEPARATOR as u8;
 const PROPERTY_BYTE: u8 = PROPERTY_SEPARATOR as u8;
 
-/// Positions and values of the `\x01` and `\x02` bytes of `b`, in order, found 8 bytes at a
-/// time: a byte equal to `c` is a zero byte of `w ^ c*0x01..01`, and `((y & 0x7f) + 0x7f) | y`
-/// has its top bit clear exactly for a zero byte `y` (no carry crosses bytes, so no false hits).
-fn separators(b: &[u8]) -> impl Iterator<Item = (usize, u8)> + '_ {
+/// A mask with the top bit set of each byte of the 8 bytes of `b` at `word` that is `\x01` or
+/// `\x02` (bytes past the end read as zero, which is neither). A byte equal to `c` is a zero
+/// byte of `w ^ c*0x01..01`, and `((y & 0x7f) + 0x7f) | y` has its top bit clear exactly for a
+/// zero byte `y` (no carry crosses bytes, so no false hits).
+fn separator_mask(b: &[u8], word: usize) -> u64 {
     const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const ONES: u64 = 0x0101_0101_0101_0101;
     let zero_bytes = |y: u64| !(((y & LO7) + LO7) | y) & !LO7;
-    // `mask` holds the not yet returned matches of the word at `word`; `next` is the next word.
-    let (mut word, mut next, mut mask) = (0usize, 0usize, 0u64);
-    std::iter::from_fn(move || loop {
-        if mask != 0 {
+    let w = match b
+        .get(word..word + 8)
+        .and_then(|c| <[u8; 8]>::try_from(c).ok())
+    {
+        Some(c) => u64::from_le_bytes(c),
+        // The last, short word, built byte by byte (a variable-length copy is a memcpy call).
+        None => b
+            .get(word..)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .fold(0u64, |w, &c| (w << 8) | u64::from(c)),
+    };
+    zero_bytes(w ^ (ONES * u64::from(NAME_VALUE_BYTE)))
+        | zero_bytes(w ^ (ONES * u64::from(PROPERTY_BYTE)))
+}
+
+/// The separators [`separator_mask`] finds, in order (the test oracle's view of the scan).
+#[cfg(test)]
+fn separators(b: &[u8]) -> Vec<(usize, u8)> {
+    let mut out = Vec::new();
+    let mut word = 0usize;
+    while word < b.len() {
+        let mut mask = separator_mask(b, word);
+        while mask != 0 {
             let i = word + (mask.trailing_zeros() / 8) as usize;
             mask &= mask - 1;
-            return Some((i, b.get(i).copied().unwrap_or(0)));
+            out.push((i, b.get(i).copied().unwrap_or(0)));
         }
-        if next >= b.len() {
-            return None;
-        }
-        word = next;
-        next = word + 8;
-        let w = match b.get(word..next).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-            Some(c) => u64::from_le_bytes(c),
-            // The last, short word is padded with zero bytes, which match neither separator
-            // (built byte by byte: a variable-length copy would be a `memcpy` call).
-            None => b
-                .get(word..)
-                .unwrap_or_default()
-                .iter()
-                .rev()
-                .fold(0u64, |w, &c| (w << 8) | u64::from(c)),
-        };
-        mask = zero_bytes(w ^ (ONES * u64::from(NAME_VALUE_BYTE)))
-            | zero_bytes(w ^ (ONES * u64::from(PROPERTY_BYTE)));
-    })
+        word += 8;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1308,7 +1295,7 @@ mod tests {
         #[test]
         fn separators_match_a_byte_loop(b in proptest::collection::vec(prop::sample::select(vec![0u8, 1, 2, 3, 0x7f, 0x80, 0x81, 0xff, b'a']), 0..70)) {
             let want: Vec<(usize, u8)> = b.iter().copied().enumerate().filter(|&(_, c)| c == 1 || c == 2).collect();
-            prop_assert_eq!(separators(&b).collect::<Vec<_>>(), want);
+            prop_assert_eq!(separators(&b), want);
         }
 
         /// The dispatcher's decoder accepts exactly what `decode_record` accepts, with the same

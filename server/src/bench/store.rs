@@ -172,24 +172,6 @@ fn run_async(
                 elapsed += t.elapsed();
                 put_faults += thread_minor_faults().saturating_sub(f0);
             } else {
-                let prep: usize = std::env::var("PUT_PREP").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-                if prep > 0 {
-                    drop(msgs);
-                    let mut k = 0;
-                    while k < n {
-                        let g = prep.min(n - k);
-                        let group: Vec<MessageInput> = (0..g).map(|_| template(args.size, 0)).collect();
-                        let f0 = thread_minor_faults();
-                        let t = Instant::now();
-                        for m in group {
-                            let r = store.put(m).map_err(|e| e.to_string())?;
-                            sizes.push(r.appended[0].size);
-                        }
-                        elapsed += t.elapsed();
-                        put_faults += thread_minor_faults().saturating_sub(f0);
-                        k += g;
-                    }
-                } else {
                 let f0 = thread_minor_faults();
                 let t = Instant::now();
                 for m in msgs {
@@ -198,7 +180,6 @@ fn run_async(
                 }
                 elapsed += t.elapsed();
                 put_faults += thread_minor_faults().saturating_sub(f0);
-                }
             }
             if let Some(c) = chunks.as_mut() {
                 c.record(
