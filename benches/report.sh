@@ -202,8 +202,18 @@ COUNT=$(( BACKLOG_MB * 1024 * 1024 / 16384 ))
 run backlog-produce produce --namesrv "$NS" --topic BacklogTopic --size 16384 --batch 32 \
   --connections "$CONNS" --inflight 4 --count "$COUNT"
 wait_quiet   # dispatch of the backlog finished: the consumer sees all of it
+# The raw sendfile limit right before and after the catch-up read, from a file on the store's own file
+# system (loopback throughput drifts over minutes on this shared VM, like fdatasync).
+sendfile_limit() { # before|after
+  echo "== sendfile limit $1 catchup-consume" >&2
+  "$BIN" bench limits --dir "${ASYNC_STORE_DIR:-$WORK}" --seconds "$LIMIT_S" --only sendfile \
+    > "$RES/limits-sendfile-catchup-consume-$1.json" || true
+  cat "$RES/limits-sendfile-catchup-consume-$1.json" >&2
+}
+sendfile_limit before
 run catchup-consume consume --namesrv "$NS" --topic BacklogTopic --group catchup --from-start \
   --until-caught-up --pull-batch 32
+sendfile_limit after
 stop_broker
 
 # What else was running (the machine is shared): load and the busiest processes right now.

@@ -22,7 +22,7 @@ use crate::command::{Body, RemotingCommand, FLAG_ONEWAY, FLAG_RESPONSE};
 use crate::error::{Result, WireError};
 use crate::frame::{self, SerializeType, LEN_PREFIX_BYTES};
 use crate::ratelimit::LogLimiter;
-use crate::server::{wait_true, Shared};
+use crate::server::{wait_true, Processed, Shared};
 use crate::transfer::{send_all, ConnTransfer, TransferBackend, COPY_THRESHOLD_BYTES};
 
 /// Initial receive buffer; grows to the size of the frame being received.
@@ -393,12 +393,16 @@ async fn dispatch(
         peer: handle.inner.peer,
     };
     let processor = Arc::clone(&shared.processor);
-    let conn = handle.clone();
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        processor.process(conn, req)
+        processor.process_now(handle, req)
     }));
     let mut fut = match started {
-        Ok(fut) => CatchUnwind(fut),
+        Ok(Processed::Later(fut)) => CatchUnwind(fut),
+        Ok(Processed::Now(resp)) => {
+            pending.reply(&handle.inner.out, resp).await;
+            drop(permit);
+            return true;
+        }
         Err(_) => {
             let resp = pending.panicked();
             pending.reply(&handle.inner.out, resp).await;

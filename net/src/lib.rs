@@ -24,5 +24,5 @@ pub use error::{Result, WireError};
 pub use frame::{SerializeType, FRAME_LEN_MAX};
 pub use header::codes;
 pub use header::{CommandHeader, ExtFields, RequestCode, ResponseCode};
-pub use server::{BoxFuture, Processor, Server, ServerConfig, ShutdownHandle};
+pub use server::{BoxFuture, Processed, Processor, Server, ServerConfig, ShutdownHandle};
 pub use transfer::TransferBackend;

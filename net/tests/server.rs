@@ -515,6 +515,53 @@ async fn an_unframeable_reply_becomes_system_error() {
 }
 
 #[tokio::test]
+async fn requests_answered_by_process_now_get_their_replies() {
+    // Code 1: answered at once; code 2: panics before any future exists; code 3: a future.
+    struct Now;
+    impl Processor for Now {
+        fn process(
+            &self,
+            _: ConnectionHandle,
+            req: RemotingCommand,
+        ) -> BoxFuture<Option<RemotingCommand>> {
+            Box::pin(async move { Some(RemotingCommand::response_to(&req, 0, "later")) })
+        }
+        fn process_now(&self, conn: &ConnectionHandle, req: RemotingCommand) -> Processed {
+            match req.code {
+                1 => Processed::Now(Some(RemotingCommand::response_to(&req, 0, "now"))),
+                2 => panic!("test processor: panic in process_now"),
+                _ => Processed::Later(self.process(conn.clone(), req)),
+            }
+        }
+    }
+    let mut cfg = local_config();
+    cfg.max_inflight_per_connection = 1;
+    let (addr, shutdown, task) = start(cfg, Arc::new(Now)).await;
+    let a = addr.to_string();
+    let client = Client::new(ClientConfig::default());
+    for _ in 0..3 {
+        let r = client
+            .invoke(&a, RemotingCommand::request(1), T)
+            .await
+            .unwrap();
+        assert_eq!((r.code, r.remark.as_deref()), (0, Some("now")));
+        // A panic costs this request only: SYSTEM_ERROR, and the one in-flight slot is back.
+        let r = client
+            .invoke(&a, RemotingCommand::request(2), T)
+            .await
+            .unwrap();
+        assert_eq!(r.code, ResponseCode::SYSTEM_ERROR);
+        let r = client
+            .invoke(&a, RemotingCommand::request(3), T)
+            .await
+            .unwrap();
+        assert_eq!((r.code, r.remark.as_deref()), (0, Some("later")));
+    }
+    shutdown.shutdown();
+    task.await.unwrap();
+}
+
+#[tokio::test]
 async fn half_closed_peer_still_gets_its_answers() {
     use tokio::io::AsyncWriteExt;
     let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;

@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ferrocket_net::{
-    BoxFuture, Client, ClientConfig, ConnectionHandle, Processor, RemotingCommand, Server,
-    ServerConfig, ShutdownHandle, TransferBackend,
+    BoxFuture, Client, ClientConfig, ConnectionHandle, Processed, Processor, RemotingCommand,
+    Server, ServerConfig, ShutdownHandle, TransferBackend,
 };
 use tokio::task::JoinHandle;
 
@@ -144,6 +144,15 @@ impl Processor for BrokerProcessor {
                 )),
             }
         })
+    }
+
+    fn process_now(&self, conn: &ConnectionHandle, req: RemotingCommand) -> Processed {
+        match self.broker.get() {
+            Some(b) if crate::broker::send::CODES.contains(&req.code) => {
+                crate::broker::send::handle_now(b, conn, req)
+            }
+            _ => Processed::Later(self.process(conn.clone(), req)),
+        }
     }
 
     fn on_close(&self, conn: &ConnectionHandle) {

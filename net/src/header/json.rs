@@ -169,6 +169,10 @@ pub fn decode_reference(header: &[u8]) -> Result<RemotingCommand> {
 
 /// Most extFields entries the fast path handles; more go to serde (which enforces the cap).
 const FAST_EXT_FIELDS_MAX: usize = 64;
+/// Largest up-front allocation for an escaped string; longer ones grow as they go.
+const ESCAPED_PREALLOC_MAX: usize = 16 << 10;
+/// Spare room in an unescaped string for the receiver to append to it.
+const ESCAPED_HEADROOM: usize = 96;
 /// Integers of at most this many digits cannot overflow i64/u64, so their text is exactly what
 /// serde's `visit_i64/visit_u64` + `to_string` would give back.
 const FAST_INT_DIGITS_MAX: usize = 18;
@@ -362,7 +366,12 @@ impl<'a> Scanner<'a> {
             return Some(Part::Plain(start, run));
         }
         let text: &'a str = self.text;
-        let mut out = String::with_capacity(run + 32);
+        // Unescaped text is never longer than its escaped form, so sizing the string to the
+        // rest of the header (bounded) needs no growing; the headroom lets a broker append its
+        // properties (UNIQ_KEY, CLUSTER) to a send's without reallocating either. (Growing from
+        // `run + 32` reallocated once per send header.)
+        let mut out =
+            String::with_capacity(rest.len().min(ESCAPED_PREALLOC_MAX) + ESCAPED_HEADROOM);
         loop {
             let start = self.i;
             let rest = self.s.get(start..)?;

@@ -142,17 +142,19 @@ impl SendMessageRequestHeader {
 
 ext_header! {
     /// Response header of every send code.
+    /// Fields in the byte order of their keys, the order the JSON encoder writes them in: a
+    /// reply built from this header is then already sorted (sorting it cost ~1k instructions).
     pub struct SendMessageResponseHeader {
-        req msg_id: String = "msgId",
-        req queue_id: i32 = "queueId",
-        req queue_offset: i64 = "queueOffset",
-        opt transaction_id: String = "transactionId",
-        opt batch_uniq_id: String = "batchUniqId",
-        opt recall_handle: String = "recallHandle",
         /// Broker region (Java default "DefaultRegion"); the Java client reads it on success.
         opt msg_region: String = "MSG_REGION",
         /// "true" by default in Java.
         opt trace_on: String = "TRACE_ON",
+        opt batch_uniq_id: String = "batchUniqId",
+        req msg_id: String = "msgId",
+        req queue_id: i32 = "queueId",
+        req queue_offset: i64 = "queueOffset",
+        opt recall_handle: String = "recallHandle",
+        opt transaction_id: String = "transactionId",
     }
 }
 

@@ -264,8 +264,14 @@ pub fn remove_property(s: &str, key: &str) -> String {
 
 /// Uppercase hex.
 pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+/// Appends `bytes` as upper-case hex digits.
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     for b in bytes {
         s.push(char::from(
             DIGITS.get(usize::from(b >> 4)).copied().unwrap_or(b'0'),
@@ -274,38 +280,50 @@ pub fn hex(bytes: &[u8]) -> String {
             DIGITS.get(usize::from(b & 0xF)).copied().unwrap_or(b'0'),
         ));
     }
-    s
 }
 
 /// The offset msgId (§4.1): hex(storeHost IP, port as int32, commitlog offset as int64).
 pub fn offset_msg_id(store_host: SocketAddr, phy_offset: u64) -> String {
-    let mut b = Vec::with_capacity(28);
-    match store_host.ip() {
-        IpAddr::V4(v4) => b.extend_from_slice(&v4.octets()),
-        IpAddr::V6(v6) => b.extend_from_slice(&v6.octets()),
-    }
-    b.extend_from_slice(&i32::from(store_host.port()).to_be_bytes());
-    b.extend_from_slice(&phy_offset.to_be_bytes());
-    hex(&b)
+    let (v4, v6);
+    let ip: &[u8] = match store_host.ip() {
+        IpAddr::V4(a) => {
+            v4 = a.octets();
+            &v4
+        }
+        IpAddr::V6(a) => {
+            v6 = a.octets();
+            &v6
+        }
+    };
+    let mut s = String::with_capacity((ip.len() + 12) * 2);
+    push_hex(&mut s, ip);
+    push_hex(&mut s, &i32::from(store_host.port()).to_be_bytes());
+    push_hex(&mut s, &phy_offset.to_be_bytes());
+    s
 }
 
 static UNIQ_COUNTER: AtomicU16 = AtomicU16::new(0);
 
+/// Length of a [`new_uniq_key`]: 16 bytes in hex.
+pub const UNIQ_KEY_HEX_LEN: usize = 32;
+
 /// A UNIQ_KEY in the client layout (§4.2): ip(4) pid(2) process tag(4) ms(4) counter(2).
 /// Treated as opaque by everyone; only uniqueness matters.
 pub fn new_uniq_key(ip: IpAddr, now_ms: i64) -> String {
-    let mut b = Vec::with_capacity(16);
-    match ip {
-        IpAddr::V4(v4) => b.extend_from_slice(&v4.octets()),
-        IpAddr::V6(v6) => {
-            b.extend_from_slice(&v6.to_ipv4_mapped().map(|v| v.octets()).unwrap_or([0; 4]))
-        }
-    }
-    b.extend_from_slice(&(std::process::id() as u16).to_be_bytes());
-    b.extend_from_slice(&0x4652_4F43u32.to_be_bytes()); // "FROC": marks broker-made ids
-    b.extend_from_slice(&(now_ms as u32).to_be_bytes());
-    b.extend_from_slice(&UNIQ_COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-    hex(&b)
+    let ip4 = match ip {
+        IpAddr::V4(v4) => v4.octets(),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(|v| v.octets()).unwrap_or([0; 4]),
+    };
+    let mut s = String::with_capacity(UNIQ_KEY_HEX_LEN);
+    push_hex(&mut s, &ip4);
+    push_hex(&mut s, &(std::process::id() as u16).to_be_bytes());
+    push_hex(&mut s, &0x4652_4F43u32.to_be_bytes()); // "FROC": marks broker-made ids
+    push_hex(&mut s, &(now_ms as u32).to_be_bytes());
+    push_hex(
+        &mut s,
+        &UNIQ_COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes(),
+    );
+    s
 }
 
 #[cfg(test)]

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use ferrocket_net::header::producer::{SendMessageRequestHeader, SendMessageResponseHeader};
-use ferrocket_net::{Body, RemotingCommand};
+use ferrocket_net::{Body, Processed, RemotingCommand};
 use ferrocket_store::{FlushDiskType, MessageInput, PutStatus, StoreError};
 
 use super::message::{self, PROPERTY_CLUSTER, PROPERTY_UNIQ_KEY};
-use super::topics::TopicConfig;
+use super::topics::SendView;
 use super::{retry, validate, Broker, ConnectionHandle};
 use crate::reply::{code, now_ms, reply, req};
 
@@ -38,13 +38,22 @@ static NEXT_QUEUE: AtomicU32 = AtomicU32::new(0);
 pub async fn handle(
     b: &Arc<Broker>,
     conn: &ConnectionHandle,
-    mut req: RemotingCommand,
+    req: RemotingCommand,
 ) -> Option<RemotingCommand> {
+    match handle_now(b, conn, req) {
+        Processed::Now(resp) => resp,
+        Processed::Later(fut) => fut.await,
+    }
+}
+
+/// The send, answered at once unless the reply must wait for a SYNC_FLUSH group commit: no
+/// future is built (nor boxed) for an ASYNC_FLUSH send or a refused one.
+pub fn handle_now(b: &Arc<Broker>, conn: &ConnectionHandle, mut req: RemotingCommand) -> Processed {
     // The extFields are not needed past this point: the typed header takes their strings.
     let ext = std::mem::take(&mut req.ext_fields);
     let header = match SendMessageRequestHeader::take_for(req.code, ext) {
         Ok(h) => h,
-        Err(e) => return Some(RemotingCommand::bad_header(&req, &e)),
+        Err(e) => return Processed::Now(Some(RemotingCommand::bad_header(&req, &e))),
     };
     let born_host = v4_mapped(conn.peer_addr());
     // The append is a copy into the page cache under the store lock (microseconds), so it runs
@@ -55,10 +64,16 @@ pub async fn handle(
     let mut durable = None;
     let resp = send(b, &req, header, born_host, &mut durable);
     let Some(rx) = durable else {
-        return Some(resp);
+        return Processed::Now(Some(resp));
     };
     let timeout = std::time::Duration::from_millis(b.store.config().sync_flush_timeout_ms);
-    Some(await_durable(timeout, &req, resp, rx).await)
+    // What a reply needs of the request (its version and opaque), without the request's body.
+    let mut stub = RemotingCommand::request(req.code);
+    stub.version = req.version;
+    stub.opaque = req.opaque;
+    Processed::Later(Box::pin(async move {
+        Some(await_durable(timeout, &stub, resp, rx).await)
+    }))
 }
 
 /// The group commit's verdict on a SYNC_FLUSH append.
@@ -107,7 +122,7 @@ pub fn v4_mapped(a: SocketAddr) -> SocketAddr {
 fn send(
     b: &Broker,
     req: &RemotingCommand,
-    h: SendMessageRequestHeader,
+    mut h: SendMessageRequestHeader,
     born_host: SocketAddr,
     durable: &mut Option<DurableRx>,
 ) -> RemotingCommand {
@@ -133,12 +148,14 @@ fn send(
         );
     }
     let mut sys_flag = h.sys_flag;
-    if tc.topic_filter_type == "MULTI_TAG" {
+    if tc.multi_tag {
         sys_flag |= MULTI_TAGS_FLAG;
     }
-    let cluster = conf.broker_cluster_name.clone();
+    let cluster = conf.broker_cluster_name.as_str();
+    // The header's strings move into the message: nothing below reads them from `h`.
+    let properties = h.properties.take();
     let base = MessageInput {
-        topic: h.topic.clone(),
+        topic: std::mem::take(&mut h.topic),
         queue_id,
         flag: h.flag,
         body: bytes::Bytes::new(),
@@ -151,7 +168,7 @@ fn send(
         prepared_transaction_offset: 0,
     };
     let msgs = if batch {
-        if h.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
+        if base.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
             return reply(
                 req,
                 code::MESSAGE_ILLEGAL,
@@ -175,7 +192,7 @@ fn send(
                 m.flag = it.flag;
                 m.body = it.body;
                 m.properties = it.properties;
-                complete_properties(&mut m.properties, &cluster, born_host.ip());
+                complete_properties(&mut m.properties, cluster, born_host.ip());
                 m
             })
             .collect::<Vec<_>>()
@@ -186,8 +203,8 @@ fn send(
             Body::Bytes(b) => b.clone(),
             _ => bytes::Bytes::new(),
         };
-        m.properties = h.properties.clone().unwrap_or_default();
-        complete_properties(&mut m.properties, &cluster, born_host.ip());
+        m.properties = properties.unwrap_or_default();
+        complete_properties(&mut m.properties, cluster, born_host.ip());
         if m.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
             if let Err((c, remark)) =
                 retry::adjust_retry_send(b, m.reconsume_times, h.max_reconsume_times, &mut m)
@@ -208,7 +225,7 @@ fn check_and_route(
     b: &Broker,
     req: &RemotingCommand,
     h: &SendMessageRequestHeader,
-) -> Result<(TopicConfig, u32), RemotingCommand> {
+) -> Result<(SendView, u32), RemotingCommand> {
     let conf = b.conf();
     if b.is_shutting_down() {
         return Err(reply(
@@ -264,7 +281,7 @@ fn check_and_route(
                 code::INVALID_PARAMETER,
                 format!(
                     "request queueId[{}] is illegal, {:?} Producer: {}",
-                    h.queue_id, tc.topic_name, h.producer_group
+                    h.queue_id, h.topic, h.producer_group
                 ),
             ));
         }
@@ -281,8 +298,8 @@ fn topic_for_send(
     b: &Broker,
     req: &RemotingCommand,
     h: &SendMessageRequestHeader,
-) -> Result<TopicConfig, RemotingCommand> {
-    if let Some(tc) = b.topics.get(&h.topic) {
+) -> Result<SendView, RemotingCommand> {
+    if let Some(tc) = b.topics.send_view(&h.topic) {
         return Ok(tc);
     }
     let not_exist = || {
@@ -332,7 +349,7 @@ fn topic_for_send(
         Some(tc) => {
             tracing::info!(topic = %tc.topic_name, queues = tc.write_queue_nums, "topic auto-created on send");
             b.topics_changed();
-            Ok(tc)
+            Ok(SendView::from(&tc))
         }
         None => Err(not_exist()),
     }
@@ -340,14 +357,26 @@ fn topic_for_send(
 
 /// Adds CLUSTER and, when the producer did not set one, a UNIQ_KEY (as the 5.x broker does).
 fn complete_properties(props: &mut String, cluster: &str, ip: IpAddr) {
-    if message::property(props, PROPERTY_UNIQ_KEY).is_none() {
+    let add_uniq = message::property(props, PROPERTY_UNIQ_KEY).is_none();
+    let add_cluster = !cluster.is_empty() && message::property(props, PROPERTY_CLUSTER).is_none();
+    // One reservation for both (each pair: name, U+0001, value, U+0002, and maybe a U+0002
+    // before it): growing for each in turn reallocated twice per send.
+    let mut extra = 0;
+    if add_uniq {
+        extra += PROPERTY_UNIQ_KEY.len() + 3 + message::UNIQ_KEY_HEX_LEN;
+    }
+    if add_cluster {
+        extra += PROPERTY_CLUSTER.len() + 3 + cluster.len();
+    }
+    props.reserve(extra);
+    if add_uniq {
         message::push_property(
             props,
             PROPERTY_UNIQ_KEY,
             &message::new_uniq_key(ip, now_ms()),
         );
     }
-    if message::property(props, PROPERTY_CLUSTER).is_none() && !cluster.is_empty() {
+    if add_cluster {
         message::push_property(props, PROPERTY_CLUSTER, cluster);
     }
 }

@@ -96,6 +96,27 @@ pub struct TopicConfig {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// The parts of a [`TopicConfig`] the send path checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendView {
+    pub read_queue_nums: u32,
+    pub write_queue_nums: u32,
+    pub perm: u32,
+    /// `topicFilterType` is `MULTI_TAG`.
+    pub multi_tag: bool,
+}
+
+impl From<&TopicConfig> for SendView {
+    fn from(tc: &TopicConfig) -> Self {
+        SendView {
+            read_queue_nums: tc.read_queue_nums,
+            write_queue_nums: tc.write_queue_nums,
+            perm: tc.perm,
+            multi_tag: tc.topic_filter_type == "MULTI_TAG",
+        }
+    }
+}
+
 impl TopicConfig {
     /// A topic with `queues` read and write queues, the given perm, SINGLE_TAG.
     pub fn new(name: &str, queues: u32, perm: u32) -> Self {
@@ -309,6 +330,12 @@ impl TopicConfigManager {
 
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
         self.table.read().topics.get(topic).cloned()
+    }
+
+    /// What a send needs of the topic's config, without cloning its strings (a send looks
+    /// its topic up on every request).
+    pub fn send_view(&self, topic: &str) -> Option<SendView> {
+        self.table.read().topics.get(topic).map(SendView::from)
     }
 
     pub fn contains(&self, topic: &str) -> bool {
