@@ -932,8 +932,7 @@ fn each_property<'a>(s: &'a str, mut f: impl FnMut(&'a str, &'a str)) {
     while word < b.len() {
         let mut mask = separator_mask(b, word);
         while mask != 0 {
-            let i = word + (mask.trailing_zeros() / 8) as usize;
-            mask &= mask - 1;
+            let i = word + next_separator(&mut mask);
             if b.get(i) == Some(&NAME_VALUE_BYTE) {
                 if name_end == usize::MAX {
                     name_end = i;
@@ -960,28 +959,37 @@ const NAME_VALUE_BYTE: u8 = NAME_VALUE_SEPARATOR as u8;
 const PROPERTY_BYTE: u8 = PROPERTY_SEPARATOR as u8;
 
 /// A mask with the top bit set of each byte of the 8 bytes of `b` at `word` that is `\x01` or
-/// `\x02` (bytes past the end read as zero, which is neither). A byte equal to `c` is a zero
+/// `\x02` (bytes past the end read as zero, which is neither); the byte at `word + k` is the
+/// `k`-th from the top, taken out in order by [`next_separator`]. A byte equal to `c` is a zero
 /// byte of `w ^ c*0x01..01`, and `((y & 0x7f) + 0x7f) | y` has its top bit clear exactly for a
 /// zero byte `y` (no carry crosses bytes, so no false hits).
 fn separator_mask(b: &[u8], word: usize) -> u64 {
     const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
     const ONES: u64 = 0x0101_0101_0101_0101;
     let zero_bytes = |y: u64| !(((y & LO7) + LO7) | y) & !LO7;
+    // Big-endian: the byte at `word` is the top byte, so the first match is the highest bit.
     let w = match b
         .get(word..word + 8)
         .and_then(|c| <[u8; 8]>::try_from(c).ok())
     {
-        Some(c) => u64::from_le_bytes(c),
+        Some(c) => u64::from_be_bytes(c),
         // The last, short word, built byte by byte (a variable-length copy is a memcpy call).
-        None => b
-            .get(word..)
-            .unwrap_or_default()
-            .iter()
-            .rev()
-            .fold(0u64, |w, &c| (w << 8) | u64::from(c)),
+        None => {
+            let tail = b.get(word..).unwrap_or_default();
+            let w = tail.iter().fold(0u64, |w, &c| (w << 8) | u64::from(c));
+            w << (8 * (8 - tail.len().clamp(1, 7)))
+        }
     };
     zero_bytes(w ^ (ONES * u64::from(NAME_VALUE_BYTE)))
         | zero_bytes(w ^ (ONES * u64::from(PROPERTY_BYTE)))
+}
+
+/// Takes the first match (the highest bit) out of a non-zero [`separator_mask`]; returns its
+/// byte index in the word.
+fn next_separator(mask: &mut u64) -> usize {
+    let lz = mask.leading_zeros().min(63);
+    *mask &= !(1u64 << (63 - lz));
+    (lz / 8) as usize
 }
 
 /// The separators [`separator_mask`] finds, in order (the test oracle's view of the scan).
@@ -992,8 +1000,7 @@ fn separators(b: &[u8]) -> Vec<(usize, u8)> {
     while word < b.len() {
         let mut mask = separator_mask(b, word);
         while mask != 0 {
-            let i = word + (mask.trailing_zeros() / 8) as usize;
-            mask &= mask - 1;
+            let i = word + next_separator(&mut mask);
             out.push((i, b.get(i).copied().unwrap_or(0)));
         }
         word += 8;

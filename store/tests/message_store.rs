@@ -665,14 +665,12 @@ fn arrival_listener_sees_runs_of_units_in_order() {
     // Runs of 1..=70 records (past the 32-unit batch) on three queues of two topics.
     let queues = [("TopicA", 0u32), ("TopicB", 1), ("TopicA", 2)];
     let mut want = std::collections::HashMap::new();
-    let mut n = 0u32;
-    for run in [1usize, 70, 3, 33, 32, 5, 64, 1] {
-        let (t, q) = queues[n as usize % queues.len()];
+    for (n, run) in [1usize, 70, 3, 33, 32, 5, 64, 1].into_iter().enumerate() {
+        let (t, q) = queues[n % queues.len()];
         for _ in 0..run {
-            store.put(msg(t, q, &body_of(n, 40), "tag")).unwrap();
+            store.put(msg(t, q, &body_of(n as u32, 40), "tag")).unwrap();
             *want.entry((t.to_string(), q)).or_insert(0u64) += 1;
         }
-        n += 1;
     }
     assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
     let calls = calls.lock().clone();
