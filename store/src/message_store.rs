@@ -892,6 +892,15 @@ impl MessageStore {
             .map_or(0, |cq| cq.max_offset())
     }
 
+    /// Exclusive max queue offset of (topic, queue) counting every appended message, also those
+    /// the dispatcher has not put in the ConsumeQueue yet ([`MessageStore::max_offset`] counts
+    /// only dispatched ones). A consumer offset committed right after a send is acknowledged
+    /// may point there.
+    pub fn max_offset_assigned(&self, topic: &str, queue_id: u32) -> u64 {
+        self.max_offset(topic, queue_id)
+            .max(self.log.next_queue_offset(topic, queue_id))
+    }
+
     pub fn min_offset(&self, topic: &str, queue_id: u32) -> u64 {
         self.cqs
             .get(topic, queue_id)

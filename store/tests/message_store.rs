@@ -688,3 +688,25 @@ fn arrival_listener_sees_runs_of_units_in_order() {
     }
     store.shutdown();
 }
+
+#[test]
+fn assigned_max_offset_counts_messages_not_yet_dispatched() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        background: false,
+        ..StoreOptions::default()
+    };
+    let store = MessageStore::open_with(config(dir.path(), 1 << 20), opts).unwrap();
+    for n in 0..3 {
+        store.put(msg("T", 1, &body_of(n, 64), "a")).unwrap();
+    }
+    // No dispatcher thread: the ConsumeQueue has not seen them, the CommitLog has.
+    assert_eq!(store.max_offset("T", 1), 0);
+    assert_eq!(store.max_offset_assigned("T", 1), 3);
+    assert_eq!(store.max_offset_assigned("T", 0), 0);
+    assert_eq!(store.max_offset_assigned("Other", 1), 0);
+    store.dispatch_now().unwrap();
+    assert_eq!(store.max_offset("T", 1), 3);
+    assert_eq!(store.max_offset_assigned("T", 1), 3);
+    store.shutdown();
+}

@@ -147,9 +147,12 @@ impl Broker {
             },
         ));
         let s = Arc::clone(&store);
+        // Every appended message counts, dispatched or not: a consumer offset committed right
+        // after its send was acknowledged (an admin tool, a test) must not be clamped below it
+        // because the dispatcher is a moment behind.
         b.offsets
             .set_max_offset_source(Arc::new(move |topic: &str, queue_id: u32| {
-                s.max_offset(topic, queue_id)
+                s.max_offset_assigned(topic, queue_id)
             }));
         Ok(b)
     }
