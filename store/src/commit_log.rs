@@ -44,7 +44,7 @@ const NEXT_SEGMENT_AT_FRACTION: u64 = 4;
 /// creation does not last: ext4 (data=ordered) writes the dirtied zero pages back at the next
 /// journal commit and write-protects them again, so appends would fault anyway. A window just
 /// ahead of the appender is consumed before that happens. 64 MiB is ~0.1 s of 16 KiB ingest.
-pub const WARM_WINDOW_BYTES: u64 = 64 << 20;
+pub const WARM_WINDOW_BYTES: u64 = 256 << 20;
 /// A new window is requested when fewer than this many warmed bytes are left: every 16 MiB of
 /// appends, so each request faults in 16 MiB (5-25 ms here, where a first touch of memory costs
 /// 0.3-1.6 s per GiB) while 48 MiB are still ahead of the appender. With half the window as the

@@ -755,6 +755,45 @@ fn put_notify_rounds_go_through_the_delivery() {
     runner.join().unwrap();
 }
 
+/// The dispatcher writes the units of consecutive records of one queue together and tells the
+/// arrival listener once per run: the listener's offsets per queue only grow, its last call per
+/// queue has the queue's max offset, and every unit is there (queues interleaved in runs).
+#[test]
+fn arrival_listener_sees_runs_of_units_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path(), 1 << 20)).unwrap();
+    let calls: Arc<parking_lot::Mutex<Vec<(String, u32, u64)>>> = Arc::default();
+    let c = Arc::clone(&calls);
+    store.set_arrival_listener(Arc::new(move |t: &str, q: u32, max: u64| {
+        c.lock().push((t.to_string(), q, max));
+    }));
+    // Runs of 1..=70 records (past the 32-unit batch) on three queues of two topics.
+    let queues = [("TopicA", 0u32), ("TopicB", 1), ("TopicA", 2)];
+    let mut want = std::collections::HashMap::new();
+    for (n, run) in [1usize, 70, 3, 33, 32, 5, 64, 1].into_iter().enumerate() {
+        let (t, q) = queues[n % queues.len()];
+        for _ in 0..run {
+            store.put(msg(t, q, &body_of(n as u32, 40), "tag")).unwrap();
+            *want.entry((t.to_string(), q)).or_insert(0u64) += 1;
+        }
+    }
+    assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
+    let calls = calls.lock().clone();
+    for ((t, q), count) in &want {
+        assert_eq!(store.max_offset(t, *q), *count, "{t}/{q}");
+        let seen: Vec<u64> = calls
+            .iter()
+            .filter(|(ct, cq, _)| ct == t && cq == q)
+            .map(|c| c.2)
+            .collect();
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{t}/{q}: {seen:?}");
+        assert_eq!(seen.last(), Some(count), "{t}/{q}");
+        let r = store.get(t, *q, 0, 1000, u64::MAX, &TagFilter::All);
+        assert_eq!(r.messages.len() as u64, *count, "{t}/{q}");
+    }
+    store.shutdown();
+}
+
 #[test]
 fn assigned_max_offset_counts_messages_not_yet_dispatched() {
     let dir = tempfile::tempdir().unwrap();
