@@ -194,11 +194,17 @@ impl GroupCommit {
         })
     }
 
-    pub fn start(self: &Arc<Self>) -> Result<()> {
+    /// Starts the commit thread; `on_start` runs first on it (the embedder's scheduling policy).
+    pub fn start(self: &Arc<Self>, on_start: Option<fn()>) -> Result<()> {
         let me = Arc::clone(self);
         let h = std::thread::Builder::new()
             .name("ferrocket-group-commit".into())
-            .spawn(move || me.run())
+            .spawn(move || {
+                if let Some(f) = on_start {
+                    f();
+                }
+                me.run()
+            })
             .map_err(|e| StoreError::io(self.log.dir(), e))?;
         *self.thread.lock() = Some(h);
         Ok(())

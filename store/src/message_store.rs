@@ -244,6 +244,8 @@ pub struct StoreOptions {
     /// Called first on the dispatcher thread (the broker sets its scheduling policy there; the
     /// store itself has no opinion).
     pub dispatch_thread_start: Option<fn()>,
+    /// Called first on the SYNC_FLUSH group-commit thread (as `dispatch_thread_start`).
+    pub group_commit_thread_start: Option<fn()>,
     /// Under SYNC_FLUSH, where a group-commit round's `put_notify` callbacks run (see
     /// [`RoundDelivery`]); `None`: on the commit thread.
     pub durable_delivery: Option<RoundDelivery>,
@@ -261,6 +263,7 @@ impl Default for StoreOptions {
             disk_probe: None,
             background: true,
             dispatch_thread_start: None,
+            group_commit_thread_start: None,
             durable_delivery: None,
         }
     }
@@ -560,7 +563,7 @@ impl MessageStore {
         self.dispatcher.start(options.dispatch_thread_start)?;
         let mut tickers = self.tickers.lock();
         match &self.group_commit {
-            Some(gc) => gc.start()?,
+            Some(gc) => gc.start(options.group_commit_thread_start)?,
             None => {
                 let log = Arc::clone(&self.log);
                 let least = self.config.flush_commit_log_least_pages;

@@ -815,3 +815,32 @@ fn assigned_max_offset_counts_messages_not_yet_dispatched() {
     assert_eq!(store.max_offset_assigned("T", 1), 3);
     store.shutdown();
 }
+
+static COMMIT_THREAD_STARTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+fn mark_commit_thread() {
+    if std::thread::current().name() == Some("ferrocket-group-commit") {
+        COMMIT_THREAD_STARTED.store(true, Ordering::SeqCst);
+    }
+}
+
+/// `group_commit_thread_start` runs on the SYNC_FLUSH commit thread (where the broker sets its
+/// scheduling policy), before it serves any round.
+#[test]
+fn the_commit_thread_start_hook_runs_on_that_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 256 * 1024);
+    c.flush_disk_type = FlushDiskType::Sync;
+    let options = StoreOptions {
+        group_commit_thread_start: Some(mark_commit_thread),
+        ..StoreOptions::default()
+    };
+    let store = MessageStore::open_with(c, options).unwrap();
+    assert_eq!(
+        store.put(msg("H", 0, b"x", "")).unwrap().status,
+        PutStatus::Ok
+    );
+    assert!(COMMIT_THREAD_STARTED.load(Ordering::SeqCst));
+    store.shutdown();
+}
