@@ -55,6 +55,9 @@ struct ConnInner {
     /// Milliseconds since `born` of the last read or write.
     last_activity_ms: AtomicU64,
     born: Instant,
+    /// Times the writer took the replies queued so far and wrote them (one write unless they
+    /// exceed a batch or carry a zero-copy body).
+    write_batches: AtomicU64,
 }
 
 impl ConnInner {
@@ -90,6 +93,7 @@ impl ConnectionHandle {
                 closed,
                 last_activity_ms: AtomicU64::new(0),
                 born: Instant::now(),
+                write_batches: AtomicU64::new(0),
             }),
         };
         (handle, rx)
@@ -111,6 +115,7 @@ impl ConnectionHandle {
                 closed,
                 last_activity_ms: AtomicU64::new(0),
                 born: Instant::now(),
+                write_batches: AtomicU64::new(0),
             }),
         }
     }
@@ -118,6 +123,11 @@ impl ConnectionHandle {
     /// Server-unique connection number (starts at 1).
     pub fn id(&self) -> u64 {
         self.inner.id
+    }
+    /// How many times the writer has taken and written the queued replies so far (diagnostics
+    /// and tests: replies completed together should leave together).
+    pub fn write_batches(&self) -> u64 {
+        self.inner.write_batches.load(Ordering::Relaxed)
     }
     pub fn peer_addr(&self) -> SocketAddr {
         self.inner.peer
@@ -221,16 +231,18 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr
             closed,
             last_activity_ms: AtomicU64::new(0),
             born: Instant::now(),
+            write_batches: AtomicU64::new(0),
         }),
     };
     tracing::debug!(id, %peer, "connection open");
+    let inflight = Arc::new(Semaphore::new(inflight_max));
     let writer = tokio::spawn(write_loop(
         wr,
         rx,
         shared.transfer.for_connection(),
         handle.clone(),
+        (Arc::clone(&inflight), inflight_max),
     ));
-    let inflight = Arc::new(Semaphore::new(inflight_max));
     let stop = read_loop(&shared, rd, &handle, &inflight).await;
     if matches!(stop, Stop::Shutdown | Stop::PeerClosed) {
         // Let in-flight requests finish so their responses go out before the socket closes
@@ -488,11 +500,24 @@ impl Future for CatchUnwind {
     }
 }
 
+/// Sends the queued replies, as few writes as possible: everything queued when it runs goes out
+/// in one batch.
+///
+/// `inflight` is the connection's in-flight bound and its size. When a reply arrives while other
+/// requests of the connection are still being processed, the writer yields once before taking
+/// the queue: a SYNC_FLUSH group commit completes a whole round of sends together, each from its
+/// own task, and the first reply's wake-up put the writer in tokio's LIFO slot, so it ran right
+/// after that reply and wrote it alone: ~0.9 sendto per message at 1 KiB x 64 in flight (each
+/// also running the client's receive path). `yield_now` defers the writer until the worker has
+/// run the other ready tasks, i.e. until the round's replies are queued: 0.09 sendto per message.
+/// A lone request (nothing else in flight) and requests answered inline by the reader (their
+/// permits are back before the writer runs) do not yield.
 async fn write_loop(
     wr: OwnedWriteHalf,
     mut rx: mpsc::Receiver<RemotingCommand>,
     mut transfer: ConnTransfer,
     handle: ConnectionHandle,
+    inflight: (Arc<Semaphore>, usize),
 ) {
     let sock: &TcpStream = wr.as_ref();
     let mut closed = handle.inner.closed.subscribe();
@@ -504,6 +529,9 @@ async fn write_loop(
             _ = wait_true(&mut closed) => rx.try_recv().ok(),
         };
         let Some(mut cmd) = first else { break };
+        if inflight.0.available_permits() < inflight.1 {
+            tokio::task::yield_now().await;
+        }
         let result = async {
             loop {
                 write_one(sock, &mut transfer, &mut batch, cmd).await?;
@@ -518,6 +546,7 @@ async fn write_loop(
             flush(sock, &mut batch).await
         }
         .await;
+        handle.inner.write_batches.fetch_add(1, Ordering::Relaxed);
         handle.inner.touch();
         if let Err(e) = result {
             if let Some(n) = WRITE_ERR_LOG.allow() {

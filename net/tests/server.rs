@@ -578,3 +578,90 @@ async fn half_closed_peer_still_gets_its_answers() {
     shutdown.shutdown();
     task.await.unwrap();
 }
+
+/// Holds every request until the gate opens, then all complete at once (as a SYNC_FLUSH group
+/// commit completes a round of sends); remembers the connection.
+struct GateProcessor {
+    gate: tokio::sync::watch::Receiver<bool>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    conn: parking_lot::Mutex<Option<ConnectionHandle>>,
+}
+
+impl Processor for GateProcessor {
+    fn process(
+        &self,
+        conn: ConnectionHandle,
+        req: RemotingCommand,
+    ) -> BoxFuture<Option<RemotingCommand>> {
+        *self.conn.lock() = Some(conn);
+        let mut gate = self.gate.clone();
+        let waiting = Arc::clone(&self.waiting);
+        Box::pin(async move {
+            waiting.fetch_add(1, Ordering::SeqCst);
+            let _ = gate.wait_for(|open| *open).await;
+            Some(RemotingCommand::success(&req))
+        })
+    }
+}
+
+/// Replies completed together by their own tasks leave in one batch, not one write each: the
+/// writer, woken by the first, waits for the others (one worker thread, so tokio's LIFO slot
+/// would otherwise run the writer right after each reply); and a lone request is answered too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn replies_completed_together_leave_in_one_write() {
+    use tokio::io::AsyncWriteExt;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p = Arc::new(GateProcessor {
+        gate,
+        waiting: Arc::clone(&waiting),
+        conn: parking_lot::Mutex::new(None),
+    });
+    let (addr, shutdown, task) = start(local_config(), Arc::clone(&p) as Arc<dyn Processor>).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    const N: i32 = 16;
+    let mut all = Vec::new();
+    for opaque in 1..=N {
+        let mut r = RemotingCommand::request(ECHO);
+        r.opaque = opaque;
+        all.extend_from_slice(&r.encode(SerializeType::Json));
+    }
+    s.write_all(&all).await.unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    while waiting.load(Ordering::SeqCst) < N as usize {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requests not all in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let conn = p.conn.lock().clone().unwrap();
+    let before = conn.write_batches();
+    open.send(true).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..N {
+        let r = tokio::time::timeout(T, read_frame(&mut s))
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push(r.opaque);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=N).collect::<Vec<_>>());
+    let batches = conn.write_batches() - before;
+    assert!(
+        batches <= 2,
+        "{N} replies completed together took {batches} writes"
+    );
+    // Nothing else in flight: answered without waiting for anything.
+    let mut r = RemotingCommand::request(ECHO);
+    r.opaque = 99;
+    write_cmd(&mut s, &r).await;
+    let one = tokio::time::timeout(T, read_frame(&mut s))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(one.opaque, 99);
+    shutdown.shutdown();
+    task.await.unwrap();
+}

@@ -4,6 +4,11 @@
 //! that arrived before it started).
 //!
 //! A failed msync latches the store read-only (`WriteLatch`); it is never retried.
+//!
+//! The callbacks of one round ([`GroupCommit::notify`]) can be handed over together to a
+//! [`RoundDelivery`] instead of being run one by one on the commit thread: the broker runs them
+//! on its async runtime, so the round costs the commit thread one wake-up instead of one per
+//! waiting send (each of which could wake, and preempt, an async worker).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -97,6 +102,8 @@ pub struct GroupCommit {
     work: Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// Where a round's [`notify`](Self::notify) callbacks go; `None`: run on the commit thread.
+    delivery: Option<RoundDelivery>,
 }
 
 /// Called once when the bytes a caller waits for are durable (`Ok`), or the store failed or
@@ -104,13 +111,66 @@ pub struct GroupCommit {
 /// durable), so it must be quick: typically it completes a channel.
 pub type DurableCallback = Box<dyn FnOnce(Result<()>) + Send>;
 
+/// The callbacks a group-commit round completed, with the round's verdict: what a
+/// [`RoundDelivery`] receives. The bytes of every callback in it are durable (or the store
+/// failed) before the round is built, so running it later never acknowledges early.
+pub struct DurableRound {
+    callbacks: Vec<DurableCallback>,
+    /// `None`: durable. `Some`: every callback gets a copy of this error.
+    failure: Option<StoreError>,
+}
+
+impl DurableRound {
+    fn new(callbacks: Vec<DurableCallback>, verdict: Result<()>) -> Self {
+        Self {
+            callbacks,
+            failure: verdict.err(),
+        }
+    }
+
+    /// How many callbacks the round holds.
+    pub fn len(&self) -> usize {
+        self.callbacks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.callbacks.is_empty()
+    }
+
+    /// Runs every callback with the round's verdict, on the calling thread.
+    pub fn run(self) {
+        match self.failure {
+            None => self.callbacks.into_iter().for_each(|cb| cb(Ok(()))),
+            Some(e) => self
+                .callbacks
+                .into_iter()
+                .for_each(|cb| cb(Err(copy_error(&e)))),
+        }
+    }
+}
+
+/// Takes a round's callbacks off the commit thread: it must see to it that [`DurableRound::run`]
+/// is called, soon, on some other thread (or run it itself when it cannot hand it over). It is
+/// called on the commit thread once per round, so it must not block. Dropping a round drops its
+/// callbacks unrun (their waiters then see them vanish), which only a stopping runtime should do.
+pub type RoundDelivery = Arc<dyn Fn(DurableRound) + Send + Sync>;
+
+/// A caller waiting for `end` to be durable.
+struct Waiter {
+    end: u64,
+    cb: DurableCallback,
+    /// Run on the commit thread even when rounds are delivered elsewhere: a thread blocked in
+    /// [`GroupCommit::wait`] may be one the delivery itself needs (an async worker).
+    direct: bool,
+}
+
 #[derive(Default)]
 struct GcState {
     /// Highest end offset any appender asked to have durable.
     requested: u64,
     stop: bool,
     /// Callers waiting without a thread of their own (see [`GroupCommit::notify`]).
-    waiters: Vec<(u64, DurableCallback)>,
+    waiters: Vec<Waiter>,
 }
 
 /// How a wait for durability ended.
@@ -121,13 +181,16 @@ pub enum Durable {
 }
 
 impl GroupCommit {
-    pub fn new(log: Arc<CommitLog>) -> Arc<Self> {
+    /// `delivery`: where each round's callbacks are run (see [`RoundDelivery`]); `None` runs
+    /// them on the commit thread.
+    pub fn new(log: Arc<CommitLog>, delivery: Option<RoundDelivery>) -> Arc<Self> {
         Arc::new(Self {
             log,
             state: Mutex::new(GcState::default()),
             work: Condvar::new(),
             thread: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            delivery,
         })
     }
 
@@ -155,8 +218,14 @@ impl GroupCommit {
 
     /// Calls `cb` once `[.., end)` is durable, or with the error if the store fails or stops
     /// first; never blocks. A timeout (FLUSH_DISK_TIMEOUT) is the caller's to apply: a callback
-    /// that comes too late finds nobody listening.
+    /// that comes too late finds nobody listening. With a [`RoundDelivery`], callbacks completed
+    /// by a group-commit round run wherever the delivery runs them; the others (already durable,
+    /// store failed or stopping) run on the calling thread before this returns.
     pub fn notify(&self, end: u64, cb: DurableCallback) {
+        self.enqueue(end, cb, false);
+    }
+
+    fn enqueue(&self, end: u64, cb: DurableCallback, direct: bool) {
         if self.log.flushed() >= end {
             return cb(Ok(()));
         }
@@ -177,7 +246,7 @@ impl GroupCommit {
             drop(st);
             return cb(Ok(()));
         }
-        st.waiters.push((end, cb));
+        st.waiters.push(Waiter { end, cb, direct });
         if st.requested < end {
             st.requested = end;
             self.work.notify_one();
@@ -197,12 +266,13 @@ impl GroupCommit {
         let deadline = Instant::now() + timeout;
         let slot = Arc::new(WaitSlot::default());
         let filler = Arc::clone(&slot);
-        self.notify(
+        self.enqueue(
             end,
             Box::new(move |r| {
                 *filler.verdict.lock() = Some(r);
                 filler.ready.notify_one();
             }),
+            true,
         );
         let mut verdict = slot.verdict.lock();
         loop {
@@ -235,11 +305,12 @@ impl GroupCommit {
                         // store failed.
                         let waiters = std::mem::take(&mut st.waiters);
                         drop(st);
-                        if self.log.latch.is_disabled() {
-                            fail_all(waiters, self.log.latch.check());
+                        let verdict = if self.log.latch.is_disabled() {
+                            Err(failure(self.log.latch.check()))
                         } else {
-                            waiters.into_iter().for_each(|(_, cb)| cb(Ok(())));
-                        }
+                            Ok(())
+                        };
+                        self.complete(waiters, verdict);
                         st = self.state.lock();
                         continue;
                     }
@@ -248,10 +319,12 @@ impl GroupCommit {
                 if st.stop {
                     let failed = std::mem::take(&mut st.waiters);
                     drop(st);
-                    fail_all(
-                        failed,
+                    // On the commit thread: the delivery's runtime may be stopping too.
+                    DurableRound::new(
+                        failed.into_iter().map(|w| w.cb).collect(),
                         Err(StoreError::WriteDisabled("store is shutting down".into())),
-                    );
+                    )
+                    .run();
                     return;
                 }
             }
@@ -266,18 +339,40 @@ impl GroupCommit {
             let ready: Vec<_> = if res.is_ok() {
                 let (ready, waiting) = std::mem::take(&mut st.waiters)
                     .into_iter()
-                    .partition(|(end, _)| *end <= flushed);
+                    .partition(|w| w.end <= flushed);
                 st.waiters = waiting;
                 ready
             } else {
                 std::mem::take(&mut st.waiters)
             };
             drop(st);
-            match res {
-                Ok(_) => ready.into_iter().for_each(|(_, cb)| cb(Ok(()))),
-                Err(e) => fail_all(ready, Err(e)),
-            }
+            self.complete(ready, res.map(|_| ()));
         }
+    }
+
+    /// Completes `waiters` with `verdict`: the ones blocked in [`wait`](Self::wait) right here,
+    /// the others as one [`DurableRound`] through the delivery (or here, without one).
+    fn complete(&self, waiters: Vec<Waiter>, verdict: Result<()>) {
+        if waiters.is_empty() {
+            return;
+        }
+        let Some(deliver) = &self.delivery else {
+            return DurableRound::new(waiters.into_iter().map(|w| w.cb).collect(), verdict).run();
+        };
+        let (direct, handed): (Vec<_>, Vec<_>) = waiters.into_iter().partition(|w| w.direct);
+        let round =
+            |ws: Vec<Waiter>, v| DurableRound::new(ws.into_iter().map(|w| w.cb).collect(), v);
+        if direct.is_empty() {
+            return deliver(round(handed, verdict));
+        }
+        let copy = match &verdict {
+            Ok(()) => Ok(()),
+            Err(e) => Err(copy_error(e)),
+        };
+        if !handed.is_empty() {
+            deliver(round(handed, copy));
+        }
+        round(direct, verdict).run();
     }
 
     pub fn stop(&self) {
@@ -295,14 +390,12 @@ impl GroupCommit {
     }
 }
 
-/// Completes every callback with a copy of the failure.
-fn fail_all(waiters: Vec<(u64, DurableCallback)>, why: Result<()>) {
-    let why = match why {
+/// The error to hand waiters for a `why` that should have been one (a latch that reads as not
+/// disabled any more still refuses the waiters it was about to fail).
+fn failure(why: Result<()>) -> StoreError {
+    match why {
         Err(e) => e,
         Ok(()) => StoreError::WriteDisabled("store stopped accepting writes".into()),
-    };
-    for (_, cb) in waiters {
-        cb(Err(copy_error(&why)));
     }
 }
 

@@ -21,7 +21,7 @@ pub mod recovery;
 pub mod retention;
 
 pub use error::{Result, StoreError};
-pub use flush::DurableCallback;
+pub use flush::{DurableCallback, DurableRound, RoundDelivery};
 pub use hash::java_string_hash;
 pub use message_store::*;
 pub use record::{

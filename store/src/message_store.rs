@@ -169,7 +169,9 @@ use crate::commit_log::{CommitLog, Segment, WriteLatch};
 use crate::consume_queue::{ConsumeQueues, CQ_UNIT_SIZE_BYTES};
 use crate::dispatch::{Dispatcher, DEFAULT_DELAY_LEVELS_MS};
 use crate::error::{Result, StoreError};
-use crate::flush::{async_flush_tick, Durable, DurableCallback, GroupCommit, Ticker};
+use crate::flush::{
+    async_flush_tick, Durable, DurableCallback, GroupCommit, RoundDelivery, Ticker,
+};
 use crate::index_file::IndexService;
 use crate::mmap::{disk_space, try_lock_exclusive};
 use crate::record;
@@ -242,6 +244,9 @@ pub struct StoreOptions {
     /// Called first on the dispatcher thread (the broker sets its scheduling policy there; the
     /// store itself has no opinion).
     pub dispatch_thread_start: Option<fn()>,
+    /// Under SYNC_FLUSH, where a group-commit round's `put_notify` callbacks run (see
+    /// [`RoundDelivery`]); `None`: on the commit thread.
+    pub durable_delivery: Option<RoundDelivery>,
 }
 
 impl Default for StoreOptions {
@@ -256,6 +261,7 @@ impl Default for StoreOptions {
             disk_probe: None,
             background: true,
             dispatch_thread_start: None,
+            durable_delivery: None,
         }
     }
 }
@@ -272,6 +278,7 @@ impl std::fmt::Debug for StoreOptions {
                 &self.clean_resource_interval_ms,
             )
             .field("background", &self.background)
+            .field("durable_delivery", &self.durable_delivery.is_some())
             .finish()
     }
 }
@@ -521,7 +528,7 @@ impl MessageStore {
             delete_file_batch_max: options.delete_file_batch_max,
         };
         let group_commit = (config.flush_disk_type == FlushDiskType::Sync && options.background)
-            .then(|| GroupCommit::new(Arc::clone(&log)));
+            .then(|| GroupCommit::new(Arc::clone(&log), options.durable_delivery.clone()));
         let store = Arc::new(Self {
             config,
             root,

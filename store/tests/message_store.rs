@@ -650,6 +650,111 @@ fn put_notify_calls_back_after_the_group_commit() {
     store.shutdown();
 }
 
+/// With a `RoundDelivery`, a group-commit round's `put_notify` callbacks reach it together, each
+/// only after the flush that covers it; a failed sync's round carries the error to every one; and
+/// a thread blocked in `put` is released by the commit thread itself even when the delivery never
+/// runs the rounds it is given (it could be the very thread a delivery needs).
+#[test]
+fn put_notify_rounds_go_through_the_delivery() {
+    use ferrocket_store::{DurableRound, RoundDelivery, StoreOptions};
+    use std::sync::{mpsc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 256 * 1024);
+    c.flush_disk_type = FlushDiskType::Sync;
+    // Rounds are run on a thread of their own, as the broker's runtime does; `hold` parks them.
+    let (round_tx, round_rx) = mpsc::channel::<DurableRound>();
+    let rounds = Arc::new(AtomicU32::new(0));
+    let delivered = Arc::new(AtomicU32::new(0));
+    let (r2, d2) = (Arc::clone(&rounds), Arc::clone(&delivered));
+    let round_tx = Mutex::new(round_tx);
+    let delivery: RoundDelivery = Arc::new(move |round: DurableRound| {
+        r2.fetch_add(1, Ordering::Relaxed);
+        d2.fetch_add(u32::try_from(round.len()).unwrap(), Ordering::Relaxed);
+        round_tx.lock().unwrap().send(round).unwrap();
+    });
+    let hold = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let (h2, held2) = (Arc::clone(&hold), Arc::clone(&held));
+    let runner = std::thread::spawn(move || {
+        for round in round_rx {
+            if h2.load(Ordering::Acquire) {
+                held2.lock().unwrap().push(round);
+            } else {
+                round.run();
+            }
+        }
+    });
+    let options = StoreOptions {
+        durable_delivery: Some(delivery),
+        ..StoreOptions::default()
+    };
+    let store = MessageStore::open_with(c, options).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let mut ends = Vec::new();
+    for i in 0..200u32 {
+        let tx = tx.clone();
+        let s = Arc::clone(&store);
+        let appended = store
+            .put_notify(
+                &[msg("D", i % 4, &body_of(i, 150), "")],
+                Box::new(move |r| {
+                    tx.send((r.is_ok(), i, s.flushed_offset())).unwrap();
+                }),
+            )
+            .unwrap();
+        let a = &appended[0];
+        ends.push(a.phy_offset + u64::from(a.size));
+    }
+    for _ in 0..200 {
+        let (ok, i, flushed) = rx.recv_timeout(WAIT).expect("every callback runs");
+        assert!(ok);
+        assert!(flushed >= ends[i as usize], "callback {i} before its flush");
+    }
+    let n = rounds.load(Ordering::Relaxed);
+    // Callbacks that found their bytes already durable ran inline; every other one came in a
+    // round, and rounds were shared (far fewer than one per callback is not guaranteed on a
+    // fast disk, but at least one round happened).
+    assert!(n >= 1, "no round went through the delivery");
+    assert!(delivered.load(Ordering::Relaxed) <= 200);
+    // A blocking put while the delivery sits on its rounds: released by the commit thread.
+    hold.store(true, Ordering::Release);
+    let tx_held = tx.clone();
+    store
+        .put_notify(
+            &[msg("D", 0, b"held", "")],
+            Box::new(move |r| tx_held.send((r.is_ok(), 1000, 0)).unwrap()),
+        )
+        .unwrap();
+    let r = store.put(msg("D", 1, b"blocking", "")).unwrap();
+    assert_eq!(r.status, PutStatus::Ok);
+    let a = &r.appended[0];
+    assert!(store.flushed_offset() >= a.phy_offset + u64::from(a.size));
+    // The held callback has not run (its round is parked), though its bytes are durable.
+    assert!(rx.try_recv().is_err());
+    hold.store(false, Ordering::Release);
+    for round in std::mem::take(&mut *held.lock().unwrap()) {
+        round.run();
+    }
+    assert_eq!(rx.recv_timeout(WAIT).unwrap(), (true, 1000, 0));
+    // A failed sync: the round's callbacks all get the error.
+    store.fail_next_flush();
+    let tx3 = tx.clone();
+    if store
+        .put_notify(
+            &[msg("D", 0, b"lost?", "")],
+            Box::new(move |r| tx3.send((r.is_ok(), 2000, 0)).unwrap()),
+        )
+        .is_ok()
+    {
+        let (ok, i, _) = rx.recv_timeout(WAIT).unwrap();
+        assert_eq!(i, 2000);
+        assert!(!ok, "failed sync reported durable");
+    }
+    store.shutdown();
+    drop(store);
+    runner.join().unwrap();
+}
+
 /// The dispatcher writes the units of consecutive records of one queue together and tells the
 /// arrival listener once per run: the listener's offsets per queue only grow, its last call per
 /// queue has the queue's max offset, and every unit is there (queues interleaved in runs).

@@ -124,6 +124,7 @@ impl Broker {
             disk_space_clean_forcibly_ratio: conf.disk_space_clean_forcibly_ratio,
             disk_space_warning_level_ratio: conf.disk_space_warning_level_ratio,
             dispatch_thread_start: Some(crate::sched::batch_dispatch_thread),
+            durable_delivery: send::durable_delivery(),
             ..StoreOptions::default()
         };
         let store = MessageStore::open_with(conf.store_config(), options)?;

@@ -79,6 +79,29 @@ pub fn handle_now(b: &Arc<Broker>, conn: &ConnectionHandle, mut req: RemotingCom
 /// The group commit's verdict on a SYNC_FLUSH append.
 type DurableRx = tokio::sync::oneshot::Receiver<ferrocket_store::Result<()>>;
 
+/// Runs the store's group-commit rounds (the `put_notify` callbacks below, each completing one
+/// send's [`DurableRx`]) on the async runtime this is called in: one task takes every round, so
+/// the commit thread hands over a round with one wake-up, and the replies are then woken from a
+/// worker, where they queue locally. Completed one by one from the commit thread, each oneshot
+/// was a wake-up from outside the runtime that could unpark (and preempt) a worker: per SYNC
+/// message ~0.5 context switches on the workers, against ~0.08 under ASYNC_FLUSH. `None` outside
+/// a runtime (the store then completes them on its commit thread).
+pub fn durable_delivery() -> Option<ferrocket_store::RoundDelivery> {
+    let rt = tokio::runtime::Handle::try_current().ok()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ferrocket_store::DurableRound>();
+    rt.spawn(async move {
+        while let Some(round) = rx.recv().await {
+            round.run();
+        }
+    });
+    Some(std::sync::Arc::new(move |round| {
+        // The runtime is gone (shutdown): the commit thread completes the round itself.
+        if let Err(tokio::sync::mpsc::error::SendError(round)) = tx.send(round) {
+            round.run();
+        }
+    }))
+}
+
 /// Holds a SYNC_FLUSH reply until its records are durable: `resp` as built, FLUSH_DISK_TIMEOUT
 /// (with the same header: the message is stored) after `syncFlushTimeout`, or the store's
 /// refusal if it failed first.
@@ -509,5 +532,52 @@ mod tests {
         drop(tx);
         let r = await_durable(t, &req, ok, rx).await;
         assert_eq!(r.code, code::SYSTEM_ERROR);
+    }
+
+    /// Under SYNC_FLUSH with the runtime's delivery, the store's callbacks (the oneshots the
+    /// replies wait on) run on the runtime, not on the commit thread, and only once durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_commit_rounds_complete_on_the_runtime() {
+        use ferrocket_store::{MessageStore, StoreConfig, StoreOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.mapped_file_size_commit_log = 1 << 20;
+        config.flush_disk_type = FlushDiskType::Sync;
+        let options = StoreOptions {
+            durable_delivery: durable_delivery(),
+            ..StoreOptions::default()
+        };
+        assert!(options.durable_delivery.is_some());
+        let store = MessageStore::open_with(config, options).unwrap();
+        let mut waits = Vec::new();
+        for i in 0..64u32 {
+            let m = super::super::retry::testkit::input("W", i % 4, &[7u8; 100], "");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let s = Arc::clone(&store);
+            let appended = store
+                .put_notify(
+                    &[m],
+                    Box::new(move |r| {
+                        // On a runtime worker (or inline in put_notify, also one), and durable.
+                        let on_runtime = tokio::runtime::Handle::try_current().is_ok();
+                        let _ = tx.send((r.is_ok(), on_runtime, s.flushed_offset()));
+                    }),
+                )
+                .unwrap();
+            let a = &appended[0];
+            waits.push((a.phy_offset + u64::from(a.size), rx));
+        }
+        for (end, rx) in waits {
+            let (ok, on_runtime, flushed) = tokio::time::timeout(Duration::from_secs(10), rx)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(ok);
+            assert!(on_runtime, "a round's callback ran off the runtime");
+            assert!(flushed >= end, "acknowledged before its flush");
+        }
+        tokio::task::spawn_blocking(move || store.shutdown())
+            .await
+            .unwrap();
     }
 }
