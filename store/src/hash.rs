@@ -11,10 +11,34 @@ pub fn java_string_hash(s: &str) -> i32 {
 fn java_hash_continue(h: i32, s: &str) -> i32 {
     let step = |h: i32, unit: i32| h.wrapping_mul(31).wrapping_add(unit);
     if s.is_ascii() {
-        s.bytes().fold(h, |h, b| step(h, i32::from(b)))
+        java_hash_ascii(h, s.as_bytes())
     } else {
         s.encode_utf16().fold(h, |h, u| step(h, i32::from(u)))
     }
+}
+
+/// The Java hash continued over ASCII bytes, four at a time: `h·31⁴ + a·31³ + b·31² + c·31 + d`
+/// is four steps of `h·31 + x` (in wrapping 32-bit arithmetic, as Java's), with a shorter
+/// dependency chain. The dispatcher hashes `topic#key` for every index key of every record.
+fn java_hash_ascii(mut h: i32, b: &[u8]) -> i32 {
+    const P2: i32 = 31 * 31;
+    const P3: i32 = 31 * 31 * 31;
+    const P4: i32 = 31 * 31 * 31 * 31;
+    let mut quads = b.chunks_exact(4);
+    for q in &mut quads {
+        if let [a, b, c, d] = *q {
+            h = h
+                .wrapping_mul(P4)
+                .wrapping_add(i32::from(a) * P3)
+                .wrapping_add(i32::from(b) * P2)
+                .wrapping_add(i32::from(c) * 31)
+                .wrapping_add(i32::from(d));
+        }
+    }
+    quads
+        .remainder()
+        .iter()
+        .fold(h, |h, &x| h.wrapping_mul(31).wrapping_add(i32::from(x)))
 }
 
 /// The Java hash of the concatenation of `parts`, without building the string.
@@ -108,6 +132,13 @@ mod tests {
     }
 
     proptest! {
+        /// ASCII strings take the four-bytes-at-a-time path; every length mod 4 is covered.
+        #[test]
+        fn ascii_hash_matches_model(s in "[ -~]{0,70}", t in "[ -~]{0,9}") {
+            prop_assert_eq!(java_string_hash(&s), model(&s));
+            prop_assert_eq!(index_key_hash_of(&t, &s), index_key_hash(&format!("{t}#{s}")));
+        }
+
         #[test]
         fn java_string_hash_matches_model(s in any::<String>()) {
             prop_assert_eq!(java_string_hash(&s), model(&s));
