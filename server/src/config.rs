@@ -256,6 +256,20 @@ broker_config! {
     max_suspended_pulls: u32 = 65_536 => "maxSuspendedPulls";
     /// Orderly-consumption lock lifetime (`rocketmq.broker.rebalance.lockMaxLiveTime` in Java).
     lock_max_live_time: u64 = 60_000 => "lockMaxLiveTime";
+    /// Which busy threads run under SCHED_BATCH (Ferrocket addition, read at start):
+    /// `dispatch`, `background` (and the SYNC_FLUSH commit thread), `all` (and the async
+    /// workers), `off`. The environment variable `FERROCKET_SCHED_BATCH` overrides it.
+    sched_batch_threads: crate::sched::BatchThreads = crate::sched::BatchThreads::Dispatch => "schedBatchThreads";
+}
+
+impl ConfValue for crate::sched::BatchThreads {
+    fn parse_value(key: &str, value: &str) -> Result<Self, ConfigError> {
+        crate::sched::BatchThreads::parse(value)
+            .ok_or_else(|| bad(key, value, "expected dispatch, background, all or off"))
+    }
+    fn to_value(&self) -> String {
+        self.name().to_string()
+    }
 }
 
 /// Keys Java brokers accept that Ferrocket reads but that have no effect here. They are logged
@@ -654,6 +668,25 @@ mod tests {
     }
 
     #[test]
+    fn sched_batch_threads_is_read_from_broker_conf() {
+        use crate::sched::BatchThreads;
+        assert_eq!(
+            BrokerConfig::default().sched_batch_threads,
+            BatchThreads::Dispatch
+        );
+        for (text, want) in [
+            ("schedBatchThreads=all", BatchThreads::All),
+            ("schedBatchThreads= off ", BatchThreads::None),
+            ("schedBatchThreads=background", BatchThreads::Background),
+        ] {
+            let (c, _) = parse(text).unwrap();
+            assert_eq!(c.sched_batch_threads, want, "{text}");
+        }
+        let shown = parse("schedBatchThreads=all").unwrap().0.to_properties();
+        assert!(shown.contains(&("schedBatchThreads".to_string(), "all".to_string())));
+    }
+
+    #[test]
     fn bad_value_names_the_key() {
         for (text, key) in [
             ("listenPort=abc", "listenPort"),
@@ -661,6 +694,7 @@ mod tests {
             ("autoCreateTopicEnable=yes", "autoCreateTopicEnable"),
             ("flushDiskType=SOMETIMES", "flushDiskType"),
             ("mappedFileSizeCommitLog=-1", "mappedFileSizeCommitLog"),
+            ("schedBatchThreads=sometimes", "schedBatchThreads"),
         ] {
             let err = parse(text).unwrap_err();
             match &err {

@@ -411,6 +411,7 @@ pub async fn start_standalone(
 
 /// `ferrocket standalone`: nameserver + broker until a signal.
 pub fn run_standalone(conf: BrokerConfig, namesrv_port: u16) -> Result<(), RuntimeError> {
+    crate::sched::configure(conf.sched_batch_threads);
     runtime()?.block_on(async move {
         let signals = Signals::install();
         let (ns, broker) = start_standalone(conf, namesrv_port).await?;
@@ -434,6 +435,7 @@ pub fn run_namesrv(listen: SocketAddr) -> Result<(), RuntimeError> {
 
 /// `ferrocket broker`: until a signal.
 pub fn run_broker(conf: BrokerConfig) -> Result<(), RuntimeError> {
+    crate::sched::configure(conf.sched_batch_threads);
     runtime()?.block_on(async move {
         let signals = Signals::install();
         let broker = start_broker(conf).await?;

@@ -12,6 +12,8 @@
 //!   ack p99.9 rose from 258–320 µs to 661–1,292 µs (a woken worker waits for the running task's
 //!   slice instead of preempting it). So it is not the default.
 //! * `dispatch` (the default): only the dispatcher thread, which is not on the acknowledgement path.
+//!   (Threads inherit the policy of the thread that spawns them: with `all`, the store's other
+//!   threads, started from a worker when the broker opens the store, run under SCHED_BATCH too.)
 //!
 //! * `background`: the dispatcher and the SYNC_FLUSH group-commit thread. Opt-in: measured
 //!   (2026-11-22, SYNC 1 KiB 2 x 32 on /var/tmp, 4 interleaved pairs against `dispatch`, load 2.5-2.9,
@@ -23,8 +25,18 @@
 //!   runs as soon as a sync returns.
 
 /// Environment variable: `dispatch` (default), `background` (dispatcher and group-commit thread),
-/// `all` (those and the async workers), or `0`/`off` for the default policy everywhere.
+/// `all` (those and the async workers), or `0`/`off` for the default policy everywhere. When set it
+/// overrides the broker.conf key `schedBatchThreads` (same values), for experiments.
 pub const SCHED_BATCH_ENV: &str = "FERROCKET_SCHED_BATCH";
+
+/// The choice from broker.conf (`schedBatchThreads`), set once before the threads start.
+static CONFIGURED: std::sync::OnceLock<BatchThreads> = std::sync::OnceLock::new();
+
+/// Records broker.conf's choice. Call before the runtime and the store start their threads; a
+/// second call is ignored (one process runs one broker).
+pub fn configure(choice: BatchThreads) {
+    let _ = CONFIGURED.set(choice);
+}
 
 /// Which threads run under SCHED_BATCH.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,18 +48,50 @@ pub enum BatchThreads {
     All,
 }
 
-/// What [`SCHED_BATCH_ENV`] asks for (unknown values: the default).
+/// The threads to switch: [`SCHED_BATCH_ENV`] if set (unknown values: the default), else
+/// broker.conf's `schedBatchThreads`, else the default (`dispatch`).
 pub fn batch_threads() -> BatchThreads {
-    parse_batch_threads(std::env::var(SCHED_BATCH_ENV).ok().as_deref())
+    resolve(
+        std::env::var(SCHED_BATCH_ENV).ok().as_deref(),
+        CONFIGURED.get().copied(),
+    )
+}
+
+/// The environment's value over the configured one.
+fn resolve(env: Option<&str>, configured: Option<BatchThreads>) -> BatchThreads {
+    match env {
+        Some(v) => parse_batch_threads(Some(v)),
+        None => configured.unwrap_or(BatchThreads::Dispatch),
+    }
 }
 
 /// The value of [`SCHED_BATCH_ENV`] (`None`: unset) as a choice of threads.
 fn parse_batch_threads(v: Option<&str>) -> BatchThreads {
-    match v.map(str::trim) {
-        Some("0" | "false" | "off" | "no" | "none") => BatchThreads::None,
-        Some("all" | "1" | "true" | "on") => BatchThreads::All,
-        Some("background" | "commit") => BatchThreads::Background,
-        _ => BatchThreads::Dispatch,
+    v.and_then(BatchThreads::parse)
+        .unwrap_or(BatchThreads::Dispatch)
+}
+
+impl BatchThreads {
+    /// `dispatch`, `background` (or `commit`), `all` (`1`, `true`, `on`), `off` (`0`, `false`,
+    /// `no`, `none`); `None` for anything else.
+    pub fn parse(v: &str) -> Option<Self> {
+        match v.trim() {
+            "0" | "false" | "off" | "no" | "none" => Some(BatchThreads::None),
+            "all" | "1" | "true" | "on" => Some(BatchThreads::All),
+            "background" | "commit" => Some(BatchThreads::Background),
+            "dispatch" => Some(BatchThreads::Dispatch),
+            _ => None,
+        }
+    }
+
+    /// The canonical name (what broker.conf and GET_BROKER_CONFIG show).
+    pub fn name(self) -> &'static str {
+        match self {
+            BatchThreads::None => "off",
+            BatchThreads::Dispatch => "dispatch",
+            BatchThreads::Background => "background",
+            BatchThreads::All => "all",
+        }
     }
 }
 
@@ -121,6 +165,25 @@ mod tests {
             BatchThreads::Background
         );
         assert_eq!(parse_batch_threads(Some("all")), BatchThreads::All);
+    }
+
+    #[test]
+    fn the_variable_overrides_broker_conf() {
+        assert_eq!(resolve(None, None), BatchThreads::Dispatch);
+        assert_eq!(resolve(None, Some(BatchThreads::All)), BatchThreads::All);
+        assert_eq!(
+            resolve(Some("off"), Some(BatchThreads::All)),
+            BatchThreads::None
+        );
+        for t in [
+            BatchThreads::None,
+            BatchThreads::Dispatch,
+            BatchThreads::Background,
+            BatchThreads::All,
+        ] {
+            assert_eq!(BatchThreads::parse(t.name()), Some(t));
+        }
+        assert_eq!(BatchThreads::parse("nonsense"), None);
     }
 
     /// The calling thread ends up under SCHED_BATCH (read back from /proc), and a thread that
