@@ -588,23 +588,25 @@ fn write_through_and_mapped_appends_store_identical_records() {
     assert_eq!(v.topic, "W");
 }
 
-/// `put_notify` returns before the group commit and calls back once the records are durable;
-/// after a failed sync every pending and later callback gets the error.
-#[test]
-fn put_notify_calls_back_after_the_group_commit() {
-    use std::sync::mpsc;
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path(), 256 * 1024);
-    c.flush_disk_type = FlushDiskType::Sync;
-    let store = MessageStore::open(c).unwrap();
-    let (tx, rx) = mpsc::channel();
+/// What a test's `put_notify` callback reports: success, the send's index, and the store's flushed
+/// offset when the callback ran.
+type Notified = (bool, u32, u64);
+
+/// Sends 200 messages to `topic` through `put_notify` (callbacks report on `tx`) and checks that
+/// every callback succeeds and runs only once its record is durable.
+fn put_notify_200_and_check_durable(
+    store: &Arc<MessageStore>,
+    topic: &str,
+    tx: &std::sync::mpsc::Sender<Notified>,
+    rx: &std::sync::mpsc::Receiver<Notified>,
+) {
     let mut ends = Vec::new();
     for i in 0..200u32 {
         let tx = tx.clone();
-        let s = Arc::clone(&store);
+        let s = Arc::clone(store);
         let appended = store
             .put_notify(
-                &[msg("N", i % 4, &body_of(i, 150), "")],
+                &[msg(topic, i % 4, &body_of(i, 150), "")],
                 Box::new(move |r| {
                     tx.send((r.is_ok(), i, s.flushed_offset())).unwrap();
                 }),
@@ -619,6 +621,19 @@ fn put_notify_calls_back_after_the_group_commit() {
         // Durable when called back: the flushed offset covers this record.
         assert!(flushed >= ends[i as usize], "callback {i} before its flush");
     }
+}
+
+/// `put_notify` returns before the group commit and calls back once the records are durable;
+/// after a failed sync every pending and later callback gets the error.
+#[test]
+fn put_notify_calls_back_after_the_group_commit() {
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 256 * 1024);
+    c.flush_disk_type = FlushDiskType::Sync;
+    let store = MessageStore::open(c).unwrap();
+    let (tx, rx) = mpsc::channel();
+    put_notify_200_and_check_durable(&store, "N", &tx, &rx);
     // Batches too.
     let batch: Vec<_> = (0..5).map(|i| msg("N", 9, &body_of(i, 10), "")).collect();
     let tx2 = tx.clone();
@@ -690,26 +705,7 @@ fn put_notify_rounds_go_through_the_delivery() {
     };
     let store = MessageStore::open_with(c, options).unwrap();
     let (tx, rx) = mpsc::channel();
-    let mut ends = Vec::new();
-    for i in 0..200u32 {
-        let tx = tx.clone();
-        let s = Arc::clone(&store);
-        let appended = store
-            .put_notify(
-                &[msg("D", i % 4, &body_of(i, 150), "")],
-                Box::new(move |r| {
-                    tx.send((r.is_ok(), i, s.flushed_offset())).unwrap();
-                }),
-            )
-            .unwrap();
-        let a = &appended[0];
-        ends.push(a.phy_offset + u64::from(a.size));
-    }
-    for _ in 0..200 {
-        let (ok, i, flushed) = rx.recv_timeout(WAIT).expect("every callback runs");
-        assert!(ok);
-        assert!(flushed >= ends[i as usize], "callback {i} before its flush");
-    }
+    put_notify_200_and_check_durable(&store, "D", &tx, &rx);
     let n = rounds.load(Ordering::Relaxed);
     // Callbacks that found their bytes already durable ran inline; every other one came in a
     // round, and rounds were shared (far fewer than one per callback is not guaranteed on a
