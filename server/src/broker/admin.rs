@@ -59,7 +59,11 @@ pub async fn handle(
     conn: &ConnectionHandle,
     req: RemotingCommand,
 ) -> Option<RemotingCommand> {
-    Some(handle_sync(b, conn.peer_addr(), &req))
+    // A created or updated topic is answered once the nameservers know it.
+    let mark = b.registration_mark();
+    let r = handle_sync(b, conn.peer_addr(), &req);
+    b.registered_since(mark).await;
+    Some(r)
 }
 
 /// The synchronous core of [`handle`]: config files are small and written with one fsync.

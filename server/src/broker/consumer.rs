@@ -38,7 +38,13 @@ pub async fn handle(
     req: RemotingCommand,
 ) -> Option<RemotingCommand> {
     let r = match req.code {
-        req::HEART_BEAT => heart_beat(b, conn, &req),
+        req::HEART_BEAT => {
+            // A heartbeat may create the group's retry topic: answer once it is registered.
+            let mark = b.registration_mark();
+            let r = heart_beat(b, conn, &req);
+            b.registered_since(mark).await;
+            r
+        }
         req::UNREGISTER_CLIENT => with_header(&req, |h| unregister_client(b, conn, &req, h)),
         req::GET_CONSUMER_LIST_BY_GROUP => with_header(&req, |h| consumer_list(b, &req, h)),
         req::CHECK_CLIENT_CONFIG => ok(&req),

@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferrocket_net::RemotingCommand;
 use ferrocket_store::{MessageStore, StoreOptions};
@@ -69,6 +70,9 @@ pub struct Broker {
     /// Parked long-polling pulls.
     pub pull_hold: pull_hold::PullHold,
     topics_changed: tokio::sync::Notify,
+    /// Registration rounds, so a request that created a topic can answer once the nameservers
+    /// know it (see [`Broker::registered_since`]).
+    registration: Registration,
     shutting_down: AtomicBool,
     /// Counters for GET_BROKER_RUNTIME_INFO.
     pub stats: Stats,
@@ -83,6 +87,30 @@ pub struct Stats {
     pub msg_put_total: AtomicU64,
     /// Messages returned by pulls.
     pub msg_get_total: AtomicU64,
+}
+
+/// Longest a reply waits for the nameservers to learn a topic its request created.
+pub const REGISTERED_WAIT_MAX: Duration = Duration::from_secs(3);
+
+/// Topic-change generations against finished registration rounds.
+#[derive(Debug)]
+struct Registration {
+    /// Bumped by every `topics_changed`.
+    wanted: AtomicU64,
+    /// The highest `wanted` value a finished round began with.
+    done: tokio::sync::watch::Sender<u64>,
+    /// The registration loop is running.
+    running: AtomicBool,
+}
+
+impl Default for Registration {
+    fn default() -> Self {
+        Registration {
+            wanted: AtomicU64::new(0),
+            done: tokio::sync::watch::Sender::new(0),
+            running: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Broker {
@@ -106,6 +134,7 @@ impl Broker {
             pull_hold: pull_hold::PullHold::new(conf.max_suspended_pulls as usize),
             conf: RwLock::new(Arc::new(conf)),
             topics_changed: tokio::sync::Notify::new(),
+            registration: Registration::default(),
             shutting_down: AtomicBool::new(false),
             stats: Stats::default(),
         };
@@ -200,7 +229,67 @@ impl Broker {
 
     /// Call after creating, updating or deleting a topic: re-registers with the nameservers now.
     pub fn topics_changed(&self) {
+        self.registration.wanted.fetch_add(1, Ordering::AcqRel);
         self.topics_changed.notify_one();
+    }
+
+    /// A mark to pass to [`Broker::registered_since`] after handling a request.
+    pub fn registration_mark(&self) -> u64 {
+        self.registration.wanted.load(Ordering::Acquire)
+    }
+
+    /// If topics changed since `mark` (this request created one, or another did meanwhile),
+    /// waits until a registration round that started after the change has finished, at most
+    /// [`REGISTERED_WAIT_MAX`] (or `registerBrokerTimeoutMills` if shorter). Java's broker
+    /// registers inline when a send, a heartbeat or an admin request creates a topic, so a client
+    /// that got the reply finds the topic's route at the nameserver: the C++ consumer that starts
+    /// right after the first send to a new topic queries that route once, and without it sends
+    /// no heartbeat for 30 s. Returns at once without a registration loop (tests, shutdown).
+    pub async fn registered_since(&self, mark: u64) {
+        let want = self.registration_mark();
+        if want == mark || !self.registration.running.load(Ordering::Acquire) {
+            return;
+        }
+        let mut rx = self.registration.done.subscribe();
+        let limit = Duration::from_millis(self.conf().register_broker_timeout_mills.max(1))
+            .min(REGISTERED_WAIT_MAX);
+        if tokio::time::timeout(limit, rx.wait_for(|done| *done >= want))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?limit,
+                "replying before the nameservers confirmed the new topic's registration"
+            );
+        }
+    }
+
+    /// The registration loop runs: requests that change topics may wait for it.
+    pub(crate) fn registration_started(&self) {
+        self.registration.running.store(true, Ordering::Release);
+    }
+
+    /// The registration loop stopped: release every waiter.
+    pub(crate) fn registration_stopped(&self) {
+        self.registration.running.store(false, Ordering::Release);
+        self.registration.done.send_replace(u64::MAX);
+    }
+
+    /// Called by the registration loop before a round: what that round will cover.
+    pub(crate) fn registration_round_begins(&self) -> u64 {
+        self.registration_mark()
+    }
+
+    /// Called by the registration loop when the round that began with `covered` finished
+    /// (whatever the nameservers answered: failures are logged and retried by the loop).
+    pub(crate) fn registration_round_done(&self, covered: u64) {
+        self.registration.done.send_if_modified(|done| {
+            let newer = covered > *done;
+            if newer {
+                *done = covered;
+            }
+            newer
+        });
     }
 
     /// Resolves when `topics_changed` was called (used by the registration loop).

@@ -71,6 +71,15 @@ pub async fn register_all(b: &Arc<Broker>, client: &Client) {
 
 /// Re-registers every period, or at once after `Broker::topics_changed`.
 pub async fn register_loop(b: Arc<Broker>, client: Client) {
+    /// Releases the waiters of `Broker::registered_since` however the loop ends.
+    struct Stopped(Arc<Broker>);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            self.0.registration_stopped();
+        }
+    }
+    b.registration_started();
+    let _stopped = Stopped(Arc::clone(&b));
     loop {
         let period = Duration::from_millis(b.conf().register_period_ms());
         tokio::select! {
@@ -80,7 +89,9 @@ pub async fn register_loop(b: Arc<Broker>, client: Client) {
         if b.is_shutting_down() {
             return;
         }
+        let covered = b.registration_round_begins();
         register_all(&b, &client).await;
+        b.registration_round_done(covered);
     }
 }
 

@@ -32,8 +32,11 @@ pub async fn handle(
     req: RemotingCommand,
 ) -> Option<RemotingCommand> {
     let b2 = b.clone();
+    // The send-back may create the retry or DLQ topic: answered once it is registered.
+    let mark = b.registration_mark();
     // Reading the original and the put (which waits for a sync flush) block: not on a worker.
     let r = tokio::task::spawn_blocking(move || send_back(&b2, &b2.store, &req)).await;
+    b.registered_since(mark).await;
     Some(r.unwrap_or_else(|e| {
         tracing::error!("send-back task failed: {e}");
         RemotingCommand {

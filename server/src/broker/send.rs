@@ -62,17 +62,27 @@ pub fn handle_now(b: &Arc<Broker>, conn: &ConnectionHandle, mut req: RemotingCom
     // tasks if a rare page fault stalls it.) Under SYNC_FLUSH the reply then waits for the
     // group commit as a future, not a blocked thread.
     let mut durable = None;
+    let mark = b.registration_mark();
     let resp = send(b, &req, header, born_host, &mut durable);
-    let Some(rx) = durable else {
+    // A send that auto-created its topic answers once the nameservers know the topic (as Java's
+    // broker does), so a consumer started right after the reply finds the route.
+    let created = (b.registration_mark() != mark).then(|| Arc::clone(b));
+    if durable.is_none() && created.is_none() {
         return Processed::Now(Some(resp));
-    };
+    }
     let timeout = std::time::Duration::from_millis(b.store.config().sync_flush_timeout_ms);
     // What a reply needs of the request (its version and opaque), without the request's body.
     let mut stub = RemotingCommand::request(req.code);
     stub.version = req.version;
     stub.opaque = req.opaque;
     Processed::Later(Box::pin(async move {
-        Some(await_durable(timeout, &stub, resp, rx).await)
+        if let Some(b) = created {
+            b.registered_since(mark).await;
+        }
+        Some(match durable {
+            Some(rx) => await_durable(timeout, &stub, resp, rx).await,
+            None => resp,
+        })
     }))
 }
 
