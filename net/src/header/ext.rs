@@ -143,6 +143,26 @@ impl ExtFields {
         self.entries.push((Text::Static(key), Text::Owned(value)));
     }
 
+    /// The keys in insertion order (positions for [`ExtFields::value_at`]).
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.entries.iter().map(move |(k, _)| self.text(k))
+    }
+
+    /// The value of entry `at` (a position from [`ExtFields::keys`]).
+    pub fn value_at(&self, at: usize) -> Option<&str> {
+        self.entries.get(at).map(|(_, v)| self.text(v))
+    }
+
+    /// Moves out the value of entry `at` when the fields own it (text that had JSON escapes,
+    /// or was inserted by hand), leaving it empty; `None` for text that is shared or static,
+    /// which the caller copies. Used by typed headers' `from_ext_owned`.
+    pub(crate) fn take_owned_value(&mut self, at: usize) -> Option<String> {
+        match self.entries.get_mut(at) {
+            Some((_, Text::Owned(s))) => Some(std::mem::take(s)),
+            _ => None,
+        }
+    }
+
     /// Removes `key` and returns its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
         let i = self.position(key)?;
