@@ -253,6 +253,13 @@ impl TextPart {
             len: u32::try_from(len).ok()?,
         }))
     }
+    /// The length of a `shared` part's text; `None` for other parts.
+    pub(crate) fn shared_len(&self) -> Option<usize> {
+        match self.0 {
+            Text::Shared { len, .. } => Some(len as usize),
+            _ => None,
+        }
+    }
     pub(crate) fn fixed(s: &'static str) -> Self {
         TextPart(Text::Static(s))
     }
