@@ -133,6 +133,7 @@ impl ExtFields {
     }
 
     /// `set_parts` for a key the caller knows is not present yet.
+    #[inline]
     pub(crate) fn push_parts_unique(&mut self, key: TextPart, value: TextPart) {
         self.entries.push((key.0, value.0));
     }

@@ -211,7 +211,9 @@ pub fn decode_fast(header: &[u8]) -> Option<RemotingCommand> {
                 // Unknown fields are ignored by serde (after checking the key is UTF-8); here
                 // only scalars are skipped.
                 other => {
-                    std::str::from_utf8(other).ok()?;
+                    if !other.is_ascii() {
+                        std::str::from_utf8(other).ok()?;
+                    }
                     p.skip_scalar()?
                 }
             }
@@ -343,20 +345,12 @@ impl<'a> Scanner<'a> {
     /// A key without escapes, as raw bytes (still checked to be UTF-8 by the caller's match or
     /// by `ext_fields`).
     fn plain_key(&mut self) -> Option<&'a [u8]> {
-        self.eat(b'"')?;
-        let start = self.i;
-        loop {
-            match self.peek()? {
-                b'"' => break,
-                b'\\' => return None,
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
-            }
+        if self.peek()? != b'"' {
+            return None;
         }
+        let (at, len) = self.plain_string()?;
         let s: &'a [u8] = self.s;
-        let key = s.get(start..self.i)?;
-        self.i += 1;
-        Some(key)
+        s.get(at..at + len)
     }
 
     /// A JSON string with its escapes resolved. Lone surrogates and raw control characters
@@ -485,17 +479,28 @@ impl<'a> Scanner<'a> {
         self.s.get(start..self.i)
     }
 
+    /// The shape `int_text` accepts, converted while it is scanned. A value outside i32 is
+    /// serde's error (None).
     fn int32(&mut self) -> Option<i32> {
-        // `int_text` checked the shape (-?digits, at most 18): this cannot overflow an i64, and
-        // a value outside i32 is serde's error (None).
-        let t = self.int_text()?;
-        let (neg, digits) = match t.split_first() {
-            Some((b'-', rest)) => (true, rest),
-            _ => (false, t),
-        };
+        let neg = self.eat_if(b'-');
+        let digits_at = self.i;
         let mut v: i64 = 0;
-        for &d in digits {
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            // At most FAST_INT_DIGITS_MAX digits (checked below) before this can overflow,
+            // and i32 needs 10: stop early instead of wrapping.
+            if self.i - digits_at >= FAST_INT_DIGITS_MAX {
+                return None;
+            }
             v = v * 10 + i64::from(d - b'0');
+            self.i += 1;
+        }
+        let n = self.i - digits_at;
+        let first = *self.s.get(digits_at)?;
+        if n == 0 || (first == b'0' && (n > 1 || neg)) {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.peek() {
+            return None;
         }
         i32::try_from(if neg { -v } else { v }).ok()
     }
