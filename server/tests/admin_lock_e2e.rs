@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use ferrocket_net::{Client, ClientConfig, RemotingCommand};
 use ferrocket_server::runtime::start_standalone;
 
-use common::{body_str, conf_at, tree, with_body, T};
+use common::{body_str, conf_at, send_request, tree, with_body, T};
 
 /// This file's brokers store under `dir/store`, so `dir` itself also holds paths outside the store.
 fn conf(dir: &std::path::Path) -> ferrocket_server::config::BrokerConfig {
@@ -208,18 +206,11 @@ async fn admin_topic_and_group_changes_reach_the_nameserver_and_disk() {
         .with_ext("order", "false");
     let r = client.invoke(&addr, create, T).await.unwrap();
     assert_eq!(r.code, 0, "{:?}", r.remark);
-    // The broker re-registers at once: the route appears at the nameserver.
-    let mut route = None;
-    for _ in 0..50 {
-        let q = RemotingCommand::request(105).with_ext("topic", "AdminMade");
-        let r = client.invoke(&nsaddr, q, T).await.unwrap();
-        if r.code == 0 {
-            route = Some(body_str(&r));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let route: serde_json::Value = serde_json::from_str(&route.expect("route")).unwrap();
+    // The broker re-registered before replying: the route is at the nameserver already.
+    let q = RemotingCommand::request(105).with_ext("topic", "AdminMade");
+    let r = client.invoke(&nsaddr, q, T).await.unwrap();
+    assert_eq!(r.code, 0, "{:?}", r.remark);
+    let route: serde_json::Value = serde_json::from_str(&body_str(&r)).unwrap();
     assert_eq!(route["queueDatas"][0]["writeQueueNums"], 2);
     let topics_json = std::fs::read_to_string(dir.path().join("store/config/topics.json")).unwrap();
     assert!(topics_json.contains("\"AdminMade\""));
@@ -254,6 +245,21 @@ async fn admin_topic_and_group_changes_reach_the_nameserver_and_disk() {
     let g: serde_json::Value = serde_json::from_str(&body_str(&r)).unwrap();
     assert_eq!(g["retryMaxTimes"], 5);
 
+    for i in 0..2 {
+        let r = client
+            .invoke(&addr, send_request("AdminMade", &format!("old{i}"), ""), T)
+            .await
+            .unwrap();
+        assert_eq!(r.code, 0, "{:?}", r.remark);
+        assert_eq!(&r.ext_fields["queueOffset"], &i.to_string());
+    }
+    let max_offset = || {
+        RemotingCommand::request(30)
+            .with_ext("topic", "AdminMade")
+            .with_ext("queueId", "0")
+    };
+    let r = client.invoke(&addr, max_offset(), T).await.unwrap();
+    assert_eq!(&r.ext_fields["offset"], "2");
     let r = client
         .invoke(
             &addr,
@@ -263,6 +269,10 @@ async fn admin_topic_and_group_changes_reach_the_nameserver_and_disk() {
         .await
         .unwrap();
     assert_eq!(r.code, 0);
+    // Its queues went with it (RocketMQ's deleteTopics)...
+    assert!(!dir.path().join("store/consumequeue/AdminMade").exists());
+    let r = client.invoke(&addr, max_offset(), T).await.unwrap();
+    assert_eq!(&r.ext_fields["offset"], "0");
     let r = client
         .invoke(
             &addr,
@@ -279,6 +289,13 @@ async fn admin_topic_and_group_changes_reach_the_nameserver_and_disk() {
     let all: serde_json::Value = serde_json::from_str(&body_str(&r)).unwrap();
     assert!(all["topicConfigTable"]["TBW102"].is_object());
     assert!(all["topicConfigTable"]["AdminMade"].is_null());
+    // ...so a send that creates it again starts it at offset 0.
+    let r = client
+        .invoke(&addr, send_request("AdminMade", "new0", ""), T)
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{:?}", r.remark);
+    assert_eq!(&r.ext_fields["queueOffset"], "0");
     broker.stop().await;
     ns.stop().await;
 }

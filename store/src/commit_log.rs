@@ -531,6 +531,16 @@ impl CommitLog {
         }
     }
 
+    /// DELETE_TOPIC's part under the append lock: `f` gets the log's end (every record of
+    /// `topic` so far lies below it) and runs with appends held off; if it succeeds, the topic's
+    /// queue offsets restart at 0, before any new record of the topic can be appended.
+    pub fn delete_topic_with<T>(&self, topic: &str, f: impl FnOnce(u64) -> Result<T>) -> Result<T> {
+        let mut a = self.append.lock();
+        let r = f(self.max_offset())?;
+        a.queue_offsets.reset_topic(topic);
+        Ok(r)
+    }
+
     /// Next queue offset of (topic, queue) as the appender sees it.
     pub fn next_queue_offset(&self, topic: &str, queue_id: u32) -> u64 {
         self.append.lock().queue_offsets.get(topic, queue_id)
@@ -900,6 +910,14 @@ impl QueueOffsets {
             }
         } else {
             t.sparse.entry(queue_id).or_insert(0)
+        }
+    }
+
+    /// Every queue of `topic` back to 0 (the entry stays: its index is cached).
+    fn reset_topic(&mut self, topic: &str) {
+        if let Some(t) = self.index.get(topic).and_then(|&i| self.topics.get_mut(i)) {
+            t.dense.iter_mut().for_each(|n| *n = 0);
+            t.sparse.clear();
         }
     }
 

@@ -849,6 +849,14 @@ fn zero_range(writer: &mut MappedWriter, from: u64, to: u64) -> Result<()> {
 }
 
 /// Unmaps and deletes files (the mapping goes first; M2).
+/// `remove_dir_all`, where a directory already gone is fine.
+fn remove_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io(dir, e)),
+        _ => Ok(()),
+    }
+}
+
 fn remove_segments(segs: Vec<Segment>) {
     for seg in segs {
         let path = seg.map.path().to_path_buf();
@@ -1053,6 +1061,57 @@ impl ConsumeQueues {
         )?);
         per_topic.insert(queue_id, Arc::clone(&cq));
         Ok(cq)
+    }
+
+    /// Removes every queue of `topic` and its directory (DELETE_TOPIC). A queue handed out
+    /// before stays readable through its mappings (the files are unlinked) but is no longer found
+    /// here; the dispatcher holds its step lock around this, so it never writes to one removed.
+    /// Returns how many queues were removed.
+    pub fn remove_topic(&self, topic: &str) -> Result<usize> {
+        validate_topic_name(topic)?;
+        let removed = self.queues.write().remove(topic);
+        let n = removed.map_or(0, |m| m.len());
+        remove_dir(&self.dir.join(topic))?;
+        crate::commit_log::sync_dir(&self.dir)?;
+        Ok(n)
+    }
+
+    /// Removes the queues that hold the deleted incarnation of a tombstoned topic: those whose
+    /// units all lie below the cut (a crash between the tombstone and the removal left them; a
+    /// queue never mixes both incarnations, since the new one starts only after the removal).
+    /// Returns how many queues were removed.
+    pub fn remove_deleted(&self, tombstones: &crate::tombstone::TombstoneMap) -> Result<usize> {
+        let mut n = 0;
+        for (topic, &cut) in tombstones {
+            let doomed: Vec<u32> = match self.queues.read().get(topic.as_str()) {
+                Some(per) => per
+                    .iter()
+                    .filter(|(_, q)| q.max_phy_end() <= cut)
+                    .map(|(&id, _)| id)
+                    .collect(),
+                None => continue,
+            };
+            for id in doomed {
+                let mut queues = self.queues.write();
+                if let Some(per) = queues.get_mut(topic.as_str()) {
+                    per.remove(&id);
+                    if per.is_empty() {
+                        queues.remove(topic.as_str());
+                    }
+                }
+                drop(queues);
+                warn!(topic = %topic, queue_id = id, cut, "removing a deleted topic's leftover ConsumeQueue");
+                remove_dir(&self.dir.join(topic).join(id.to_string()))?;
+                n += 1;
+            }
+            if !self.queues.read().contains_key(topic.as_str()) {
+                remove_dir(&self.dir.join(topic))?;
+            }
+        }
+        if n > 0 {
+            crate::commit_log::sync_dir(&self.dir)?;
+        }
+        Ok(n)
     }
 
     /// Every queue, in no particular order.

@@ -17,6 +17,7 @@ use crate::hash::tags_code;
 use crate::index_file::IndexService;
 use crate::message_store::ArrivalListener;
 use crate::record::{self, DispatchView};
+use crate::tombstone::{self, Tombstones};
 
 /// `SCHEDULE_TOPIC_XXXX`: its ConsumeQueue tagsCode holds the delivery time instead of a tag hash.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
@@ -55,6 +56,11 @@ pub struct Dispatcher {
     /// The thread is about to park or parked: appenders unpark it only then, so a busy
     /// dispatcher costs an appender one fence and one load, not a futex wake.
     sleeping: AtomicBool,
+    /// Deleted topics: their records below the cut are skipped.
+    tombstones: Arc<Tombstones>,
+    /// Held for a whole step: DELETE_TOPIC takes it to remove queues between steps, so a step's
+    /// cached queue is never one that was removed.
+    step_lock: Mutex<()>,
 }
 
 impl Dispatcher {
@@ -63,6 +69,7 @@ impl Dispatcher {
         cqs: Arc<ConsumeQueues>,
         index: Option<Arc<IndexService>>,
         delay_levels_ms: Vec<u64>,
+        tombstones: Arc<Tombstones>,
         from: u64,
     ) -> Self {
         Self {
@@ -79,7 +86,14 @@ impl Dispatcher {
             thread: Mutex::new(None),
             waker: OnceLock::new(),
             sleeping: AtomicBool::new(false),
+            tombstones,
+            step_lock: Mutex::new(()),
         }
+    }
+
+    /// Holds off dispatch steps while the guard lives (DELETE_TOPIC removes queues under it).
+    pub fn exclusive(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.step_lock.lock()
     }
 
     pub fn set_listener(&self, l: ArrivalListener) {
@@ -104,6 +118,7 @@ impl Dispatcher {
     /// queue are written and announced together. On 2 cores the dispatcher shares the CPUs with
     /// the appenders, so every lock and atomic it saves per record is producer time.
     pub fn step(&self, limit: u64) -> Result<usize> {
+        let _step = self.step_lock.lock();
         let max = self.log.max_offset().min(limit);
         let from = self.dispatched();
         let listener = self.listener.read().clone();
@@ -143,6 +158,9 @@ impl Dispatcher {
         listener: Option<&ArrivalListener>,
     ) -> Result<(u64, usize)> {
         let mut n = 0;
+        // Deleted topics are looked up per record only below the largest cut (right after a
+        // deletion, or in a re-dispatch after a reopen): past it there is nothing to skip.
+        let deleted = (phy < self.tombstones.max_cut()).then(|| self.tombstones.snapshot());
         while phy < max && n < DISPATCH_BATCH_RECORDS_MAX {
             let s = match seg.take() {
                 Some(s) if s.base() <= phy && phy < s.end() => s,
@@ -178,7 +196,16 @@ impl Dispatcher {
             if rec.phy_offset != phy as i64 {
                 return Err(corrupt(&self.log, phy, "PHYSICALOFFSET mismatch".into()));
             }
-            self.dispatch_one(phy, &rec, cq, pending, listener)?;
+            if deleted
+                .as_deref()
+                .is_some_and(|d| tombstone::is_deleted(d, rec.topic, phy))
+            {
+                // A deleted topic's record: no ConsumeQueue unit, no index entry.
+                self.last_store_ts
+                    .store(rec.store_timestamp, Ordering::Release);
+            } else {
+                self.dispatch_one(phy, &rec, cq, pending, listener)?;
+            }
             phy += u64::from(rec.total_size);
             n += 1;
             *seg = Some(s);
@@ -216,7 +243,8 @@ impl Dispatcher {
     }
 
     /// `cq` caches the queue of the previous record: consecutive records mostly share one, and
-    /// queues are never removed from [`ConsumeQueues`], so a cached one stays the right one.
+    /// queues are removed from [`ConsumeQueues`] only between steps (under the step lock), so a
+    /// cached one stays the right one.
     /// The unit joins `pending` (the cached queue's units not yet written), which is written
     /// first when the queue changes or it is full.
     fn append_unit(

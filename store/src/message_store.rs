@@ -177,6 +177,7 @@ use crate::mmap::{disk_space, try_lock_exclusive};
 use crate::record;
 use crate::recovery::{self, RecoveryReport};
 use crate::retention::{self, DiskProbe, RetentionPolicy, RetentionRound};
+use crate::tombstone::Tombstones;
 
 /// Smallest CommitLog segment accepted (one page).
 pub const COMMIT_LOG_FILE_SIZE_MIN: u64 = 4096;
@@ -382,6 +383,7 @@ pub struct MessageStore {
     index: Option<Arc<IndexService>>,
     checkpoint: Arc<Checkpoint>,
     dispatcher: Arc<Dispatcher>,
+    tombstones: Arc<Tombstones>,
     group_commit: Option<Arc<GroupCommit>>,
     policy: RetentionPolicy,
     probe: DiskProbe,
@@ -457,6 +459,7 @@ impl MessageStore {
         let checkpoint = Arc::new(Checkpoint::open(&root.join("checkpoint"))?);
         let ckpt = checkpoint.get();
         let cqs = Arc::new(ConsumeQueues::open(&root.join("consumequeue"), cq_size)?);
+        let tombstones = Arc::new(Tombstones::open(&root)?);
         let confirm = u64::try_from(ckpt.confirm_phy_offset).unwrap_or(0);
         let (rec, report) = recovery::recover(
             &config.commit_log_path(),
@@ -500,12 +503,17 @@ impl MessageStore {
         log.set_write_through(config.flush_disk_type == FlushDiskType::Sync);
         // Units whose records retention already deleted: move each queue's min offset past them.
         cqs.delete_files_below_phy(log.min_offset())?;
+        // A deleted topic's queues that a crash left behind go; tombstones whose records
+        // retention removed are dropped.
+        cqs.remove_deleted(&tombstones.snapshot())?;
+        tombstones.prune(log.min_offset())?;
         let dispatch_from = dispatch_start(&report, &log, &cqs, index.as_deref());
         let dispatcher = Arc::new(Dispatcher::new(
             Arc::clone(&log),
             Arc::clone(&cqs),
             index.clone(),
             options.message_delay_level_ms.clone(),
+            Arc::clone(&tombstones),
             dispatch_from,
         ));
         dispatcher.catch_up(valid_end)?;
@@ -540,6 +548,7 @@ impl MessageStore {
             index,
             checkpoint,
             dispatcher,
+            tombstones,
             group_commit,
             policy,
             probe,
@@ -656,14 +665,37 @@ impl MessageStore {
     /// One retention round now, as if the local hour were `hour` (the retention thread calls
     /// this every `cleanResourceInterval`; tests call it directly).
     pub fn run_retention_round(&self, hour: u32) -> RetentionRound {
-        retention::run_round(
+        let round = retention::run_round(
             &self.policy,
             &self.log,
             &self.cqs,
             self.index.as_deref(),
             &self.probe,
             hour,
-        )
+        );
+        if let Err(e) = self.tombstones.prune(self.log.min_offset()) {
+            tracing::warn!(error = %e, "dropping deleted topics' tombstones failed");
+        }
+        round
+    }
+
+    /// DELETE_TOPIC (RocketMQ's `deleteTopics`): removes the topic's ConsumeQueues and restarts
+    /// its queue offsets at 0, so a topic created again under the name starts empty. Its records
+    /// stay in the CommitLog until retention; a tombstone (see [`crate::tombstone`]), durable
+    /// before anything else changes, keeps the dispatcher from ever bringing them back. Appends
+    /// are held off for the duration (a file write and two directory syncs). Returns how many
+    /// queues were removed (0 for a topic the store never saw, which is not an error).
+    pub fn delete_topic(&self, topic: &str) -> Result<usize> {
+        self.log.latch.check()?;
+        self.log.delete_topic_with(topic, |cut| {
+            if cut > self.log.min_offset() {
+                self.tombstones.add(topic, cut, self.log.min_offset())?;
+            }
+            let _no_dispatch = self.dispatcher.exclusive();
+            let n = self.cqs.remove_topic(topic)?;
+            tracing::info!(topic, cut, queues = n, "topic deleted from the store");
+            Ok(n)
+        })
     }
 
     pub fn set_arrival_listener(&self, l: ArrivalListener) {

@@ -840,3 +840,167 @@ fn the_commit_thread_start_hook_runs_on_that_thread() {
     assert!(COMMIT_THREAD_STARTED.load(Ordering::SeqCst));
     store.shutdown();
 }
+
+/// The bodies of a queue from offset 0, as strings.
+fn bodies(store: &MessageStore, topic: &str, queue_id: u32) -> Vec<String> {
+    let g = store.get(topic, queue_id, 0, 1000, 1 << 30, &TagFilter::All);
+    g.messages
+        .iter()
+        .map(|s| String::from_utf8(decode_record(s.as_bytes()).unwrap().body.to_vec()).unwrap())
+        .collect()
+}
+
+fn put_all(store: &MessageStore, topic: &str, queue_id: u32, bodies: &[&str]) -> Vec<u64> {
+    let offsets = bodies
+        .iter()
+        .map(|b| {
+            store
+                .put(msg(topic, queue_id, b.as_bytes(), "T"))
+                .unwrap()
+                .appended[0]
+                .queue_offset
+        })
+        .collect();
+    assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
+    offsets
+}
+
+#[test]
+fn deleted_topic_stays_deleted_across_clean_and_crash_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 64 * 1024;
+    let cut;
+    {
+        let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+        put_all(&store, "Keep", 0, &["k0", "k1", "k2"]);
+        // The deleted topic is written last: its queues are the ones furthest ahead, so a clean
+        // reopen re-dispatches its records unless something stops it.
+        put_all(&store, "Gone", 0, &["old0", "old1", "old2", "old3"]);
+        put_all(&store, "Gone", 1, &["old-q1"]);
+        cut = store.commit_log_max_offset();
+        assert_eq!(store.delete_topic("Gone").unwrap(), 2);
+        assert_eq!(store.delete_topic("NeverSeen").unwrap(), 0);
+        assert!(!dir.path().join("consumequeue/Gone").exists());
+        assert!(dir.path().join("deletedTopics").exists());
+        for q in [0, 1] {
+            assert_eq!(store.max_offset("Gone", q), 0);
+            assert_eq!(store.max_offset_assigned("Gone", q), 0);
+            assert_eq!(
+                store.get("Gone", q, 0, 10, 1 << 20, &TagFilter::All).status,
+                GetStatus::NoMatchedLogicQueue
+            );
+        }
+        let mut tq = store.topics_and_queues();
+        tq.sort();
+        assert_eq!(tq, vec![("Keep".to_string(), 0)]);
+        store.shutdown();
+    }
+    {
+        // Clean reopen: the ConsumeQueues end at Keep's last record, below Gone's.
+        let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+        assert!(!store.recovery_report().scanned);
+        assert_eq!(store.max_offset("Gone", 0), 0, "deleted records came back");
+        assert_eq!(store.max_offset("Gone", 1), 0);
+        assert_eq!(bodies(&store, "Keep", 0), ["k0", "k1", "k2"]);
+        // Created again: it starts empty at offset 0.
+        assert_eq!(put_all(&store, "Gone", 0, &["new0", "new1"]), [0, 1]);
+        assert_eq!(bodies(&store, "Gone", 0), ["new0", "new1"]);
+        store.halt();
+    }
+    // A crash with a checkpoint from before the deletion (here: none at all), so the crash
+    // recovery hands the deleted records to the dispatcher again.
+    std::fs::remove_file(dir.path().join("checkpoint")).unwrap();
+    {
+        // Crash reopen: everything from the checkpoint (here: below the cut) is dispatched again.
+        let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+        let rep = store.recovery_report();
+        assert!(rep.scanned);
+        assert!(rep.redispatch_from < cut, "{rep:?} cut {cut}");
+        assert_eq!(bodies(&store, "Gone", 0), ["new0", "new1"]);
+        assert_eq!(store.max_offset("Gone", 1), 0);
+        assert_eq!(bodies(&store, "Keep", 0), ["k0", "k1", "k2"]);
+        assert_eq!(put_all(&store, "Gone", 0, &["new2"]), [2]);
+        store.shutdown();
+    }
+}
+
+#[test]
+fn a_crash_between_tombstone_and_queue_removal_finishes_the_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 64 * 1024;
+    {
+        let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+        put_all(&store, "Gone", 3, &["a", "b"]);
+        put_all(&store, "Keep", 0, &["k"]);
+        store.shutdown();
+    }
+    // What DELETE_TOPIC writes first, and the process dies right after.
+    let end = std::fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .count(); // one segment
+    assert_eq!(end, 1);
+    let mut m = ferrocket_store::tombstone::TombstoneMap::new();
+    m.insert("Gone".into(), 10_000);
+    std::fs::write(
+        dir.path().join("deletedTopics"),
+        ferrocket_store::tombstone::encode(&m),
+    )
+    .unwrap();
+    let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+    assert!(!dir.path().join("consumequeue/Gone").exists());
+    assert_eq!(store.max_offset("Gone", 3), 0);
+    assert_eq!(bodies(&store, "Keep", 0), ["k"]);
+    assert_eq!(put_all(&store, "Gone", 3, &["c"]), [0]);
+    store.shutdown();
+    // A damaged tombstone file stops the open with a clear error instead of guessing.
+    std::fs::write(
+        dir.path().join("deletedTopics"),
+        b"Gone=1\ncrc32c=00000000\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        MessageStore::open(config(dir.path(), seg)),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn retention_drops_tombstones_it_made_useless() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 16 * 1024;
+    let opts = StoreOptions {
+        delete_file_batch_max: 100,
+        clean_resource_interval_ms: 3_600_000,
+        disk_probe: Some(Arc::new(|_p: &Path| {
+            Ok(DiskSpace {
+                total_bytes: 100,
+                free_bytes: 90,
+                available_bytes: 90,
+            })
+        })),
+        ..StoreOptions::default()
+    };
+    let mut c = config(dir.path(), seg);
+    c.file_reserved_time_hours = 0;
+    c.delete_when = "03".into();
+    let store = MessageStore::open_with(c, opts).unwrap();
+    for i in 0..5 {
+        store.put(msg("Gone", 0, &body_of(i, 1000), "")).unwrap();
+    }
+    let cut = store.commit_log_max_offset();
+    store.delete_topic("Gone").unwrap();
+    let tomb = |d: &Path| {
+        ferrocket_store::tombstone::Tombstones::open(d)
+            .unwrap()
+            .snapshot()
+    };
+    assert_eq!(tomb(dir.path()).get("Gone"), Some(&cut));
+    for i in 0..60 {
+        store.put(msg("Keep", 0, &body_of(i, 1000), "")).unwrap();
+    }
+    assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
+    store.run_retention_round(3);
+    assert!(store.commit_log_min_offset() >= cut);
+    assert!(tomb(dir.path()).is_empty());
+    store.shutdown();
+}

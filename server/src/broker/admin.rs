@@ -277,7 +277,8 @@ fn parse_attributes(s: &str) -> Result<BTreeMap<String, String>, (i32, String)> 
     Ok(out)
 }
 
-/// DELETE_TOPIC_IN_BROKER (215): removes the config and the topic's consumer offsets.
+/// DELETE_TOPIC_IN_BROKER (215): removes the config, the topic's consumer offsets and its
+/// ConsumeQueues.
 fn delete_topic(b: &Broker, peer: SocketAddr, req: &RemotingCommand) -> RemotingCommand {
     let topic = match Fields::of(req).str("topic") {
         Ok(t) => t,
@@ -298,6 +299,16 @@ fn delete_topic(b: &Broker, peer: SocketAddr, req: &RemotingCommand) -> Remoting
         Err(e) => return reply(req, code::SYSTEM_ERROR, e.to_string()),
     }
     b.offsets.remove_topic(topic);
+    // Its ConsumeQueues go and its queue offsets restart at 0 (RocketMQ's deleteTopics); the
+    // records stay in the CommitLog until retention.
+    if let Err(e) = b.store.delete_topic(topic) {
+        tracing::error!(peer = %peer, topic, error = %e, "deleting the topic's queues failed");
+        return reply(
+            req,
+            code::SYSTEM_ERROR,
+            format!("topic {topic} deleted, but not its queues: {e}"),
+        );
+    }
     tracing::info!(peer = %peer, "topic {topic} deleted");
     b.topics_changed();
     ok(req)
