@@ -11,9 +11,9 @@ pub mod consumer;
 pub mod ext;
 pub mod json;
 pub mod namesrv;
-pub mod producer;
 #[cfg(test)]
 mod probe;
+pub mod producer;
 
 pub use admin::*;
 pub use codes::{RequestCode, ResponseCode};
