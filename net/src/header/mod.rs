@@ -415,7 +415,43 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The tolerant bool parser as it was before its fast path (the reference).
+    fn bool_general(s: &str) -> Option<bool> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("true") || s == "1" {
+            Some(true)
+        } else if s.eq_ignore_ascii_case("false") || s == "0" {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Text around the integer fast path's edges: signs, spaces, zero fractions, 18/19 digits,
+    /// i32 and i64 limits, non-ASCII digits.
+    fn arb_int_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[-+ ]{0,2}[0-9]{0,20}(\\.[0-9]{0,2})?[ \t]{0,1}",
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<i32>().prop_map(|v| v.to_string()),
+            prop::sample::select(vec![
+                "", "-", "+", "2147483648", "-2147483649", "9223372036854775807",
+                "-9223372036854775808", "9223372036854775808", "١٢", "0x10", "1e3", "４",
+                "true", "TRUE", " false", "1", "0", "yes",
+            ]).prop_map(str::to_string),
+        ]
+    }
+
     proptest! {
+        /// The one-pass integer parser accepts exactly what the general one accepts, with the
+        /// same value; the bool parser's fast path likewise.
+        #[test]
+        fn fast_scalar_parsers_match_the_general_ones(t in arb_int_text()) {
+            prop_assert_eq!(<i32 as ExtValue>::parse(&t), parse_int_general::<i32>(&t));
+            prop_assert_eq!(<i64 as ExtValue>::parse(&t), parse_int_general::<i64>(&t));
+            prop_assert_eq!(<bool as ExtValue>::parse(&t), bool_general(&t));
+        }
+
         #[test]
         fn integers_format_like_display(v in any::<i64>(), w in any::<i32>()) {
             prop_assert_eq!(v.format(), v.to_string());
