@@ -207,7 +207,10 @@ mod tests {
     fn json_str(s: &str, escape: &[bool]) -> String {
         let mut out = String::from("\"");
         for (i, c) in s.chars().enumerate() {
-            let esc = escape.get(i % escape.len().max(1)).copied().unwrap_or(false);
+            let esc = escape
+                .get(i % escape.len().max(1))
+                .copied()
+                .unwrap_or(false);
             match c {
                 '"' => out.push_str("\\\""),
                 '\\' => out.push_str("\\\\"),
@@ -254,10 +257,36 @@ mod tests {
 
     fn arb_send_json() -> impl Strategy<Value = (i32, String)> {
         let key = prop::sample::select(vec![
-            "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "x", "topic",
-            "queueId", "producerGroup", "defaultTopic", "defaultTopicQueueNums", "sysFlag",
-            "bornTimestamp", "flag", "properties", "batch", "unitMode", "reconsumeTimes",
-            "maxReconsumeTimes", "bname", "AccessKey",
+            "a",
+            "b",
+            "c",
+            "d",
+            "e",
+            "f",
+            "g",
+            "h",
+            "i",
+            "j",
+            "k",
+            "l",
+            "m",
+            "n",
+            "x",
+            "topic",
+            "queueId",
+            "producerGroup",
+            "defaultTopic",
+            "defaultTopicQueueNums",
+            "sysFlag",
+            "bornTimestamp",
+            "flag",
+            "properties",
+            "batch",
+            "unitMode",
+            "reconsumeTimes",
+            "maxReconsumeTimes",
+            "bname",
+            "AccessKey",
         ]);
         // A complete valid V2 or V1 header underneath, so most cases decode; random fields on
         // top (replacing, adding unknown ones, or bad values), in random order.
