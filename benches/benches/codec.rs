@@ -120,6 +120,66 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// The broker's send path: the frame decoded and its typed send header taken from the
+/// extFields (fast JSON scanner + `take_for`), against the general path (serde + `decode_for`)
+/// and a memcpy of the same frame, in the same run.
+fn bench_send_header(c: &mut Criterion) {
+    use ferrocket_net::header::json;
+    use ferrocket_net::header::SendMessageRequestHeader;
+    let cmd = send_request();
+    let frame = cmd.encode(SerializeType::Json);
+    let body = frame.slice(4..);
+    // The JSON header bytes alone, for the general path (serde has no frame splitting).
+    let header_len =
+        usize::try_from(u32::from_be_bytes([0, frame[5], frame[6], frame[7]])).unwrap();
+    let header = frame.slice(8..8 + header_len);
+    let mut g = c.benchmark_group("codec/send_v2_typed/json");
+    g.throughput(Throughput::Bytes(frame.len() as u64));
+    g.measurement_time(Duration::from_secs(2));
+    g.warm_up_time(Duration::from_millis(500));
+    let mut dst = vec![0u8; frame.len()];
+    g.bench_function("memcpy_frame", |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                dst.copy_from_slice(black_box(&frame));
+                black_box(&mut dst);
+            }
+            let e = t.elapsed();
+            record("send_v2_typed/json/memcpy", iters, e);
+            e
+        })
+    });
+    g.bench_function("decode_typed", |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                let mut req = RemotingCommand::decode(black_box(body.clone())).unwrap();
+                let ext = std::mem::take(&mut req.ext_fields);
+                black_box(SendMessageRequestHeader::take_for(req.code, ext).unwrap());
+                black_box(req);
+            }
+            let e = t.elapsed();
+            record("send_v2_typed/json/decode_typed", iters, e);
+            e
+        })
+    });
+    g.bench_function("decode_typed_general", |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                let req = json::decode_reference(black_box(&header)).unwrap();
+                black_box(SendMessageRequestHeader::decode_for(req.code, &req.ext_fields).unwrap());
+                black_box(req);
+            }
+            let e = t.elapsed();
+            record("send_v2_typed/json/decode_typed_general", iters, e);
+            e
+        })
+    });
+    g.finish();
+}
+
 fn print_ratios() {
     let r = RESULTS.lock().unwrap();
     let ns = |k: &str| {
@@ -151,6 +211,7 @@ fn print_ratios() {
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c);
+    bench_send_header(&mut c);
     c.final_summary();
     print_ratios();
 }

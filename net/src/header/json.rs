@@ -294,6 +294,16 @@ fn special_bytes(v: u64) -> u64 {
     ctrl | quote | backslash
 }
 
+/// The value of one hex digit (either case).
+fn hex_digit(d: u8) -> Option<u8> {
+    match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        b'A'..=b'F' => Some(d - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// Sets a field seen for the first time; a duplicate is serde's "duplicate field" error.
 fn once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
     if slot.is_some() {
@@ -397,7 +407,7 @@ impl<'a> Scanner<'a> {
         loop {
             let start = self.i;
             let rest = self.s.get(start..)?;
-            let run = special_at(rest)?;
+            let run = find_special(rest)?;
             // Runs end at an ASCII byte of valid UTF-8 text: a character boundary.
             out.push_str(text.get(start..start + run)?);
             self.i = start + run;
@@ -407,6 +417,15 @@ impl<'a> Scanner<'a> {
                     break;
                 }
                 b'\\' => {
+                    // `\u00XX` below 0x80, the form of a message's property separators
+                    // (\u0001, \u0002): one byte, without the general escape's work.
+                    if let Some(&[b'u', b'0', b'0', h, l]) = self.s.get(self.i + 1..self.i + 6) {
+                        if let (Some(h @ 0..=7), Some(l)) = (hex_digit(h), hex_digit(l)) {
+                            out.push(char::from(h << 4 | l));
+                            self.i += 6;
+                            continue;
+                        }
+                    }
                     self.i += 1;
                     let c = self.peek()?;
                     self.i += 1;
@@ -700,7 +719,12 @@ fn write_field(out: &mut Vec<u8>, k: &str, v: &str) {
 /// instructions per send header in the load tool.
 #[cold]
 fn write_escaped(out: &mut Vec<u8>, mut b: &[u8], mut run: usize) {
-    let hex = |n: u8| b"0123456789abcdef".get(usize::from(n)).copied().unwrap_or(b'0');
+    let hex = |n: u8| {
+        b"0123456789abcdef"
+            .get(usize::from(n))
+            .copied()
+            .unwrap_or(b'0')
+    };
     out.reserve(b.len() + 8);
     out.push(b'"');
     loop {
@@ -717,14 +741,7 @@ fn write_escaped(out: &mut Vec<u8>, mut b: &[u8], mut run: usize) {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
-            c => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                hex(c >> 4),
-                hex(c & 0xf),
-            ]),
+            c => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex(c >> 4), hex(c & 0xf)]),
         }
         b = rest;
         run = match find_special(b) {
