@@ -191,6 +191,30 @@ impl ExtFields {
     /// Calls `f` on the fields sorted by key, without allocating for the usual handful of
     /// fields (the JSON encoder runs this once per reply).
     pub fn for_each_sorted(&self, mut f: impl FnMut(&str, &str)) {
+        // Typed headers push their fields in declaration order, which for the hot ones (a
+        // send's one-letter keys, the send reply) is already sorted: check that first, on
+        // first bytes where they differ, and walk the entries as they are.
+        let mut keys = self.entries.iter().map(|(k, _)| self.text(k).as_bytes());
+        let mut sorted = true;
+        if let Some(mut prev) = keys.next() {
+            for k in keys {
+                let ordered = match (prev.first(), k.first()) {
+                    (Some(a), Some(b)) if a != b => a < b,
+                    _ => prev <= k,
+                };
+                if !ordered {
+                    sorted = false;
+                    break;
+                }
+                prev = k;
+            }
+        }
+        if sorted {
+            self.entries
+                .iter()
+                .for_each(|(k, v)| f(self.text(k), self.text(v)));
+            return;
+        }
         const ON_STACK_MAX: usize = 16;
         if self.entries.len() > ON_STACK_MAX {
             self.sorted().into_iter().for_each(|(k, v)| f(k, v));
