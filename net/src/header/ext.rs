@@ -133,6 +133,7 @@ impl ExtFields {
     }
 
     /// `set_parts` for a key the caller knows is not present yet.
+    #[inline]
     pub(crate) fn push_parts_unique(&mut self, key: TextPart, value: TextPart) {
         self.entries.push((key.0, value.0));
     }
@@ -141,6 +142,26 @@ impl ExtFields {
     pub(crate) fn push_static_unique(&mut self, key: &'static str, value: String) {
         debug_assert!(!self.contains_key(key));
         self.entries.push((Text::Static(key), Text::Owned(value)));
+    }
+
+    /// The keys in insertion order (positions for [`ExtFields::value_at`]).
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.entries.iter().map(move |(k, _)| self.text(k))
+    }
+
+    /// The value of entry `at` (a position from [`ExtFields::keys`]).
+    pub fn value_at(&self, at: usize) -> Option<&str> {
+        self.entries.get(at).map(|(_, v)| self.text(v))
+    }
+
+    /// Moves out the value of entry `at` when the fields own it (text that had JSON escapes,
+    /// or was inserted by hand), leaving it empty; `None` for text that is shared or static,
+    /// which the caller copies. Used by typed headers' `from_ext_owned`.
+    pub(crate) fn take_owned_value(&mut self, at: usize) -> Option<String> {
+        match self.entries.get_mut(at) {
+            Some((_, Text::Owned(s))) => Some(std::mem::take(s)),
+            _ => None,
+        }
     }
 
     /// Removes `key` and returns its value.
@@ -232,6 +253,13 @@ impl TextPart {
             at: u32::try_from(at).ok()?,
             len: u32::try_from(len).ok()?,
         }))
+    }
+    /// The length of a `shared` part's text; `None` for other parts.
+    pub(crate) fn shared_len(&self) -> Option<usize> {
+        match self.0 {
+            Text::Shared { len, .. } => Some(len as usize),
+            _ => None,
+        }
     }
     pub(crate) fn fixed(s: &'static str) -> Self {
         TextPart(Text::Static(s))

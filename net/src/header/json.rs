@@ -211,7 +211,9 @@ pub fn decode_fast(header: &[u8]) -> Option<RemotingCommand> {
                 // Unknown fields are ignored by serde (after checking the key is UTF-8); here
                 // only scalars are skipped.
                 other => {
-                    std::str::from_utf8(other).ok()?;
+                    if !other.is_ascii() {
+                        std::str::from_utf8(other).ok()?;
+                    }
                     p.skip_scalar()?
                 }
             }
@@ -241,8 +243,23 @@ pub fn decode_fast(header: &[u8]) -> Option<RemotingCommand> {
     })
 }
 
+/// `special_at` with the first word looked at inline: most keys and values (and the strings
+/// of a reply) end within it, and the general scan out of line costs ~80 instructions even
+/// for a one-letter key.
+#[inline(always)]
+fn find_special(s: &[u8]) -> Option<usize> {
+    match s.first_chunk::<8>() {
+        Some(w) => match special_bytes(u64::from_be_bytes(*w)) {
+            0 => Some(8 + special_at(s.get(8..)?)?),
+            m => Some((m.leading_zeros() / 8) as usize),
+        },
+        None => s.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\'),
+    }
+}
+
 /// Index of the first byte that ends a plain run inside a JSON string: a quote, a backslash or a
 /// control character.
+#[inline(never)]
 fn special_at(s: &[u8]) -> Option<usize> {
     // Eight bytes per step (a send header's strings are ~300 bytes; byte by byte they were
     // ~4k instructions per request). Loaded big-endian so the first byte in memory is the
@@ -328,20 +345,12 @@ impl<'a> Scanner<'a> {
     /// A key without escapes, as raw bytes (still checked to be UTF-8 by the caller's match or
     /// by `ext_fields`).
     fn plain_key(&mut self) -> Option<&'a [u8]> {
-        self.eat(b'"')?;
-        let start = self.i;
-        loop {
-            match self.peek()? {
-                b'"' => break,
-                b'\\' => return None,
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
-            }
+        if self.peek()? != b'"' {
+            return None;
         }
+        let (at, len) = self.plain_string()?;
         let s: &'a [u8] = self.s;
-        let key = s.get(start..self.i)?;
-        self.i += 1;
-        Some(key)
+        s.get(at..at + len)
     }
 
     /// A JSON string with its escapes resolved. Lone surrogates and raw control characters
@@ -351,6 +360,19 @@ impl<'a> Scanner<'a> {
             Part::Plain(at, len) => self.text.get(at..at + len)?.to_owned(),
             Part::Escaped(s) => s,
         })
+    }
+
+    /// At an opening quote: `(at, len)` of the string's text when it has no escapes, past its
+    /// closing quote; `None` (nothing consumed) when it has any, for `string_part`.
+    fn plain_string(&mut self) -> Option<(usize, usize)> {
+        let start = self.i + 1;
+        let rest = self.s.get(start..)?;
+        let run = find_special(rest)?;
+        if rest.get(run) != Some(&b'"') {
+            return None;
+        }
+        self.i = start + run + 1;
+        Some((start, run))
     }
 
     /// A JSON string: where its text is when it has no escapes (most do: no copy), else its
@@ -457,17 +479,28 @@ impl<'a> Scanner<'a> {
         self.s.get(start..self.i)
     }
 
+    /// The shape `int_text` accepts, converted while it is scanned. A value outside i32 is
+    /// serde's error (None).
     fn int32(&mut self) -> Option<i32> {
-        // `int_text` checked the shape (-?digits, at most 18): this cannot overflow an i64, and
-        // a value outside i32 is serde's error (None).
-        let t = self.int_text()?;
-        let (neg, digits) = match t.split_first() {
-            Some((b'-', rest)) => (true, rest),
-            _ => (false, t),
-        };
+        let neg = self.eat_if(b'-');
+        let digits_at = self.i;
         let mut v: i64 = 0;
-        for &d in digits {
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            // At most FAST_INT_DIGITS_MAX digits (checked below) before this can overflow,
+            // and i32 needs 10: stop early instead of wrapping.
+            if self.i - digits_at >= FAST_INT_DIGITS_MAX {
+                return None;
+            }
             v = v * 10 + i64::from(d - b'0');
+            self.i += 1;
+        }
+        let n = self.i - digits_at;
+        let first = *self.s.get(digits_at)?;
+        if n == 0 || (first == b'0' && (n > 1 || neg)) {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.peek() {
+            return None;
         }
         i32::try_from(if neg { -v } else { v }).ok()
     }
@@ -518,15 +551,24 @@ impl<'a> Scanner<'a> {
             if out.len() >= FAST_EXT_FIELDS_MAX {
                 return None;
             }
+            // Keys and values without escapes (nearly all) are ranges found by `plain_string`;
+            // the rest are resolved by `string_part`.
+            let key_at = self.i;
             let key = match self.peek()? {
-                b'"' => self.string_part()?.into_text()?,
+                b'"' => match self.plain_string() {
+                    Some((at, len)) => TextPart::shared(at, len)?,
+                    None => self.string_part()?.into_text()?,
+                },
                 _ => return None,
             };
             self.ws();
             self.eat(b':')?;
             self.ws();
             let value = match self.peek()? {
-                b'"' => Some(self.string_part()?.into_text()?),
+                b'"' => Some(match self.plain_string() {
+                    Some((at, len)) => TextPart::shared(at, len)?,
+                    None => self.string_part()?.into_text()?,
+                }),
                 b'n' => self.eat_word(b"null").then_some(None)?,
                 b't' => self
                     .eat_word(b"true")
@@ -537,9 +579,16 @@ impl<'a> Scanner<'a> {
                 _ => Some(self.int_part()?),
             };
             if let Some(value) = value {
-                let k = out.part_bytes(&key);
-                let bit =
-                    1u64 << ((usize::from(k.first().copied().unwrap_or(0)) + 7 * k.len()) % 64);
+                // The key's first byte and length: of its text, which for a plain key starts
+                // right after its opening quote.
+                let (first, len) = match key.shared_len() {
+                    Some(len) => (self.s.get(key_at + 1).copied().unwrap_or(0), len),
+                    None => {
+                        let k = out.part_bytes(&key);
+                        (k.first().copied().unwrap_or(0), k.len())
+                    }
+                };
+                let bit = 1u64 << ((usize::from(first) + 7 * len) % 64);
                 if seen & bit == 0 {
                     seen |= bit;
                     out.push_parts_unique(key, value);
@@ -617,7 +666,7 @@ fn push_int(out: &mut Vec<u8>, v: i64) {
 /// Writes a JSON string literal (serde_json escapes control characters as `\u0001`).
 fn write_str(out: &mut Vec<u8>, s: &str) {
     // Most strings need no escaping.
-    if special_at(s.as_bytes()).is_none() {
+    if find_special(s.as_bytes()).is_none() {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());

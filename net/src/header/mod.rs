@@ -11,6 +11,8 @@ pub mod consumer;
 pub mod ext;
 pub mod json;
 pub mod namesrv;
+#[cfg(test)]
+mod probe;
 pub mod producer;
 
 pub use admin::*;
@@ -37,6 +39,10 @@ pub trait ExtValue: Sized {
     /// Strings keep an empty value; other types treat `""` in an optional field as absent.
     const IS_STRING: bool = false;
     fn parse(s: &str) -> Option<Self>;
+    /// `parse` on a string the caller gives up (strings keep it: no copy).
+    fn from_string(s: String) -> Option<Self> {
+        Self::parse(&s)
+    }
     fn format(&self) -> String;
     /// `format` on a value the caller gives up (strings are moved, not copied).
     fn into_text(self) -> String {
@@ -49,6 +55,9 @@ impl ExtValue for String {
     const IS_STRING: bool = true;
     fn parse(s: &str) -> Option<Self> {
         Some(s.to_owned())
+    }
+    fn from_string(s: String) -> Option<Self> {
+        Some(s)
     }
     fn format(&self) -> String {
         self.clone()
@@ -66,7 +75,40 @@ fn int_string(v: i64) -> String {
 
 /// Integers: decimal, optional sign, surrounding spaces tolerated. A JSON number that carried a
 /// fraction of zero (`"4.0"`) is accepted too, since some JSON writers emit integers that way.
+///
+/// The text every client sends (`-?[0-9]{1,18}`) is converted in one pass here; anything else
+/// goes to [`parse_int_general`], which defines the accepted forms. (`trim` + `str::parse` cost
+/// ~80 instructions per field, six integer fields per send header.)
 fn parse_int<T: std::str::FromStr + TryFrom<i64>>(s: &str) -> Option<T> {
+    match parse_plain_int(s.as_bytes()) {
+        Some(v) => T::try_from(v).ok(),
+        None => parse_int_general(s),
+    }
+}
+
+/// `-?[0-9]{1,18}` as an i64 (18 digits cannot overflow); `None` for any other text.
+fn parse_plain_int(b: &[u8]) -> Option<i64> {
+    const DIGITS_MAX: usize = 18;
+    let (neg, digits) = match b.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > DIGITS_MAX {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + i64::from(d);
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// The general integer parser behind [`parse_int`] (and its reference in tests).
+fn parse_int_general<T: std::str::FromStr + TryFrom<i64>>(s: &str) -> Option<T> {
     let s = s.trim();
     if let Ok(v) = s.parse::<T>() {
         return Some(v);
@@ -101,6 +143,12 @@ impl ExtValue for i64 {
 impl ExtValue for bool {
     const EXPECTED: &'static str = "true/false or 1/0";
     fn parse(s: &str) -> Option<Self> {
+        // What clients send, before the tolerant forms.
+        match s {
+            "true" => return Some(true),
+            "false" => return Some(false),
+            _ => {}
+        }
         let s = s.trim();
         if s.eq_ignore_ascii_case("true") || s == "1" {
             Some(true)
@@ -154,12 +202,24 @@ pub fn optional<T: ExtValue>(ext: &ExtFields, key: &'static str) -> Result<Optio
 
 /// `required` on a value already looked up (see `from_ext`).
 pub fn required_raw<T: ExtValue>(raw: Option<&str>, key: &'static str) -> Result<T> {
-    let raw = raw.ok_or(WireError::MissingField { field: key })?;
-    T::parse(raw).ok_or_else(|| WireError::BadField {
+    let Some(raw) = raw else {
+        return Err(WireError::MissingField { field: key });
+    };
+    match T::parse(raw) {
+        Some(v) => Ok(v),
+        None => Err(bad_field::<T>(raw, key)),
+    }
+}
+
+/// The error for a value `T` cannot parse (out of line: the hot path only returns it).
+#[cold]
+#[inline(never)]
+fn bad_field<T: ExtValue>(raw: &str, key: &'static str) -> WireError {
+    WireError::BadField {
         field: key,
         value: truncated(raw),
         expected: T::EXPECTED,
-    })
+    }
 }
 
 /// `optional` on a value already looked up (see `from_ext`).
@@ -167,12 +227,51 @@ pub fn optional_raw<T: ExtValue>(raw: Option<&str>, key: &'static str) -> Result
     match raw {
         None => Ok(None),
         Some(raw) if raw.is_empty() && !T::IS_STRING => Ok(None),
-        Some(raw) => T::parse(raw).map(Some).ok_or_else(|| WireError::BadField {
-            field: key,
-            value: truncated(raw),
-            expected: T::EXPECTED,
-        }),
+        Some(raw) => match T::parse(raw) {
+            Some(v) => Ok(Some(v)),
+            None => Err(bad_field::<T>(raw, key)),
+        },
     }
+}
+
+/// `required` on entry `at` of fields the caller is giving up (`from_ext_owned`): a string
+/// value the fields own is moved out instead of copied (a send's properties, ~100 bytes, was
+/// copied here and then regrown by the broker).
+pub fn required_at<T: ExtValue>(
+    ext: &mut ExtFields,
+    at: Option<usize>,
+    key: &'static str,
+) -> Result<T> {
+    let Some(at) = at else {
+        return Err(WireError::MissingField { field: key });
+    };
+    if T::IS_STRING {
+        if let Some(s) = ext.take_owned_value(at) {
+            if let Some(v) = T::from_string(s) {
+                return Ok(v);
+            }
+        }
+    }
+    required_raw(ext.value_at(at), key)
+}
+
+/// `optional` on entry `at` of fields the caller is giving up (see [`required_at`]).
+pub fn optional_at<T: ExtValue>(
+    ext: &mut ExtFields,
+    at: Option<usize>,
+    key: &'static str,
+) -> Result<Option<T>> {
+    let Some(at) = at else {
+        return Ok(None);
+    };
+    if T::IS_STRING {
+        if let Some(s) = ext.take_owned_value(at) {
+            if let Some(v) = T::from_string(s) {
+                return Ok(Some(v));
+            }
+        }
+    }
+    optional_raw(ext.value_at(at), key)
 }
 
 /// Bad values are echoed in remarks and logs; keep them short.
@@ -201,41 +300,40 @@ macro_rules! ext_header {
 
         impl $name {
             /// Parses the fields from extFields; errors name the wire key. One pass over the
-            /// entries (keys are unique), then the fields in declaration order, so the first
+            /// entries (keys are unique) matching each key once (a `match` on the literals,
+            /// no index arithmetic), then the fields in declaration order, so the first
             /// missing or bad field is the one reported.
             pub fn from_ext(ext: &$crate::header::ExtFields) -> $crate::error::Result<Self> {
-                const KEYS: &[&str] = &[$($key),*];
-                #[allow(unused_mut)]
-                let mut slots: [Option<&str>; KEYS.len()] = [None; KEYS.len()];
-                // A chain of comparisons with literals: the compiler turns each into a length
-                // check and a compare of a few bytes (a search of the KEYS array called memcmp
-                // per key, ~3k instructions per send header).
-                for (k, v) in ext.iter() {
-                    #[allow(unused_mut, unused_variables, unused_assignments)]
-                    let mut i = 0usize;
-                    $(
-                        if k == $key {
-                            if let Some(slot) = slots.get_mut(i) {
-                                *slot = Some(v);
-                            }
-                            continue;
-                        }
-                        #[allow(unused_assignments)]
-                        {
-                            i += 1;
-                        }
-                    )*
+                // One local per field (macro hygiene keeps them apart from the loop's names).
+                $( #[allow(unused_mut)] let mut $field: Option<&str> = None; )*
+                for (key, value) in ext.iter() {
+                    #[allow(unreachable_patterns)]
+                    match key {
+                        $( $key => $field = Some(value), )*
+                        _ => {}
+                    }
                 }
-                #[allow(unused_mut, unused_variables)]
-                let mut slots = slots.into_iter();
                 Ok(Self {
-                    $( $field: $crate::header::ext_header!(@take $kind slots $ty, $key), )*
+                    $( $field: $crate::header::ext_header!(@take $kind $field $ty, $key), )*
                 })
             }
 
-            /// `from_ext` on fields the caller gives up (kept for the send path's callers).
-            pub fn from_ext_owned(ext: $crate::header::ExtFields) -> $crate::error::Result<Self> {
-                Self::from_ext(&ext)
+            /// `from_ext` on fields the caller gives up: a string value they own (one that
+            /// had JSON escapes, like a send's properties) is moved, not copied.
+            pub fn from_ext_owned(
+                #[allow(unused_mut)] mut ext: $crate::header::ExtFields,
+            ) -> $crate::error::Result<Self> {
+                $( #[allow(unused_mut)] let mut $field: Option<usize> = None; )*
+                for (at, key) in ext.keys().enumerate() {
+                    #[allow(unreachable_patterns)]
+                    match key {
+                        $( $key => $field = Some(at), )*
+                        _ => {}
+                    }
+                }
+                Ok(Self {
+                    $( $field: $crate::header::ext_header!(@take_at $kind ext $field $ty, $key), )*
+                })
             }
 
             /// `to_ext` consuming the header: string fields are moved, not copied (a send
@@ -267,11 +365,17 @@ macro_rules! ext_header {
     };
     (@ty req $ty:ty) => { $ty };
     (@ty opt $ty:ty) => { Option<$ty> };
-    (@take req $slots:ident $ty:ty, $key:literal) => {
-        $crate::header::required_raw::<$ty>($slots.next().flatten(), $key)?
+    (@take req $raw:ident $ty:ty, $key:literal) => {
+        $crate::header::required_raw::<$ty>($raw, $key)?
     };
-    (@take opt $slots:ident $ty:ty, $key:literal) => {
-        $crate::header::optional_raw::<$ty>($slots.next().flatten(), $key)?
+    (@take opt $raw:ident $ty:ty, $key:literal) => {
+        $crate::header::optional_raw::<$ty>($raw, $key)?
+    };
+    (@take_at req $ext:ident $at:ident $ty:ty, $key:literal) => {
+        $crate::header::required_at::<$ty>(&mut $ext, $at, $key)?
+    };
+    (@take_at opt $ext:ident $at:ident $ty:ty, $key:literal) => {
+        $crate::header::optional_at::<$ty>(&mut $ext, $at, $key)?
     };
     (@put req $m:ident $v:expr, $key:literal) => {
         $m.push_static_unique($key, $crate::header::ExtValue::format(&$v));
@@ -311,7 +415,59 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The tolerant bool parser as it was before its fast path (the reference).
+    fn bool_general(s: &str) -> Option<bool> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("true") || s == "1" {
+            Some(true)
+        } else if s.eq_ignore_ascii_case("false") || s == "0" {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Text around the integer fast path's edges: signs, spaces, zero fractions, 18/19 digits,
+    /// i32 and i64 limits, non-ASCII digits.
+    fn arb_int_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[-+ ]{0,2}[0-9]{0,20}(\\.[0-9]{0,2})?[ \t]{0,1}",
+            any::<i64>().prop_map(|v| v.to_string()),
+            any::<i32>().prop_map(|v| v.to_string()),
+            prop::sample::select(vec![
+                "",
+                "-",
+                "+",
+                "2147483648",
+                "-2147483649",
+                "9223372036854775807",
+                "-9223372036854775808",
+                "9223372036854775808",
+                "١٢",
+                "0x10",
+                "1e3",
+                "４",
+                "true",
+                "TRUE",
+                " false",
+                "1",
+                "0",
+                "yes",
+            ])
+            .prop_map(str::to_string),
+        ]
+    }
+
     proptest! {
+        /// The one-pass integer parser accepts exactly what the general one accepts, with the
+        /// same value; the bool parser's fast path likewise.
+        #[test]
+        fn fast_scalar_parsers_match_the_general_ones(t in arb_int_text()) {
+            prop_assert_eq!(<i32 as ExtValue>::parse(&t), parse_int_general::<i32>(&t));
+            prop_assert_eq!(<i64 as ExtValue>::parse(&t), parse_int_general::<i64>(&t));
+            prop_assert_eq!(<bool as ExtValue>::parse(&t), bool_general(&t));
+        }
+
         #[test]
         fn integers_format_like_display(v in any::<i64>(), w in any::<i32>()) {
             prop_assert_eq!(v.format(), v.to_string());

@@ -194,3 +194,171 @@ ext_header! {
         opt consumer_group: String = "consumerGroup",
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::header::json;
+    use proptest::prelude::*;
+
+    /// A JSON string literal of `s` with every character escaped or not at random (`\uXXXX`,
+    /// the short escapes, or as is), so values and keys are sometimes plain, sometimes not.
+    fn json_str(s: &str, escape: &[bool]) -> String {
+        let mut out = String::from("\"");
+        for (i, c) in s.chars().enumerate() {
+            let esc = escape
+                .get(i % escape.len().max(1))
+                .copied()
+                .unwrap_or(false);
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c if esc && (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// One extFields value as a send header carries it: text (numbers, bools, strings with
+    /// property separators, empty, bad numbers) written as a JSON string, or a JSON number,
+    /// bool or null.
+    fn arb_value() -> impl Strategy<Value = (String, Vec<bool>)> {
+        let text = prop_oneof![
+            "-?[0-9]{1,19}",
+            Just(String::new()),
+            Just("true".to_string()),
+            Just("false".to_string()),
+            Just("4.0".to_string()),
+            Just(" 7 ".to_string()),
+            Just("x1".to_string()),
+            "[a-zA-Z0-9_%-]{0,12}",
+            "[a-zA-Z_]{1,8}\u{1}[A-F0-9]{0,32}\u{2}(WAIT\u{1}true)?",
+            "\\PC{0,6}",
+        ];
+        let escapes = prop::collection::vec(any::<bool>(), 1..4);
+        let raw = prop_oneof![
+            Just("7".to_string()),
+            Just("-12".to_string()),
+            Just("1700000000000".to_string()),
+            Just("true".to_string()),
+            Just("false".to_string()),
+            Just("null".to_string()),
+            Just("2.5".to_string()),
+        ];
+        prop_oneof![
+            4 => (text, escapes).prop_map(|(t, e)| (json_str(&t, &e), e)),
+            1 => raw.prop_map(|r| (r, vec![false])),
+        ]
+    }
+
+    fn arb_send_json() -> impl Strategy<Value = (i32, String)> {
+        let key = prop::sample::select(vec![
+            "a",
+            "b",
+            "c",
+            "d",
+            "e",
+            "f",
+            "g",
+            "h",
+            "i",
+            "j",
+            "k",
+            "l",
+            "m",
+            "n",
+            "x",
+            "topic",
+            "queueId",
+            "producerGroup",
+            "defaultTopic",
+            "defaultTopicQueueNums",
+            "sysFlag",
+            "bornTimestamp",
+            "flag",
+            "properties",
+            "batch",
+            "unitMode",
+            "reconsumeTimes",
+            "maxReconsumeTimes",
+            "bname",
+            "AccessKey",
+        ]);
+        // A complete valid V2 or V1 header underneath, so most cases decode; random fields on
+        // top (replacing, adding unknown ones, or bad values), in random order.
+        let code = prop::sample::select(vec![10, 310, 320, 325]);
+        let extra = prop::collection::vec((key, arb_value(), any::<bool>()), 0..10);
+        let drop = prop::collection::vec(any::<bool>(), 14);
+        (code, extra, drop, any::<prop::sample::Index>()).prop_map(|(code, extra, drop, rot)| {
+            let base_v2 = [
+                ("a", "\"pg\""), ("b", "\"TopicTest\""), ("c", "\"TBW102\""), ("d", "\"4\""),
+                ("e", "\"1\""), ("f", "\"0\""), ("g", "\"1700000000000\""), ("h", "0"),
+                ("i", "\"UNIQ_KEY\\u0001AB\\u0002WAIT\\u0001true\\u0002\""), ("j", "\"0\""),
+                ("k", "\"false\""), ("l", "16"), ("m", "false"), ("n", "\"broker-a\""),
+            ];
+            let v1_names = [
+                "producerGroup", "topic", "defaultTopic", "defaultTopicQueueNums", "queueId",
+                "sysFlag", "bornTimestamp", "flag", "properties", "reconsumeTimes", "unitMode",
+                "maxReconsumeTimes", "batch", "bname",
+            ];
+            let mut fields: Vec<(String, String)> = base_v2
+                .iter()
+                .zip(v1_names)
+                .zip(&drop)
+                // Sometimes a field is missing (required ones then give MissingField).
+                .filter(|(_, &d)| !d || rot.index(7) == 0)
+                .map(|(((k, v), v1), _)| {
+                    let k = if code == 10 { v1 } else { k };
+                    (format!("\"{k}\""), v.to_string())
+                })
+                .collect();
+            for (k, (v, esc), escape_key) in extra {
+                let k = if escape_key { json_str(k, &esc) } else { format!("\"{k}\"") };
+                fields.push((k, v));
+            }
+            let n = fields.len().max(1);
+            fields.rotate_left(rot.index(n) % n);
+            let ext: Vec<String> = fields.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            let header = format!(
+                "{{\"code\":{code},\"extFields\":{{{}}},\"flag\":0,\"language\":\"CPP\",\"opaque\":9,\"serializeTypeCurrentRPC\":\"JSON\",\"version\":453}}",
+                ext.join(",")
+            );
+            (code, header)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        /// The broker's send path (fast JSON scanner, then `take_for`, moving owned values)
+        /// decodes exactly what the general path (serde, then `decode_for` on borrowed
+        /// fields) decodes, errors included: field order, escapes, unknown fields, numbers as
+        /// strings or numbers, missing fields and bad values.
+        #[test]
+        fn send_header_fast_path_matches_the_general_path((code, h) in arb_send_json()) {
+            let general = json::decode_reference(h.as_bytes())
+                .map(|cmd| SendMessageRequestHeader::decode_for(code, &cmd.ext_fields).map_err(|e| e.to_string()));
+            let fast = json::decode(h.as_bytes())
+                .map(|cmd| SendMessageRequestHeader::take_for(code, cmd.ext_fields).map_err(|e| e.to_string()));
+            prop_assert_eq!(fast.is_ok(), general.is_ok(), "{}", h);
+            if let (Ok(f), Ok(g)) = (fast, general) {
+                prop_assert_eq!(f, g, "{}", h);
+            }
+        }
+    }
+
+    #[test]
+    fn send_header_fast_path_reports_bad_values_like_the_general_path() {
+        let h = r#"{"code":310,"extFields":{"a":"pg","b":"T","c":"TBW102","d":"4","e":"x1","f":"0","g":"1","h":"0"},"language":"CPP","opaque":1,"version":1}"#;
+        let fast = json::decode(h.as_bytes()).unwrap();
+        let err = SendMessageRequestHeader::take_for(310, fast.ext_fields).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"bad header field e: "x1" (a 32-bit integer)"#
+        );
+    }
+}
