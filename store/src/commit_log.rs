@@ -64,8 +64,12 @@ impl Segment {
     }
 
     /// Pre-faults `[warmed, to)` (called on the pre-allocation thread): writable page tables for
-    /// appends through the mapping, or only page-cache read-ahead for appends by `pwrite`
-    /// (`write_through`), which must not dirty pages ahead of the log.
+    /// appends through the mapping, or, for appends by `pwrite` (`write_through`), which must not
+    /// dirty pages ahead of the log, readahead of the pages into the page cache (as single-page
+    /// folios: see [`MappedFile::advise_read`]). Segments are zero-filled with direct I/O, so
+    /// their pages are not in the cache until read here; a `pwrite` of part of a page that is not
+    /// would read it from the disk first, on the append path. The window is requested far ahead
+    /// of the appender (`WARM_LOW_BYTES`), so the reads are done long before it gets there.
     fn warm(&self, to: u64, write_through: bool) {
         let from = self.warmed.load(Ordering::Acquire);
         let to = to.min(self.mapped.len());
