@@ -249,7 +249,7 @@ pub fn decode_fast(header: &[u8]) -> Option<RemotingCommand> {
 #[inline(always)]
 fn find_special(s: &[u8]) -> Option<usize> {
     match s.first_chunk::<8>() {
-        Some(w) => match first_special_bytes(u64::from_le_bytes(*w)) {
+        Some(w) => match first_special_bytes(scan_word(*w)) {
             0 => Some(8 + special_at(s.get(8..)?)?),
             m => Some((m.trailing_zeros() / 8) as usize),
         },
@@ -267,7 +267,7 @@ fn special_at(s: &[u8]) -> Option<usize> {
     let mut words = s.chunks_exact(8);
     let mut at = 0;
     for w in words.by_ref() {
-        let v = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        let v = scan_word(w.try_into().unwrap_or([0; 8]));
         let m = first_special_bytes(v);
         if m != 0 {
             return Some(at + (m.trailing_zeros() / 8) as usize);
@@ -279,6 +279,14 @@ fn special_at(s: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
         .map(|i| at + i)
+}
+
+/// Eight bytes of text as a word for [`first_special_bytes`]: the first byte in memory is the
+/// least significant. Not a wire or disk integer (those are big-endian): a byte scan, where
+/// this order lets the first special byte be found by `trailing_zeros`.
+#[allow(clippy::little_endian_bytes)]
+fn scan_word(w: [u8; 8]) -> u64 {
+    u64::from_le_bytes(w)
 }
 
 /// For `v` loaded little-endian (first byte in memory lowest): the high bit of its first
