@@ -516,6 +516,14 @@ impl MessageStore {
             Arc::clone(&tombstones),
             dispatch_from,
         ));
+        // SYNC_FLUSH publishes staged records from the group commit: the dispatcher learns of
+        // them from there.
+        let weak = Arc::downgrade(&dispatcher);
+        log.set_publish_hook(Box::new(move || {
+            if let Some(d) = weak.upgrade() {
+                d.wake();
+            }
+        }));
         dispatcher.catch_up(valid_end)?;
         log.set_queue_offsets(
             cqs.all()
