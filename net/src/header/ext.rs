@@ -164,6 +164,26 @@ impl ExtFields {
         }
     }
 
+    /// `push_static_unique` of an integer's decimal text; the small values headers mostly
+    /// carry (flags, queue ids, counts) as static text, without allocating.
+    pub(crate) fn push_static_int(&mut self, key: &'static str, v: i64) {
+        const SMALL: [&str; 16] = [
+            "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+        ];
+        debug_assert!(!self.contains_key(key));
+        let text = match usize::try_from(v).ok().and_then(|i| SMALL.get(i)) {
+            Some(s) => Text::Static(s),
+            None => Text::Owned(itoa::Buffer::new().format(v).to_owned()),
+        };
+        self.entries.push((Text::Static(key), text));
+    }
+
+    /// `push_static_unique` of static text (booleans).
+    pub(crate) fn push_static_static(&mut self, key: &'static str, value: &'static str) {
+        debug_assert!(!self.contains_key(key));
+        self.entries.push((Text::Static(key), Text::Static(value)));
+    }
+
     /// Removes `key` and returns its value.
     pub fn remove(&mut self, key: &str) -> Option<String> {
         let i = self.position(key)?;
@@ -390,6 +410,23 @@ mod tests {
             seen,
             vec![("k".into(), "new".into()), ("o".into(), "x".into())]
         );
+    }
+
+    proptest! {
+        /// Integers (static text when small) and static booleans read back as their text.
+        #[test]
+        fn pushed_integers_read_as_their_text(
+            v in prop_oneof![any::<i64>(), -2i64..20],
+            b in any::<bool>(),
+        ) {
+            let mut e = ExtFields::new();
+            e.push_static_int("n", v);
+            e.push_static_static("b", if b { "true" } else { "false" });
+            let n = v.to_string();
+            prop_assert_eq!(e.get("n"), Some(n.as_str()));
+            prop_assert_eq!(e.get("b"), Some(if b { "true" } else { "false" }));
+            prop_assert_eq!(e.remove("n"), Some(n));
+        }
     }
 
     #[test]

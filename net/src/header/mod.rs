@@ -48,6 +48,11 @@ pub trait ExtValue: Sized {
     fn into_text(self) -> String {
         self.format()
     }
+    /// Appends the value as `key` to fields that do not have it yet (typed headers'
+    /// `into_ext`); numbers and booleans without allocating.
+    fn push_into(self, ext: &mut ExtFields, key: &'static str) {
+        ext.push_static_unique(key, self.into_text());
+    }
 }
 
 impl ExtValue for String {
@@ -125,6 +130,9 @@ impl ExtValue for i32 {
     fn parse(s: &str) -> Option<Self> {
         parse_int(s)
     }
+    fn push_into(self, ext: &mut ExtFields, key: &'static str) {
+        ext.push_static_int(key, i64::from(self));
+    }
     fn format(&self) -> String {
         int_string(i64::from(*self))
     }
@@ -134,6 +142,9 @@ impl ExtValue for i64 {
     const EXPECTED: &'static str = "a 64-bit integer";
     fn parse(s: &str) -> Option<Self> {
         parse_int(s)
+    }
+    fn push_into(self, ext: &mut ExtFields, key: &'static str) {
+        ext.push_static_int(key, self);
     }
     fn format(&self) -> String {
         int_string(*self)
@@ -160,6 +171,9 @@ impl ExtValue for bool {
     }
     fn format(&self) -> String {
         if *self { "true" } else { "false" }.to_owned()
+    }
+    fn push_into(self, ext: &mut ExtFields, key: &'static str) {
+        ext.push_static_static(key, if self { "true" } else { "false" });
     }
 }
 
@@ -381,11 +395,11 @@ macro_rules! ext_header {
         $m.push_static_unique($key, $crate::header::ExtValue::format(&$v));
     };
     (@put_owned req $m:ident $v:expr, $key:literal) => {
-        $m.push_static_unique($key, $crate::header::ExtValue::into_text($v));
+        $crate::header::ExtValue::push_into($v, &mut $m, $key);
     };
     (@put_owned opt $m:ident $v:expr, $key:literal) => {
         if let Some(v) = $v {
-            $m.push_static_unique($key, $crate::header::ExtValue::into_text(v));
+            $crate::header::ExtValue::push_into(v, &mut $m, $key);
         }
     };
     (@put opt $m:ident $v:expr, $key:literal) => {
