@@ -420,7 +420,7 @@ pub struct CommitLog {
     pub(crate) fail_next_flush: AtomicBool,
     /// Successful syncs (msync rounds) so far: group commits under SYNC_FLUSH.
     sync_count: AtomicU64,
-    /// Called after staged records were written and published (wakes the dispatcher).
+    /// Called after a flush that wrote staged records has synced them (wakes the dispatcher).
     publish_hook: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
@@ -501,15 +501,9 @@ impl CommitLog {
         Ok(true)
     }
 
-    /// Writes and publishes the staged records, then calls the publish hook.
-    fn drain(&self) -> Result<()> {
-        let drained = self.drain_locked(&mut self.append.lock())?;
-        if drained {
-            if let Some(hook) = self.publish_hook.get() {
-                hook();
-            }
-        }
-        Ok(())
+    /// Writes and publishes the staged records; returns whether there were any.
+    fn drain(&self) -> Result<bool> {
+        self.drain_locked(&mut self.append.lock())
     }
 
     /// Chooses how appends reach the page cache: through the file descriptor with `pwrite`
@@ -840,10 +834,11 @@ impl CommitLog {
         // Only the staged records' write takes the append lock (once per round): the sync
         // itself runs without it, so appends go on while it waits for the disk.
         let ts = self.last_store_ts.load(Ordering::Acquire);
+        let mut drained = false;
         if self.write_through() {
             // The staged records (all appended so far, the one carrying `ts` among them) are
             // written first, so the sync covers them.
-            self.drain()?;
+            drained = self.drain()?;
         }
         let target = self.max_offset();
         let from = self.flushed();
@@ -862,6 +857,12 @@ impl CommitLog {
         self.sync_count.fetch_add(1, Ordering::Relaxed);
         if ts != 0 {
             self.flushed_store_ts.store(ts, Ordering::Release);
+        }
+        if drained {
+            // After the sync, not on the way to it: the wake-up is a syscall.
+            if let Some(hook) = self.publish_hook.get() {
+                hook();
+            }
         }
         Ok(target)
     }
