@@ -385,13 +385,38 @@ impl MappedFile {
     /// appends take no page faults (MADV_POPULATE_WRITE, Linux 5.14+). Falls back to
     /// MADV_WILLNEED where unsupported. Errors are only performance hints and are returned for
     /// logging.
+    ///
+    /// In [`POPULATE_CHUNK_BYTES`] pieces: a populate holds the process's mmap lock (read) for
+    /// its whole length, so any thread that maps or unmaps memory meanwhile (the allocator, a
+    /// new thread's stack) waits for it, and every page fault queues behind that waiter. One
+    /// call over 512 MiB of tmpfs blocked another thread's mmap for 155-202 ms here, 4 MiB
+    /// pieces for 16 ms at most (2026-11-22); the segment's first 256 MiB window, populated in
+    /// one call, could stall the whole broker for as long.
     pub fn prefault_write(&self, start: u64, len: u64) -> io::Result<()> {
         const MADV_POPULATE_WRITE: libc::c_int = 23;
-        self.madvise_range(start, len, MADV_POPULATE_WRITE)
+        self.madvise_chunked(start, len, MADV_POPULATE_WRITE, POPULATE_CHUNK_BYTES)
             .or_else(|err| {
-                self.madvise_range(start, len, libc::MADV_WILLNEED)
+                self.madvise_chunked(start, len, libc::MADV_WILLNEED, WILLNEED_CHUNK_BYTES)
                     .map_err(|_| err)
             })
+    }
+
+    /// [`Self::madvise_range`] over `[start, start + len)` in `chunk`-byte pieces.
+    fn madvise_chunked(
+        &self,
+        start: u64,
+        len: u64,
+        advice: libc::c_int,
+        chunk: u64,
+    ) -> io::Result<()> {
+        let end = start.saturating_add(len).min(self.len);
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(chunk.max(OS_PAGE_SIZE));
+            self.madvise_range(at, n, advice)?;
+            at += n;
+        }
+        Ok(())
     }
 
     /// madvise over the pages covering `[start, start + len)` (clipped to the mapping), for
@@ -438,18 +463,15 @@ impl MappedFile {
     pub fn advise_read(&self, start: u64, len: u64, populate: bool) -> io::Result<()> {
         const MADV_POPULATE_READ: libc::c_int = 22;
         if populate {
-            return self.madvise_range(start, len, MADV_POPULATE_READ);
+            return self.madvise_chunked(start, len, MADV_POPULATE_READ, POPULATE_CHUNK_BYTES);
         }
-        let end = start.saturating_add(len).min(self.len);
-        let mut at = start;
-        while at < end {
-            let n = (end - at).min(WILLNEED_CHUNK_BYTES);
-            self.madvise_range(at, n, libc::MADV_WILLNEED)?;
-            at += n;
-        }
-        Ok(())
+        self.madvise_chunked(start, len, libc::MADV_WILLNEED, WILLNEED_CHUNK_BYTES)
     }
 }
+
+/// Piece of a populate (see [`MappedFile::prefault_write`]): the longest the mmap lock is held
+/// by one call.
+pub const POPULATE_CHUNK_BYTES: u64 = 2 << 20;
 
 /// Piece of a WILLNEED hint (see [`MappedFile::advise_read`]): below the kernel's default
 /// read-ahead window (128 KiB), so each piece is read whole.
@@ -821,19 +843,29 @@ mod tests {
 
     /// A WILLNEED hint over a large range reads all of it (the kernel reads only a few hundred
     /// KiB per call), here on a file whose zeros were written with direct I/O, so nothing of it
-    /// was in the page cache before.
+    /// was in the page cache before; a populate in pieces covers its whole range too.
     #[test]
     fn read_hints_cover_the_whole_range() {
         let Ok(dir) = tempfile::tempdir_in("/var/tmp") else {
             return;
         };
-        let p = dir.path().join("ra");
         // Above this machine's read-ahead window (8 MiB; the kernel's default is 128 KiB).
-        let len = 32u64 << 20;
-        let f = create_zero_filled(&p, len).unwrap();
-        drop(f);
-        let m = MappedFile::open(&p, 0).unwrap();
-        m.advise_read(0, len, false).unwrap();
+        let len = 32u64 << 20 | 4096;
+        for populate in [false, true] {
+            let p = dir.path().join(format!("ra{populate}"));
+            let f = create_zero_filled(&p, len).unwrap();
+            drop(f);
+            let m = MappedFile::open(&p, 0).unwrap();
+            if populate {
+                m.prefault_write(0, len).unwrap();
+            } else {
+                m.advise_read(0, len, false).unwrap();
+            }
+            wait_resident(&m, len);
+        }
+    }
+
+    fn wait_resident(m: &MappedFile, len: u64) {
         let pages = (len / OS_PAGE_SIZE) as usize;
         let mut vec = vec![0u8; pages];
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
