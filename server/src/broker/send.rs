@@ -200,6 +200,8 @@ fn send(
         reconsume_times: h.reconsume_times.unwrap_or(0),
         prepared_transaction_offset: 0,
     };
+    // A single message's UNIQ_KEY, for the reply.
+    let mut uniq = None;
     let msgs = if batch {
         if base.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
             return reply(
@@ -225,7 +227,7 @@ fn send(
                 m.flag = it.flag;
                 m.body = it.body;
                 m.properties = it.properties;
-                complete_properties(&mut m.properties, cluster, born_host.ip());
+                complete_properties(&mut m.properties, cluster, born_host.ip(), false);
                 m
             })
             .collect::<Vec<_>>()
@@ -237,7 +239,7 @@ fn send(
             _ => bytes::Bytes::new(),
         };
         m.properties = properties.unwrap_or_default();
-        complete_properties(&mut m.properties, cluster, born_host.ip());
+        uniq = complete_properties(&mut m.properties, cluster, born_host.ip(), true);
         if m.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
             if let Err((c, remark)) =
                 retry::adjust_retry_send(b, m.reconsume_times, h.max_reconsume_times, &mut m)
@@ -248,7 +250,7 @@ fn send(
         b.schedule.redirect_delayed(&mut m);
         vec![m]
     };
-    put(b, req, msgs, durable)
+    put(b, req, msgs, uniq, durable)
 }
 
 /// Validation in Java's order (§7.8) and the target queue. Err is the reply to send.
@@ -389,8 +391,17 @@ fn topic_for_send(
 }
 
 /// Adds CLUSTER and, when the producer did not set one, a UNIQ_KEY (as the 5.x broker does).
-fn complete_properties(props: &mut String, cluster: &str, ip: IpAddr) {
-    let add_uniq = message::property(props, PROPERTY_UNIQ_KEY).is_none();
+/// With `want_uniq`, returns the message's UNIQ_KEY (the reply's transactionId for a single
+/// message), so the send need not scan the properties for it again.
+fn complete_properties(
+    props: &mut String,
+    cluster: &str,
+    ip: IpAddr,
+    want_uniq: bool,
+) -> Option<String> {
+    let found = message::property(props, PROPERTY_UNIQ_KEY);
+    let add_uniq = found.is_none();
+    let uniq = found.filter(|_| want_uniq).map(str::to_string);
     let add_cluster = !cluster.is_empty() && message::property(props, PROPERTY_CLUSTER).is_none();
     // One reservation for both (each pair: name, U+0001, value, U+0002, and maybe a U+0002
     // before it): growing for each in turn reallocated twice per send.
@@ -402,32 +413,28 @@ fn complete_properties(props: &mut String, cluster: &str, ip: IpAddr) {
         extra += PROPERTY_CLUSTER.len() + 3 + cluster.len();
     }
     props.reserve(extra);
-    if add_uniq {
-        message::push_property(
-            props,
-            PROPERTY_UNIQ_KEY,
-            &message::new_uniq_key(ip, now_ms()),
-        );
-    }
+    let uniq = if add_uniq {
+        let u = message::new_uniq_key(ip, now_ms());
+        message::push_property(props, PROPERTY_UNIQ_KEY, &u);
+        want_uniq.then_some(u)
+    } else {
+        uniq
+    };
     if add_cluster {
         message::push_property(props, PROPERTY_CLUSTER, cluster);
     }
+    uniq
 }
 
 /// Appends and builds the response (under SYNC_FLUSH, see [`send`] for `durable`).
+/// Stores `msgs`; `single_uniq` is the UNIQ_KEY of a single message (None for a batch).
 fn put(
     b: &Broker,
     req: &RemotingCommand,
     msgs: Vec<MessageInput>,
+    single_uniq: Option<String>,
     durable: &mut Option<DurableRx>,
 ) -> RemotingCommand {
-    let single_uniq = if msgs.len() == 1 {
-        msgs.first()
-            .and_then(|m| message::property(&m.properties, PROPERTY_UNIQ_KEY))
-            .map(str::to_string)
-    } else {
-        None
-    };
     let queue_id = msgs.first().map(|m| m.queue_id).unwrap_or(0);
     let result = if b.conf().flush_disk_type == FlushDiskType::Sync {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -506,6 +513,36 @@ pub fn store_error_reply(req: &RemotingCommand, e: &StoreError) -> RemotingComma
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// The UNIQ_KEY handed back for the reply is the one the message carries: the producer's,
+    /// or the one added here; CLUSTER is added once.
+    #[test]
+    fn complete_properties_returns_the_uniq_key_the_message_carries() {
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut props = String::new();
+        let uniq = complete_properties(&mut props, "C1", ip, true).unwrap();
+        assert_eq!(
+            message::property(&props, PROPERTY_UNIQ_KEY),
+            Some(uniq.as_str())
+        );
+        assert_eq!(uniq.len(), message::UNIQ_KEY_HEX_LEN);
+        assert_eq!(message::property(&props, PROPERTY_CLUSTER), Some("C1"));
+        let before = props.clone();
+        assert_eq!(
+            complete_properties(&mut props, "C1", ip, true),
+            Some(uniq.clone())
+        );
+        assert_eq!(props, before, "nothing added twice");
+        let mut mine = format!("TAGS\u{1}A\u{2}{PROPERTY_UNIQ_KEY}\u{1}U1\u{2}");
+        assert_eq!(
+            complete_properties(&mut mine, "", ip, true).as_deref(),
+            Some("U1")
+        );
+        assert_eq!(complete_properties(&mut mine, "", ip, false), None);
+        let mut batch_item = String::new();
+        assert_eq!(complete_properties(&mut batch_item, "", ip, false), None);
+        assert!(message::property(&batch_item, PROPERTY_UNIQ_KEY).is_some());
+    }
 
     fn sent() -> (RemotingCommand, RemotingCommand) {
         let req = RemotingCommand::request(req::SEND_MESSAGE_V2);
