@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use ferrocket_store::mmap::create_zero_filled;
+use ferrocket_store::mmap::create_zero_filled_cached;
 use ferrocket_store::{FlushDiskType, MessageInput, MessageStore, PutStatus, StoreConfig};
 
 const PRODUCERS: u64 = 16;
@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
     store.put(msg(0)).unwrap();
     store.wait_preallocated(Duration::from_secs(60));
     let base_path = dir.path().join("baseline");
-    let base = create_zero_filled(&base_path, 256 << 20).unwrap();
+    let base = create_zero_filled_cached(&base_path, 256 << 20).unwrap();
     let mut base_pos = 0u64;
 
     let mut g = c.benchmark_group("sync_commit/1KiB");

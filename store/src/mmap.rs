@@ -164,6 +164,21 @@ pub fn create_zero_filled_with(
     Ok(file)
 }
 
+/// [`create_zero_filled`], then its pages read into the page cache the way a CommitLog segment's
+/// are before the appender reaches them (readahead in [`WILLNEED_CHUNK_BYTES`] pieces, so
+/// single-page folios, then waited for): for the write+fdatasync baselines of the benchmarks.
+/// The direct-I/O fill leaves nothing cached, and a `pwrite` of part of an uncached page reads
+/// it from the disk first, which would make a baseline slower than the store's own writes.
+pub fn create_zero_filled_cached(path: &Path, len: u64) -> io::Result<File> {
+    let file = create_zero_filled(path, len)?;
+    if len > 0 {
+        let m = MappedFile::open(path, 0)?;
+        m.advise_read(0, len, false)?;
+        m.advise_read(0, len, true)?;
+    }
+    Ok(file)
+}
+
 /// Chunk of a direct-I/O zero-fill: large enough that the disk, not the syscalls, sets the pace.
 const DIRECT_FILL_CHUNK_BYTES: usize = 1 << 20;
 /// Direct I/O needs offsets and lengths in whole logical blocks; 4 KiB covers every common disk.
@@ -863,6 +878,10 @@ mod tests {
             }
             wait_resident(&m, len);
         }
+        // The benchmarks' baseline file is cached when made, as a segment is before appends.
+        let p = dir.path().join("cached");
+        drop(create_zero_filled_cached(&p, len).unwrap());
+        wait_resident(&MappedFile::open(&p, 0).unwrap(), len);
     }
 
     fn wait_resident(m: &MappedFile, len: u64) {

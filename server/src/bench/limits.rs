@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrocket_store::mmap::{create_zero_filled, MappedFile};
+use ferrocket_store::mmap::{create_zero_filled_cached, MappedFile};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -246,7 +246,7 @@ pub fn write_fdatasync(
     let group_bytes = group_bytes.max(1);
     let path = temp_path(dir, "sync");
     let file_bytes = (64u64 << 20).max(group_bytes as u64 * 64);
-    let file: File = create_zero_filled(&path.0, file_bytes)?;
+    let file: File = create_zero_filled_cached(&path.0, file_bytes)?;
     let buf = vec![0xA5u8; group_bytes];
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
         .map_err(|e| io::Error::other(e.to_string()))?;

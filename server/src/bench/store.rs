@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrocket_store::mmap::{create_zero_filled, MappedFile};
+use ferrocket_store::mmap::{create_zero_filled_cached, MappedFile};
 use ferrocket_store::record::{body_crc_chunk, RecordParts};
 use ferrocket_store::{FlushDiskType, MessageInput, MessageStore, PutStatus, StoreConfig};
 use hdrhistogram::Histogram;
@@ -609,7 +609,7 @@ fn fsync_baseline(
 ) -> Result<(f64, u64, Histogram<u64>), String> {
     let path = dir.join("baseline.fsync");
     let len = group_bytes * rounds;
-    let file = create_zero_filled(&path, len.max(4096)).map_err(|e| e.to_string())?;
+    let file = create_zero_filled_cached(&path, len.max(4096)).map_err(|e| e.to_string())?;
     let buf = vec![b'y'; group_bytes as usize];
     let mut hist =
         Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3).map_err(|e| e.to_string())?;
