@@ -8,7 +8,7 @@ mod common;
 use ferrocket_net::{Client, ClientConfig, RemotingCommand};
 use ferrocket_server::runtime::start_standalone;
 
-use common::{body_str, conf_at, send_request, tree, with_body, T};
+use common::{body_str, conf_at, query_route, send_request, tree, with_body, T};
 
 /// This file's brokers store under `dir/store`, so `dir` itself also holds paths outside the store.
 fn conf(dir: &std::path::Path) -> ferrocket_server::config::BrokerConfig {
@@ -207,8 +207,7 @@ async fn admin_topic_and_group_changes_reach_the_nameserver_and_disk() {
     let r = client.invoke(&addr, create, T).await.unwrap();
     assert_eq!(r.code, 0, "{:?}", r.remark);
     // The broker re-registered before replying: the route is at the nameserver already.
-    let q = RemotingCommand::request(105).with_ext("topic", "AdminMade");
-    let r = client.invoke(&nsaddr, q, T).await.unwrap();
+    let r = query_route(&client, &nsaddr, "AdminMade").await;
     assert_eq!(r.code, 0, "{:?}", r.remark);
     let route: serde_json::Value = serde_json::from_str(&body_str(&r)).unwrap();
     assert_eq!(route["queueDatas"][0]["writeQueueNums"], 2);

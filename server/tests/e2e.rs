@@ -9,7 +9,7 @@ use ferrocket_net::{Body, Client, ClientConfig, RemotingCommand};
 use ferrocket_server::runtime::start_standalone;
 use ferrocket_store::decode_records;
 
-use common::{body_bytes, body_str, conf, T};
+use common::{body_bytes, body_str, conf, query_route, T};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_for_tbw102_after_boot() {
@@ -136,14 +136,7 @@ async fn route_send_pull_commit() {
         if i == 0 {
             // The auto-created topic was registered before the first send's reply (as Java's broker
             // does): a consumer that starts right after it finds the route at its one query.
-            let r = client
-                .invoke(
-                    &nsaddr,
-                    RemotingCommand::request(105).with_ext("topic", "E2E"),
-                    T,
-                )
-                .await
-                .unwrap();
+            let r = query_route(&client, &nsaddr, "E2E").await;
             assert_eq!(r.code, 0, "route of the auto-created topic: {:?}", r.remark);
             let v: serde_json::Value = serde_json::from_str(&body_str(&r)).unwrap();
             assert_eq!(v["queueDatas"][0]["writeQueueNums"], 4);
@@ -327,14 +320,7 @@ async fn long_poll_wakes_on_send_and_heartbeat_registers() {
     assert_eq!(r.code, 1);
     // the heartbeat created the retry topic, and registered it before its reply
     assert!(broker.broker.topics.get("%RETRY%cg").is_some());
-    let r = client
-        .invoke(
-            &ns.addr.to_string(),
-            RemotingCommand::request(105).with_ext("topic", "%RETRY%cg"),
-            T,
-        )
-        .await
-        .unwrap();
+    let r = query_route(&client, &ns.addr.to_string(), "%RETRY%cg").await;
     assert_eq!(r.code, 0, "route of the retry topic: {:?}", r.remark);
 
     // a suspended pull at the end waits; a send wakes it with the new message

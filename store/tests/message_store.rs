@@ -394,12 +394,11 @@ fn disk_full_refuses_writes_without_corruption() {
     store.shutdown();
 }
 
-#[test]
-fn retention_deletes_old_segments_a_few_at_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let seg = 16 * 1024;
+/// A store whose retention deletes at hour 3 every segment but the active one (fileReservedTime 0),
+/// at most `batch` per round, with a disk that is never full and no retention thread of its own.
+fn open_for_retention(dir: &Path, seg: u64, batch: usize) -> Arc<MessageStore> {
     let opts = StoreOptions {
-        delete_file_batch_max: 2,
+        delete_file_batch_max: batch,
         clean_resource_interval_ms: 3_600_000,
         disk_probe: Some(Arc::new(|_p: &Path| {
             Ok(DiskSpace {
@@ -410,10 +409,17 @@ fn retention_deletes_old_segments_a_few_at_a_time() {
         })),
         ..StoreOptions::default()
     };
-    let mut c = config(dir.path(), seg);
+    let mut c = config(dir, seg);
     c.file_reserved_time_hours = 0;
     c.delete_when = "03".into();
-    let store = MessageStore::open_with(c, opts).unwrap();
+    MessageStore::open_with(c, opts).unwrap()
+}
+
+#[test]
+fn retention_deletes_old_segments_a_few_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 16 * 1024;
+    let store = open_for_retention(dir.path(), seg, 2);
     for i in 0..100 {
         store.put(msg("Old", 0, &body_of(i, 1000), "")).unwrap();
     }
@@ -968,22 +974,7 @@ fn a_crash_between_tombstone_and_queue_removal_finishes_the_deletion() {
 fn retention_drops_tombstones_it_made_useless() {
     let dir = tempfile::tempdir().unwrap();
     let seg = 16 * 1024;
-    let opts = StoreOptions {
-        delete_file_batch_max: 100,
-        clean_resource_interval_ms: 3_600_000,
-        disk_probe: Some(Arc::new(|_p: &Path| {
-            Ok(DiskSpace {
-                total_bytes: 100,
-                free_bytes: 90,
-                available_bytes: 90,
-            })
-        })),
-        ..StoreOptions::default()
-    };
-    let mut c = config(dir.path(), seg);
-    c.file_reserved_time_hours = 0;
-    c.delete_when = "03".into();
-    let store = MessageStore::open_with(c, opts).unwrap();
+    let store = open_for_retention(dir.path(), seg, 100);
     for i in 0..5 {
         store.put(msg("Gone", 0, &body_of(i, 1000), "")).unwrap();
     }

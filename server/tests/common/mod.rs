@@ -86,3 +86,19 @@ pub fn tree(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// GET_ROUTEINFO_BY_TOPIC (105) for `topic` at the nameserver `namesrv`.
+pub async fn query_route(
+    client: &ferrocket_net::Client,
+    namesrv: &str,
+    topic: &str,
+) -> RemotingCommand {
+    client
+        .invoke(
+            namesrv,
+            RemotingCommand::request(105).with_ext("topic", topic),
+            T,
+        )
+        .await
+        .unwrap()
+}
