@@ -501,11 +501,6 @@ impl CommitLog {
         Ok(true)
     }
 
-    /// Writes and publishes the staged records; returns whether there were any.
-    fn drain(&self) -> Result<bool> {
-        self.drain_locked(&mut self.append.lock())
-    }
-
     /// Chooses how appends reach the page cache: through the file descriptor with `pwrite`
     /// (`true`, used under SYNC_FLUSH) or by copying into the mapping (`false`, the default,
     /// fastest for ASYNC_FLUSH). Readers always use the mapping; both see the same page cache.
@@ -838,7 +833,7 @@ impl CommitLog {
         if self.write_through() {
             // The staged records (all appended so far, the one carrying `ts` among them) are
             // written first, so the sync covers them.
-            drained = self.drain()?;
+            drained = self.drain_locked(&mut self.append.lock())?;
         }
         let target = self.max_offset();
         let from = self.flushed();

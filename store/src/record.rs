@@ -149,20 +149,9 @@ pub struct RecordView<'a> {
 }
 
 impl RecordView<'_> {
-    /// The transaction type bits (`SYSFLAG_TRANSACTION_*`).
-    pub fn transaction_type(&self) -> i32 {
-        self.sys_flag & SYSFLAG_TRANSACTION_MASK
-    }
-
     /// The value of property `key` (the last one wins, as in Java's map), if any.
     pub fn property(&self, key: &str) -> Option<&str> {
         property_value(self.properties, key)
-    }
-
-    /// The values of several properties, in one pass over the properties string (the
-    /// dispatcher needs TAGS, UNIQ_KEY and KEYS of every record).
-    pub fn properties<const N: usize>(&self, keys: [&str; N]) -> [Option<&str>; N] {
-        property_values(self.properties, keys)
     }
 }
 
@@ -775,7 +764,8 @@ impl DispatchView<'_> {
         property_value(self.properties, key)
     }
 
-    /// The values of several properties, in one pass over the properties string.
+    /// The values of several properties, in one pass over the properties string (the
+    /// dispatcher needs TAGS, UNIQ_KEY and KEYS of every record).
     pub fn properties<const N: usize>(&self, keys: [&str; N]) -> [Option<&str>; N] {
         property_values(self.properties, keys)
     }

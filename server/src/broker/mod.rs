@@ -275,11 +275,6 @@ impl Broker {
         self.registration.done.send_replace(u64::MAX);
     }
 
-    /// Called by the registration loop before a round: what that round will cover.
-    pub(crate) fn registration_round_begins(&self) -> u64 {
-        self.registration_mark()
-    }
-
     /// Called by the registration loop when the round that began with `covered` finished
     /// (whatever the nameservers answered: failures are logged and retried by the loop).
     pub(crate) fn registration_round_done(&self, covered: u64) {

@@ -89,7 +89,8 @@ pub async fn register_loop(b: Arc<Broker>, client: Client) {
         if b.is_shutting_down() {
             return;
         }
-        let covered = b.registration_round_begins();
+        // What this round covers: every topic change made before it starts.
+        let covered = b.registration_mark();
         register_all(&b, &client).await;
         b.registration_round_done(covered);
     }
