@@ -16,7 +16,7 @@ use ferrocket_store::{FlushDiskType, MessageInput, PutStatus, StoreError};
 
 use super::message::{self, PROPERTY_CLUSTER, PROPERTY_UNIQ_KEY};
 use super::topics::SendView;
-use super::{retry, validate, Broker, ConnectionHandle};
+use super::{retry, schedule, validate, Broker, ConnectionHandle};
 use crate::reply::{code, now_ms, reply, req};
 
 pub const CODES: &[i32] = &[
@@ -239,15 +239,19 @@ fn send(
             _ => bytes::Bytes::new(),
         };
         m.properties = properties.unwrap_or_default();
-        uniq = complete_properties(&mut m.properties, cluster, born_host.ip(), true);
+        let completed = complete_properties(&mut m.properties, cluster, born_host.ip(), true);
+        uniq = completed.uniq;
         if m.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
             if let Err((c, remark)) =
                 retry::adjust_retry_send(b, m.reconsume_times, h.max_reconsume_times, &mut m)
             {
                 return reply(req, c, remark);
             }
+            // The retry rewrite may have changed the properties (DELAY): look again.
+            b.schedule.redirect_delayed(&mut m);
+        } else {
+            b.schedule.redirect_delayed_at(&mut m, completed.delay_level);
         }
-        b.schedule.redirect_delayed(&mut m);
         vec![m]
     };
     put(b, req, msgs, uniq, durable)
@@ -390,19 +394,29 @@ fn topic_for_send(
     }
 }
 
+/// What [`complete_properties`] found besides completing the properties.
+struct Completed {
+    /// The message's UNIQ_KEY when asked for (`want_uniq`).
+    uniq: Option<String>,
+    /// Its `DELAY` level, as `schedule::delay_level` reads it.
+    delay_level: Option<i64>,
+}
+
 /// Adds CLUSTER and, when the producer did not set one, a UNIQ_KEY (as the 5.x broker does).
 /// With `want_uniq`, returns the message's UNIQ_KEY (the reply's transactionId for a single
-/// message), so the send need not scan the properties for it again.
+/// message), so the send need not scan the properties for it again; and its DELAY level, for
+/// the delayed-delivery check. One scan of the properties finds all three.
 fn complete_properties(
     props: &mut String,
     cluster: &str,
     ip: IpAddr,
     want_uniq: bool,
-) -> Option<String> {
-    let found = message::property(props, PROPERTY_UNIQ_KEY);
-    let add_uniq = found.is_none();
-    let uniq = found.filter(|_| want_uniq).map(str::to_string);
-    let add_cluster = !cluster.is_empty() && message::property(props, PROPERTY_CLUSTER).is_none();
+) -> Completed {
+    let found = message::scan_send_properties(props);
+    let mut delay_level = schedule::delay_level(found.delay);
+    let add_uniq = found.uniq_key.is_none();
+    let uniq = found.uniq_key.filter(|_| want_uniq).map(str::to_string);
+    let add_cluster = !cluster.is_empty() && found.cluster.is_none();
     // One reservation for both (each pair: name, U+0001, value, U+0002, and maybe a U+0002
     // before it): growing for each in turn reallocated twice per send.
     let mut extra = 0;
@@ -422,8 +436,16 @@ fn complete_properties(
     };
     if add_cluster {
         message::push_property(props, PROPERTY_CLUSTER, cluster);
+        // Appending pairs leaves the earlier segments as they were, so the DELAY found above
+        // stands, unless a (misconfigured) cluster name carries separators of its own.
+        if cluster.bytes().any(|c| c == 1 || c == 2) {
+            delay_level = schedule::delay_level(schedule::prop_get(
+                props,
+                schedule::PROPERTY_DELAY_TIME_LEVEL,
+            ));
+        }
     }
-    uniq
+    Completed { uniq, delay_level }
 }
 
 /// Appends and builds the response (under SYNC_FLUSH, see [`send`] for `durable`).
@@ -520,7 +542,7 @@ mod tests {
     fn complete_properties_returns_the_uniq_key_the_message_carries() {
         let ip: IpAddr = "10.0.0.2".parse().unwrap();
         let mut props = String::new();
-        let uniq = complete_properties(&mut props, "C1", ip, true).unwrap();
+        let uniq = complete_properties(&mut props, "C1", ip, true).uniq.unwrap();
         assert_eq!(
             message::property(&props, PROPERTY_UNIQ_KEY),
             Some(uniq.as_str())
@@ -529,19 +551,48 @@ mod tests {
         assert_eq!(message::property(&props, PROPERTY_CLUSTER), Some("C1"));
         let before = props.clone();
         assert_eq!(
-            complete_properties(&mut props, "C1", ip, true),
+            complete_properties(&mut props, "C1", ip, true).uniq,
             Some(uniq.clone())
         );
         assert_eq!(props, before, "nothing added twice");
         let mut mine = format!("TAGS\u{1}A\u{2}{PROPERTY_UNIQ_KEY}\u{1}U1\u{2}");
         assert_eq!(
-            complete_properties(&mut mine, "", ip, true).as_deref(),
+            complete_properties(&mut mine, "", ip, true).uniq.as_deref(),
             Some("U1")
         );
-        assert_eq!(complete_properties(&mut mine, "", ip, false), None);
+        assert_eq!(complete_properties(&mut mine, "", ip, false).uniq, None);
         let mut batch_item = String::new();
-        assert_eq!(complete_properties(&mut batch_item, "", ip, false), None);
+        assert_eq!(complete_properties(&mut batch_item, "", ip, false).uniq, None);
         assert!(message::property(&batch_item, PROPERTY_UNIQ_KEY).is_some());
+    }
+
+    proptest::proptest! {
+        /// The DELAY level found in the one scan is the one `schedule::divert` would read from
+        /// the completed properties (the send path diverts with it), whatever the properties
+        /// and the cluster name; and the UNIQ_KEY returned is the one the message carries.
+        #[test]
+        fn complete_properties_delay_matches_a_lookup_after_completion(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![proptest::strategy::Just("DELAY"),
+                    proptest::strategy::Just("UNIQ_KEY"), proptest::strategy::Just("CLUSTER"),
+                    proptest::strategy::Just("3"), proptest::strategy::Just(" 7"),
+                    proptest::strategy::Just("-1"), proptest::strategy::Just("x"),
+                    proptest::strategy::Just("\u{1}"), proptest::strategy::Just("\u{2}")],
+                0..16),
+            cluster in proptest::prop_oneof![proptest::strategy::Just(""),
+                proptest::strategy::Just("DefaultCluster"),
+                proptest::strategy::Just("C\u{2}DELAY\u{1}5"),
+                proptest::strategy::Just("C\u{1}")],
+        ) {
+            let ip: IpAddr = "10.0.0.2".parse().unwrap();
+            let mut props: String = parts.concat();
+            let got = complete_properties(&mut props, &cluster, ip, true);
+            let want = schedule::delay_level(schedule::prop_get(
+                &props, schedule::PROPERTY_DELAY_TIME_LEVEL));
+            proptest::prop_assert_eq!(got.delay_level, want);
+            proptest::prop_assert_eq!(got.uniq.as_deref(),
+                message::property(&props, PROPERTY_UNIQ_KEY));
+        }
     }
 
     fn sent() -> (RemotingCommand, RemotingCommand) {
