@@ -6,6 +6,7 @@
 //! for the group commit that makes it durable (`MessageStore::put_notify`), bounded by
 //! `syncFlushTimeout` (then FLUSH_DISK_TIMEOUT, as in Java).
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use ferrocket_store::{FlushDiskType, MessageInput, PutStatus, StoreError};
 use super::message::{self, PROPERTY_CLUSTER, PROPERTY_UNIQ_KEY};
 use super::topics::SendView;
 use super::{retry, schedule, validate, Broker, ConnectionHandle};
+use crate::config::BrokerConfig;
 use crate::reply::{code, now_ms, reply, req};
 
 pub const CODES: &[i32] = &[
@@ -159,12 +161,14 @@ fn send(
     born_host: SocketAddr,
     durable: &mut Option<DurableRx>,
 ) -> RemotingCommand {
-    let (tc, queue_id) = match check_and_route(b, req, &h) {
+    // One snapshot of the configuration for the whole send (each `conf()` is a lock and two
+    // reference-count updates).
+    let conf = b.conf();
+    let (tc, queue_id) = match check_and_route(b, &conf, req, &h) {
         Ok(x) => x,
         Err(resp) => return resp,
     };
     let batch = h.batch == Some(true);
-    let conf = b.conf();
     if conf.reject_transaction_message
         && h.properties
             .as_deref()
@@ -220,17 +224,19 @@ fn send(
             Ok(items) => items,
             Err(e) => return reply(req, code::MESSAGE_ILLEGAL, format!("bad batch body: {e}")),
         };
-        items
-            .into_iter()
-            .map(|it| {
-                let mut m = base.clone();
-                m.flag = it.flag;
-                m.body = it.body;
-                m.properties = it.properties;
-                complete_properties(&mut m.properties, cluster, born_host.ip(), false);
-                m
-            })
-            .collect::<Vec<_>>()
+        Msgs::Batch(
+            items
+                .into_iter()
+                .map(|it| {
+                    let mut m = base.clone();
+                    m.flag = it.flag;
+                    m.body = it.body;
+                    m.properties = it.properties;
+                    complete_properties(&mut m.properties, cluster, born_host.ip(), false);
+                    m
+                })
+                .collect(),
+        )
     } else {
         let mut m = base;
         // The request's body is a slice of the frame read from the socket: no copy here.
@@ -252,9 +258,24 @@ fn send(
         } else {
             b.schedule.redirect_delayed_at(&mut m, completed.delay_level);
         }
-        vec![m]
+        Msgs::One(m)
     };
-    put(b, req, msgs, uniq, durable)
+    put(b, &conf, req, msgs, uniq, durable)
+}
+
+/// The messages of one send: a single one (no `Vec` to allocate) or a batch's.
+enum Msgs {
+    One(MessageInput),
+    Batch(Vec<MessageInput>),
+}
+
+impl Msgs {
+    fn as_slice(&self) -> &[MessageInput] {
+        match self {
+            Msgs::One(m) => std::slice::from_ref(m),
+            Msgs::Batch(v) => v,
+        }
+    }
 }
 
 /// Validation in Java's order (§7.8) and the target queue. Err is the reply to send.
@@ -262,10 +283,10 @@ fn send(
 #[allow(clippy::result_large_err)]
 fn check_and_route(
     b: &Broker,
+    conf: &BrokerConfig,
     req: &RemotingCommand,
     h: &SendMessageRequestHeader,
 ) -> Result<(SendView, u32), RemotingCommand> {
-    let conf = b.conf();
     if b.is_shutting_down() {
         return Err(reply(
             req,
@@ -452,16 +473,17 @@ fn complete_properties(
 /// Stores `msgs`; `single_uniq` is the UNIQ_KEY of a single message (None for a batch).
 fn put(
     b: &Broker,
+    conf: &BrokerConfig,
     req: &RemotingCommand,
-    msgs: Vec<MessageInput>,
+    msgs: Msgs,
     single_uniq: Option<String>,
     durable: &mut Option<DurableRx>,
 ) -> RemotingCommand {
-    let queue_id = msgs.first().map(|m| m.queue_id).unwrap_or(0);
-    let result = if b.conf().flush_disk_type == FlushDiskType::Sync {
+    let queue_id = msgs.as_slice().first().map(|m| m.queue_id).unwrap_or(0);
+    let result = if conf.flush_disk_type == FlushDiskType::Sync {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let appended = b.store.put_notify(
-            &msgs,
+            msgs.as_slice(),
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
@@ -473,13 +495,15 @@ fn put(
                 appended,
             }
         })
-    } else if msgs.len() == 1 {
-        match msgs.into_iter().next() {
-            Some(m) => b.store.put(m),
-            None => return reply(req, code::MESSAGE_ILLEGAL, "no message"),
-        }
     } else {
-        b.store.put_batch(msgs)
+        match msgs {
+            Msgs::One(m) => b.store.put(m),
+            Msgs::Batch(v) if v.len() == 1 => match v.into_iter().next() {
+                Some(m) => b.store.put(m),
+                None => return reply(req, code::MESSAGE_ILLEGAL, "no message"),
+            },
+            Msgs::Batch(v) => b.store.put_batch(v),
+        }
     };
     let result = match result {
         Ok(r) => r,
@@ -500,7 +524,6 @@ fn put(
             .collect::<Vec<_>>()
             .join(","),
     };
-    let conf = b.conf();
     let header = SendMessageResponseHeader {
         msg_id,
         queue_id: i32::try_from(queue_id).unwrap_or(i32::MAX),
@@ -508,14 +531,25 @@ fn put(
         transaction_id: single_uniq,
         batch_uniq_id: None,
         recall_handle: None,
-        msg_region: Some(conf.region_id.clone()),
-        trace_on: Some(conf.trace_on.to_string()),
+        msg_region: Some(region_text(&conf.region_id)),
+        trace_on: Some(Cow::Borrowed(if conf.trace_on { "true" } else { "false" })),
     };
     let (status_code, remark) = match result.status {
         PutStatus::Ok => (code::SUCCESS, ""),
         PutStatus::FlushDiskTimeout => (code::FLUSH_DISK_TIMEOUT, "flush disk timeout"),
     };
     reply(req, status_code, remark).with_ext_fields(header.into_ext())
+}
+
+/// The reply's MSG_REGION: Java's default region as static text (no copy per reply), any
+/// other region copied.
+fn region_text(region: &str) -> Cow<'static, str> {
+    const DEFAULT_REGION: &str = "DefaultRegion";
+    if region == DEFAULT_REGION {
+        Cow::Borrowed(DEFAULT_REGION)
+    } else {
+        Cow::Owned(region.to_owned())
+    }
 }
 
 /// Maps a store refusal to Java's codes: illegal message 13, not writable 14, else 1.
