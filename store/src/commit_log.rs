@@ -201,12 +201,25 @@ struct PreState {
     shutdown: bool,
 }
 
+/// The ready segment, if its first window is not pre-faulted (one kept from before a restart;
+/// segments made here are warmed as they are made).
+fn cold_ready(st: &PreState) -> Option<Arc<Segment>> {
+    st.ready
+        .as_ref()
+        .filter(|s| s.warmed.load(Ordering::Acquire) < WARM_WINDOW_BYTES.min(s.mapped.len()))
+        .cloned()
+}
+
 impl Preallocator {
     fn run(&self) {
         loop {
             let base = {
                 let mut st = self.state.lock();
-                while st.wanted.is_none() && st.warm.is_none() && !st.shutdown {
+                while st.wanted.is_none()
+                    && st.warm.is_none()
+                    && cold_ready(&st).is_none()
+                    && !st.shutdown
+                {
                     self.cv.wait(&mut st);
                 }
                 if st.shutdown {
@@ -216,6 +229,15 @@ impl Preallocator {
                 if st.warm.is_some() {
                     drop(st);
                     self.serve_warm();
+                    continue;
+                }
+                // A next segment kept from before a restart has not been pre-faulted yet.
+                if let Some(seg) = cold_ready(&st) {
+                    drop(st);
+                    seg.warm(
+                        WARM_WINDOW_BYTES,
+                        self.write_through.load(Ordering::Relaxed),
+                    );
                     continue;
                 }
                 let base = st.wanted.take();
@@ -371,6 +393,9 @@ pub struct RecoveredLog {
     pub active: Option<(Arc<Segment>, MappedWriter)>,
     /// End of the valid records (a record boundary).
     pub valid_end: u64,
+    /// The pre-allocated segment right after the active one, kept from before a clean shutdown
+    /// (it holds nothing): the next roll takes it instead of making a new one.
+    pub next: Option<Arc<Segment>>,
 }
 
 /// Shared failure latch: once set, no write is accepted again.
@@ -443,7 +468,10 @@ impl CommitLog {
             write_through: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             warm_pending: AtomicBool::new(false),
-            state: Mutex::new(PreState::default()),
+            state: Mutex::new(PreState {
+                ready: rec.next,
+                ..PreState::default()
+            }),
             cv: Condvar::new(),
         });
         Self {
