@@ -424,7 +424,9 @@ mod tests {
     fn encode_head_into_refuses_an_oversized_header() {
         let cmd = RemotingCommand::response(1, "x".repeat(frame::HEADER_LEN_MAX + 1));
         let mut batch = vec![1, 2, 3];
-        assert!(cmd.try_encode_head_into(SerializeType::Json, &mut batch).is_err());
+        assert!(cmd
+            .try_encode_head_into(SerializeType::Json, &mut batch)
+            .is_err());
         assert_eq!(batch, vec![1, 2, 3]);
         assert!(cmd.try_encode_head(SerializeType::Json).is_err());
     }

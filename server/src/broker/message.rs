@@ -427,13 +427,15 @@ mod tests {
 
     #[test]
     fn send_properties_scan_examples() {
-        let s = "UNIQ_KEY\u{1}U1\u{2}DELAY\u{1}3\u{2}CLUSTER\u{1}C\u{2}UNIQ_KEY\u{1}U2\u{2}DELAY\u{1}4";
+        let s =
+            "UNIQ_KEY\u{1}U1\u{2}DELAY\u{1}3\u{2}CLUSTER\u{1}C\u{2}UNIQ_KEY\u{1}U2\u{2}DELAY\u{1}4";
         let got = scan_send_properties(s);
         assert_eq!(got.uniq_key, Some("U1"));
         assert_eq!(got.cluster, Some("C"));
         assert_eq!(got.delay, Some("4"));
         assert_eq!(scan_send_properties(""), SendProperties::default());
-        let empty = scan_send_properties("UNIQ_KEY\u{1}\u{2}\u{1}x\u{2}CLUSTER\u{2}DELAY\u{1}\u{1}");
+        let empty =
+            scan_send_properties("UNIQ_KEY\u{1}\u{2}\u{1}x\u{2}CLUSTER\u{2}DELAY\u{1}\u{1}");
         assert_eq!(empty.uniq_key, None);
         assert_eq!(empty.cluster, None);
         assert_eq!(empty.delay, Some("\u{1}"));

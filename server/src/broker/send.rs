@@ -256,7 +256,8 @@ fn send(
             // The retry rewrite may have changed the properties (DELAY): look again.
             b.schedule.redirect_delayed(&mut m);
         } else {
-            b.schedule.redirect_delayed_at(&mut m, completed.delay_level);
+            b.schedule
+                .redirect_delayed_at(&mut m, completed.delay_level);
         }
         Msgs::One(m)
     };
@@ -576,7 +577,9 @@ mod tests {
     fn complete_properties_returns_the_uniq_key_the_message_carries() {
         let ip: IpAddr = "10.0.0.2".parse().unwrap();
         let mut props = String::new();
-        let uniq = complete_properties(&mut props, "C1", ip, true).uniq.unwrap();
+        let uniq = complete_properties(&mut props, "C1", ip, true)
+            .uniq
+            .unwrap();
         assert_eq!(
             message::property(&props, PROPERTY_UNIQ_KEY),
             Some(uniq.as_str())
@@ -596,7 +599,10 @@ mod tests {
         );
         assert_eq!(complete_properties(&mut mine, "", ip, false).uniq, None);
         let mut batch_item = String::new();
-        assert_eq!(complete_properties(&mut batch_item, "", ip, false).uniq, None);
+        assert_eq!(
+            complete_properties(&mut batch_item, "", ip, false).uniq,
+            None
+        );
         assert!(message::property(&batch_item, PROPERTY_UNIQ_KEY).is_some());
     }
 
