@@ -626,7 +626,7 @@ mod tests {
         ) {
             let ip: IpAddr = "10.0.0.2".parse().unwrap();
             let mut props: String = parts.concat();
-            let got = complete_properties(&mut props, &cluster, ip, true);
+            let got = complete_properties(&mut props, cluster, ip, true);
             let want = schedule::delay_level(schedule::prop_get(
                 &props, schedule::PROPERTY_DELAY_TIME_LEVEL));
             proptest::prop_assert_eq!(got.delay_level, want);
