@@ -230,6 +230,23 @@ fn cold_ready(st: &PreState) -> Option<Arc<Segment>> {
 }
 
 impl Preallocator {
+    /// `ready`: a next segment kept from before a restart.
+    fn new(dir: &Path, file_size: u64, ready: Option<Arc<Segment>>) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            file_size,
+            write_through: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            warm_pending: AtomicBool::new(false),
+            hurry: AtomicBool::new(false),
+            state: Mutex::new(PreState {
+                ready,
+                ..PreState::default()
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
     fn run(&self) {
         loop {
             let base = {
@@ -510,19 +527,7 @@ impl std::fmt::Debug for CommitLog {
 impl CommitLog {
     /// Builds the log from what recovery found; everything below `valid_end` is durable.
     pub fn new(dir: &Path, file_size: u64, rec: RecoveredLog, latch: Arc<WriteLatch>) -> Self {
-        let prealloc = Arc::new(Preallocator {
-            dir: dir.to_path_buf(),
-            file_size,
-            write_through: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            warm_pending: AtomicBool::new(false),
-            hurry: AtomicBool::new(false),
-            state: Mutex::new(PreState {
-                ready: rec.next,
-                ..PreState::default()
-            }),
-            cv: Condvar::new(),
-        });
+        let prealloc = Arc::new(Preallocator::new(dir, file_size, rec.next));
         Self {
             dir: dir.to_path_buf(),
             file_size,
@@ -1115,16 +1120,7 @@ mod tests {
         // 17 MiB: at least two chunks on tmpfs (16 MiB fallocates) as on a disk (64 KiB writes).
         const SIZE: u64 = 17 << 20;
         let dir = tempfile::tempdir().unwrap();
-        let pre = Preallocator {
-            dir: dir.path().to_path_buf(),
-            file_size: SIZE,
-            write_through: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            warm_pending: AtomicBool::new(false),
-            hurry: AtomicBool::new(false),
-            state: Mutex::new(PreState::default()),
-            cv: Condvar::new(),
-        };
+        let pre = Preallocator::new(dir.path(), SIZE, None);
         let active = create_segment(dir.path(), 0, SIZE, false).unwrap();
         // A fresh segment is warmed up to its first window (here: the whole file).
         assert_eq!(active.warmed.load(Ordering::Acquire), SIZE);
@@ -1164,19 +1160,6 @@ mod tests {
         assert_eq!(names.len(), 2, "{names:?}");
     }
 
-    fn preallocator(dir: &Path, file_size: u64) -> Preallocator {
-        Preallocator {
-            dir: dir.to_path_buf(),
-            file_size,
-            write_through: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            warm_pending: AtomicBool::new(false),
-            hurry: AtomicBool::new(false),
-            state: Mutex::new(PreState::default()),
-            cv: Condvar::new(),
-        }
-    }
-
     /// An ASYNC_FLUSH roll that finds its segment still being zero-filled has it finished at
     /// once: the fill stops writing, the rest is reserved, and the file is whole and reads as
     /// zeros, on tmpfs and on a disk file system alike. Under SYNC_FLUSH the roll waits for the
@@ -1190,7 +1173,7 @@ mod tests {
             }
             for sync in [false, true] {
                 let dir = tempfile::tempdir_in(&parent).unwrap();
-                let pre = Arc::new(preallocator(dir.path(), SIZE));
+                let pre = Arc::new(Preallocator::new(dir.path(), SIZE, None));
                 pre.write_through.store(sync, Ordering::Relaxed);
                 pre.state.lock().busy = Some(0);
                 let chunks = Arc::new(AtomicU64::new(0));

@@ -1040,17 +1040,25 @@ fn assert_numbered(store: &MessageStore, n: u32) {
     }
 }
 
-#[test]
-fn clean_reopen_keeps_the_preallocated_next_segment() {
+/// A store of 64 KiB segments with 30 numbered messages (past a quarter of the first segment, so
+/// the next one is pre-allocated), shut down cleanly or halted (a crash).
+fn with_preallocated_next(clean: bool) -> (tempfile::TempDir, u64) {
     let dir = tempfile::tempdir().unwrap();
     let seg = 64 * 1024;
-    {
-        let store = MessageStore::open(config(dir.path(), seg)).unwrap();
-        // Past a quarter of the first segment: the next one is pre-allocated.
-        put_numbered(&store, 0, 30);
-        assert!(store.wait_preallocated(WAIT));
+    let store = MessageStore::open(config(dir.path(), seg)).unwrap();
+    put_numbered(&store, 0, 30);
+    assert!(store.wait_preallocated(WAIT));
+    if clean {
         store.shutdown();
+    } else {
+        store.halt();
     }
+    (dir, seg)
+}
+
+#[test]
+fn clean_reopen_keeps_the_preallocated_next_segment() {
+    let (dir, seg) = with_preallocated_next(true);
     let before = segment_inodes(dir.path());
     assert_eq!(before.len(), 2, "{before:?}");
     let store = MessageStore::open(config(dir.path(), seg)).unwrap();
@@ -1072,14 +1080,7 @@ fn clean_reopen_keeps_the_preallocated_next_segment() {
 
 #[test]
 fn a_next_segment_that_is_not_empty_is_not_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let seg = 64 * 1024;
-    {
-        let store = MessageStore::open(config(dir.path(), seg)).unwrap();
-        put_numbered(&store, 0, 30);
-        assert!(store.wait_preallocated(WAIT));
-        store.shutdown();
-    }
+    let (dir, seg) = with_preallocated_next(true);
     // Something wrote into the next segment (not the store: it never does before a roll).
     let before = segment_inodes(dir.path());
     let next = dir.path().join("commitlog").join(&before[1].0);
@@ -1100,14 +1101,7 @@ fn a_next_segment_that_is_not_empty_is_not_kept() {
 
 #[test]
 fn a_crash_reopen_still_deletes_the_next_segment() {
-    let dir = tempfile::tempdir().unwrap();
-    let seg = 64 * 1024;
-    {
-        let store = MessageStore::open(config(dir.path(), seg)).unwrap();
-        put_numbered(&store, 0, 30);
-        assert!(store.wait_preallocated(WAIT));
-        store.halt();
-    }
+    let (dir, seg) = with_preallocated_next(false);
     let store = MessageStore::open(config(dir.path(), seg)).unwrap();
     let rep = store.recovery_report();
     assert!(rep.scanned && rep.deleted_segments == 1, "{rep:?}");
