@@ -339,12 +339,12 @@ pub fn offset_msg_id(store_host: SocketAddr, phy_offset: u64) -> String {
     let offset = phy_offset.to_be_bytes();
     match store_host.ip() {
         IpAddr::V4(a) => {
-            // Every send's reply carries one: the 16 bytes go through a byte buffer (one pass,
-            // one allocation) instead of 32 `String::push` calls (~475 instructions per send,
-            // callgrind, 2026-11-22).
-            let mut raw = [0u8; 16];
-            let parts = a.octets().into_iter().chain(port).chain(offset);
-            raw.iter_mut().zip(parts).for_each(|(r, b)| *r = b);
+            // Every send's reply carries one: the 16 bytes as one integer, written as hex
+            // through a byte buffer with one allocation, instead of 32 `String::push` calls.
+            let raw = (u128::from(u32::from(a)) << 96
+                | u128::from(u32::from_be_bytes(port)) << 64
+                | u128::from(phy_offset))
+            .to_be_bytes();
             hex_of_16(&raw)
         }
         IpAddr::V6(a) => {
@@ -367,8 +367,10 @@ fn hex_of_16(raw: &[u8; 16]) -> String {
             *lo = DIGITS.get(usize::from(b & 0xF)).copied().unwrap_or(b'0');
         }
     }
-    // Hex digits are ASCII: this cannot fail.
-    String::from_utf8(out.to_vec()).unwrap_or_default()
+    let mut s = String::with_capacity(out.len());
+    // Hex digits are ASCII: the check cannot fail.
+    s.push_str(std::str::from_utf8(&out).unwrap_or_default());
+    s
 }
 
 static UNIQ_COUNTER: AtomicU16 = AtomicU16::new(0);
