@@ -3,8 +3,8 @@
 
 use crate::error::Result;
 use crate::header::codes::RequestCode;
-use crate::header::ext_header;
 use crate::header::ExtFields;
+use crate::header::{ext_header, optional_raw, required_raw};
 
 ext_header! {
     /// SEND_MESSAGE (10) request header, Java field names.
@@ -136,6 +136,162 @@ impl SendMessageRequestHeader {
                 Ok(h)
             }
             _ => Self::from_ext_owned(ext),
+        }
+    }
+}
+
+/// The send header as the broker's send path reads it: the strings it only looks at (group,
+/// topic, default topic, broker name) stay borrowed from the request's fields, the properties
+/// (kept with the message) are moved out of them. [`SendMessageRequestHeader::view_for`]
+/// decodes exactly what `take_for` decodes, errors included (test
+/// `send_header_view_matches_take_for`), without `take_for`'s four string copies and its
+/// generic per-field plumbing (~2.6k instructions per 128 B send, callgrind, 2026-11-22).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendHeaderView<'a> {
+    pub producer_group: &'a str,
+    pub topic: &'a str,
+    pub default_topic: &'a str,
+    pub default_topic_queue_nums: i32,
+    pub queue_id: i32,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub flag: i32,
+    pub properties: Option<String>,
+    pub reconsume_times: Option<i32>,
+    pub unit_mode: Option<bool>,
+    pub batch: Option<bool>,
+    pub max_reconsume_times: Option<i32>,
+    pub bname: Option<&'a str>,
+}
+
+/// Wire keys of the send header's fields, by slot (see `send_slot`): one-letter (V2) keys and
+/// Java names.
+const SEND_KEYS_V2: [&str; 14] = [
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n",
+];
+const SEND_KEYS_V1: [&str; 14] = [
+    "producerGroup",
+    "topic",
+    "defaultTopic",
+    "defaultTopicQueueNums",
+    "queueId",
+    "sysFlag",
+    "bornTimestamp",
+    "flag",
+    "properties",
+    "reconsumeTimes",
+    "unitMode",
+    "maxReconsumeTimes",
+    "batch",
+    "bname",
+];
+
+/// The slot of a send header key: producer group 0, topic 1, default topic 2, its queue count
+/// 3, queue id 4, sysFlag 5, born timestamp 6, flag 7, properties 8, reconsume times 9, unit
+/// mode 10, max reconsume times 11, batch 12, broker name 13. Other keys are ignored (as the
+/// typed headers ignore them).
+fn send_slot(v2: bool, key: &str) -> Option<usize> {
+    if v2 {
+        return match key.as_bytes() {
+            [c @ b'a'..=b'n'] => Some(usize::from(c - b'a')),
+            _ => None,
+        };
+    }
+    SEND_KEYS_V1.iter().position(|k| *k == key)
+}
+
+impl SendMessageRequestHeader {
+    /// `take_for` as a [`SendHeaderView`] borrowing `ext` (the request's fields, which the
+    /// caller keeps alive while it uses the view). Same codes, same keys, same values, same
+    /// first error in the same field order.
+    pub fn view_for(code: i32, ext: &mut ExtFields) -> Result<SendHeaderView<'_>> {
+        let v2 = matches!(
+            code,
+            RequestCode::SEND_MESSAGE_V2
+                | RequestCode::SEND_REPLY_MESSAGE_V2
+                | RequestCode::SEND_BATCH_MESSAGE
+        );
+        let keys = if v2 { &SEND_KEYS_V2 } else { &SEND_KEYS_V1 };
+        let mut slots: [Option<usize>; 14] = [None; 14];
+        for (at, key) in ext.keys().enumerate() {
+            if let Some(slot) = send_slot(v2, key).and_then(|i| slots.get_mut(i)) {
+                *slot = Some(at);
+            }
+        }
+        let slot = |i: usize| slots.get(i).copied().flatten();
+        // The properties are moved out (when the fields own them) before the rest is borrowed.
+        let properties_owned = slot(8).and_then(|at| ext.take_owned_value(at));
+        let ext: &ExtFields = ext;
+        let raw = |i: usize| slot(i).and_then(|at| ext.value_at(at));
+        let key = |i: usize| keys.get(i).copied().unwrap_or("");
+        let required_str = |i: usize| {
+            raw(i).ok_or(crate::error::WireError::MissingField { field: key(i) })
+        };
+        let producer_group = required_str(0)?;
+        let topic = required_str(1)?;
+        let default_topic = required_str(2)?;
+        let default_topic_queue_nums = required_raw::<i32>(raw(3), key(3))?;
+        let queue_id = required_raw::<i32>(raw(4), key(4))?;
+        let sys_flag = required_raw::<i32>(raw(5), key(5))?;
+        let born_timestamp = required_raw::<i64>(raw(6), key(6))?;
+        let flag = required_raw::<i32>(raw(7), key(7))?;
+        let properties = match properties_owned {
+            Some(p) => Some(p),
+            None => raw(8).map(str::to_owned),
+        };
+        let reconsume_times = optional_raw::<i32>(raw(9), key(9))?;
+        let unit_mode = optional_raw::<bool>(raw(10), key(10))?;
+        // The V2 header declares maxReconsumeTimes (l) before batch (m), the Java-named one
+        // batch first: a bad value in both is reported for the first declared.
+        let (max_reconsume_times, batch) = if v2 {
+            let l = optional_raw::<i32>(raw(11), key(11))?;
+            (l, optional_raw::<bool>(raw(12), key(12))?)
+        } else {
+            let m = optional_raw::<bool>(raw(12), key(12))?;
+            (optional_raw::<i32>(raw(11), key(11))?, m)
+        };
+        let bname = raw(13);
+        Ok(SendHeaderView {
+            producer_group,
+            topic,
+            default_topic,
+            default_topic_queue_nums,
+            queue_id,
+            sys_flag,
+            born_timestamp,
+            flag,
+            properties,
+            reconsume_times,
+            unit_mode,
+            batch: if code == RequestCode::SEND_BATCH_MESSAGE {
+                Some(true)
+            } else {
+                batch
+            },
+            max_reconsume_times,
+            bname,
+        })
+    }
+}
+
+impl SendHeaderView<'_> {
+    /// The same header with its strings copied.
+    pub fn to_header(&self) -> SendMessageRequestHeader {
+        SendMessageRequestHeader {
+            producer_group: self.producer_group.to_owned(),
+            topic: self.topic.to_owned(),
+            default_topic: self.default_topic.to_owned(),
+            default_topic_queue_nums: self.default_topic_queue_nums,
+            queue_id: self.queue_id,
+            sys_flag: self.sys_flag,
+            born_timestamp: self.born_timestamp,
+            flag: self.flag,
+            properties: self.properties.clone(),
+            reconsume_times: self.reconsume_times,
+            unit_mode: self.unit_mode,
+            batch: self.batch,
+            max_reconsume_times: self.max_reconsume_times,
+            bname: self.bname.map(str::to_owned),
         }
     }
 }
@@ -348,6 +504,25 @@ mod tests {
             prop_assert_eq!(fast.is_ok(), general.is_ok(), "{}", h);
             if let (Ok(f), Ok(g)) = (fast, general) {
                 prop_assert_eq!(f, g, "{}", h);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        /// The borrowing view decodes what `take_for` decodes, errors included, on the same
+        /// fields (every code, escaped and plain values, missing and bad fields).
+        #[test]
+        fn send_header_view_matches_take_for((code, h) in arb_send_json()) {
+            if let Ok(cmd) = json::decode(h.as_bytes()) {
+                let taken = SendMessageRequestHeader::take_for(code, cmd.ext_fields.clone())
+                    .map_err(|e| e.to_string());
+                let mut ext = cmd.ext_fields;
+                let viewed = SendMessageRequestHeader::view_for(code, &mut ext)
+                    .map(|v| v.to_header())
+                    .map_err(|e| e.to_string());
+                prop_assert_eq!(viewed, taken, "{}", h);
             }
         }
     }

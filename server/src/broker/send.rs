@@ -11,7 +11,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use ferrocket_net::header::producer::{SendMessageRequestHeader, SendMessageResponseHeader};
+use ferrocket_net::header::producer::{
+    SendHeaderView, SendMessageRequestHeader, SendMessageResponseHeader,
+};
 use ferrocket_net::{Body, Processed, RemotingCommand};
 use ferrocket_store::{FlushDiskType, MessageInput, PutStatus, StoreError};
 
@@ -51,9 +53,10 @@ pub async fn handle(
 /// The send, answered at once unless the reply must wait for a SYNC_FLUSH group commit: no
 /// future is built (nor boxed) for an ASYNC_FLUSH send or a refused one.
 pub fn handle_now(b: &Arc<Broker>, conn: &ConnectionHandle, mut req: RemotingCommand) -> Processed {
-    // The extFields are not needed past this point: the typed header takes their strings.
-    let ext = std::mem::take(&mut req.ext_fields);
-    let header = match SendMessageRequestHeader::take_for(req.code, ext) {
+    // The header borrows its strings from the request's extFields (moving the properties out
+    // of them); nothing else reads the fields.
+    let mut ext = std::mem::take(&mut req.ext_fields);
+    let header = match SendMessageRequestHeader::view_for(req.code, &mut ext) {
         Ok(h) => h,
         Err(e) => return Processed::Now(Some(RemotingCommand::bad_header(&req, &e))),
     };
@@ -157,7 +160,7 @@ pub fn v4_mapped(a: SocketAddr) -> SocketAddr {
 fn send(
     b: &Broker,
     req: &RemotingCommand,
-    mut h: SendMessageRequestHeader,
+    mut h: SendHeaderView<'_>,
     born_host: SocketAddr,
     durable: &mut Option<DurableRx>,
 ) -> RemotingCommand {
@@ -189,10 +192,10 @@ fn send(
         sys_flag |= MULTI_TAGS_FLAG;
     }
     let cluster = conf.broker_cluster_name.as_str();
-    // The header's strings move into the message: nothing below reads them from `h`.
+    // The header's properties move into the message: nothing below reads them from `h`.
     let properties = h.properties.take();
     let base = MessageInput {
-        topic: std::mem::take(&mut h.topic),
+        topic: h.topic.to_owned(),
         queue_id,
         flag: h.flag,
         body: bytes::Bytes::new(),
@@ -286,7 +289,7 @@ fn check_and_route(
     b: &Broker,
     conf: &BrokerConfig,
     req: &RemotingCommand,
-    h: &SendMessageRequestHeader,
+    h: &SendHeaderView<'_>,
 ) -> Result<(SendView, u32), RemotingCommand> {
     if b.is_shutting_down() {
         return Err(reply(
@@ -358,7 +361,7 @@ fn check_and_route(
 fn topic_for_send(
     b: &Broker,
     req: &RemotingCommand,
-    h: &SendMessageRequestHeader,
+    h: &SendHeaderView<'_>,
 ) -> Result<SendView, RemotingCommand> {
     if let Some(tc) = b.topics.send_view(&h.topic) {
         return Ok(tc);
