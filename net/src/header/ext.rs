@@ -154,6 +154,21 @@ impl ExtFields {
         self.entries.get(at).map(|(_, v)| self.text(v))
     }
 
+    /// The bytes of entry `at`'s value, without the character-boundary checks `value_at` makes
+    /// (for parsers of ASCII text, e.g. integers); `None` where `value_at` would not give the
+    /// text as stored.
+    pub(crate) fn value_bytes_at(&self, at: usize) -> Option<&[u8]> {
+        let (_, v) = self.entries.get(at)?;
+        match v {
+            Text::Shared { at, len } => {
+                let (at, len) = (*at as usize, *len as usize);
+                self.src.as_deref()?.as_bytes().get(at..at + len)
+            }
+            Text::Static(s) => Some(s.as_bytes()),
+            Text::Owned(s) => Some(s.as_bytes()),
+        }
+    }
+
     /// Moves out the value of entry `at` when the fields own it (text that had JSON escapes,
     /// or was inserted by hand), leaving it empty; `None` for text that is shared or static,
     /// which the caller copies. Used by typed headers' `from_ext_owned`.

@@ -118,7 +118,7 @@ fn parse_int<T: std::str::FromStr + TryFrom<i64>>(s: &str) -> Option<T> {
 }
 
 /// `-?[0-9]{1,18}` as an i64 (18 digits cannot overflow); `None` for any other text.
-fn parse_plain_int(b: &[u8]) -> Option<i64> {
+pub(crate) fn parse_plain_int(b: &[u8]) -> Option<i64> {
     const DIGITS_MAX: usize = 18;
     let (neg, digits) = match b.split_first() {
         Some((b'-', rest)) => (true, rest),

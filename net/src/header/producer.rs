@@ -227,28 +227,52 @@ impl SendMessageRequestHeader {
         let required_str = |i: usize| {
             raw(i).ok_or(crate::error::WireError::MissingField { field: key(i) })
         };
+        // Integers and booleans as clients write them (`-?[0-9]{1,18}` in range, `true`,
+        // `false`) are read straight from the value's bytes; anything else (absent, empty,
+        // other forms, errors) goes through the general parsers, which define the result.
+        let plain_int = |i: usize| {
+            slot(i)
+                .and_then(|at| ext.value_bytes_at(at))
+                .and_then(super::parse_plain_int)
+        };
+        let req_i32 = |i: usize| match plain_int(i).and_then(|v| i32::try_from(v).ok()) {
+            Some(v) => Ok(v),
+            None => required_raw::<i32>(raw(i), key(i)),
+        };
+        let opt_i32 = |i: usize| match plain_int(i).and_then(|v| i32::try_from(v).ok()) {
+            Some(v) => Ok(Some(v)),
+            None => optional_raw::<i32>(raw(i), key(i)),
+        };
+        let opt_bool = |i: usize| match slot(i).and_then(|at| ext.value_bytes_at(at)) {
+            Some(b"true") => Ok(Some(true)),
+            Some(b"false") => Ok(Some(false)),
+            _ => optional_raw::<bool>(raw(i), key(i)),
+        };
         let producer_group = required_str(0)?;
         let topic = required_str(1)?;
         let default_topic = required_str(2)?;
-        let default_topic_queue_nums = required_raw::<i32>(raw(3), key(3))?;
-        let queue_id = required_raw::<i32>(raw(4), key(4))?;
-        let sys_flag = required_raw::<i32>(raw(5), key(5))?;
-        let born_timestamp = required_raw::<i64>(raw(6), key(6))?;
-        let flag = required_raw::<i32>(raw(7), key(7))?;
+        let default_topic_queue_nums = req_i32(3)?;
+        let queue_id = req_i32(4)?;
+        let sys_flag = req_i32(5)?;
+        let born_timestamp = match plain_int(6) {
+            Some(v) => v,
+            None => required_raw::<i64>(raw(6), key(6))?,
+        };
+        let flag = req_i32(7)?;
         let properties = match properties_owned {
             Some(p) => Some(p),
             None => raw(8).map(str::to_owned),
         };
-        let reconsume_times = optional_raw::<i32>(raw(9), key(9))?;
-        let unit_mode = optional_raw::<bool>(raw(10), key(10))?;
+        let reconsume_times = opt_i32(9)?;
+        let unit_mode = opt_bool(10)?;
         // The V2 header declares maxReconsumeTimes (l) before batch (m), the Java-named one
         // batch first: a bad value in both is reported for the first declared.
         let (max_reconsume_times, batch) = if v2 {
-            let l = optional_raw::<i32>(raw(11), key(11))?;
-            (l, optional_raw::<bool>(raw(12), key(12))?)
+            let l = opt_i32(11)?;
+            (l, opt_bool(12)?)
         } else {
-            let m = optional_raw::<bool>(raw(12), key(12))?;
-            (optional_raw::<i32>(raw(11), key(11))?, m)
+            let m = opt_bool(12)?;
+            (opt_i32(11)?, m)
         };
         let bname = raw(13);
         Ok(SendHeaderView {
