@@ -154,6 +154,21 @@ impl ExtFields {
         self.entries.get(at).map(|(_, v)| self.text(v))
     }
 
+    /// The bytes of each key in insertion order (positions for [`ExtFields::value_at`]),
+    /// without the character-boundary checks of [`ExtFields::keys`], for matching against
+    /// known names. A key whose stored range is not valid comes out empty, as from `keys`.
+    pub(crate) fn key_bytes(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let src = self.src.as_deref().map(str::as_bytes).unwrap_or_default();
+        self.entries.iter().map(move |(k, _)| match k {
+            Text::Shared { at, len } => {
+                let (at, len) = (*at as usize, *len as usize);
+                src.get(at..at + len).unwrap_or_default()
+            }
+            Text::Static(s) => s.as_bytes(),
+            Text::Owned(s) => s.as_bytes(),
+        })
+    }
+
     /// The bytes of entry `at`'s value, without the character-boundary checks `value_at` makes
     /// (for parsers of ASCII text, e.g. integers); `None` where `value_at` would not give the
     /// text as stored.

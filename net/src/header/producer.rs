@@ -190,14 +190,14 @@ const SEND_KEYS_V1: [&str; 14] = [
 /// 3, queue id 4, sysFlag 5, born timestamp 6, flag 7, properties 8, reconsume times 9, unit
 /// mode 10, max reconsume times 11, batch 12, broker name 13. Other keys are ignored (as the
 /// typed headers ignore them).
-fn send_slot(v2: bool, key: &str) -> Option<usize> {
+fn send_slot(v2: bool, key: &[u8]) -> Option<usize> {
     if v2 {
-        return match key.as_bytes() {
+        return match key {
             [c @ b'a'..=b'n'] => Some(usize::from(c - b'a')),
             _ => None,
         };
     }
-    SEND_KEYS_V1.iter().position(|k| *k == key)
+    SEND_KEYS_V1.iter().position(|k| k.as_bytes() == key)
 }
 
 impl SendMessageRequestHeader {
@@ -213,7 +213,7 @@ impl SendMessageRequestHeader {
         );
         let keys = if v2 { &SEND_KEYS_V2 } else { &SEND_KEYS_V1 };
         let mut slots: [Option<usize>; 14] = [None; 14];
-        for (at, key) in ext.keys().enumerate() {
+        for (at, key) in ext.key_bytes().enumerate() {
             if let Some(slot) = send_slot(v2, key).and_then(|i| slots.get_mut(i)) {
                 *slot = Some(at);
             }
