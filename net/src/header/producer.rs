@@ -224,9 +224,8 @@ impl SendMessageRequestHeader {
         let ext: &ExtFields = ext;
         let raw = |i: usize| slot(i).and_then(|at| ext.value_at(at));
         let key = |i: usize| keys.get(i).copied().unwrap_or("");
-        let required_str = |i: usize| {
-            raw(i).ok_or(crate::error::WireError::MissingField { field: key(i) })
-        };
+        let required_str =
+            |i: usize| raw(i).ok_or(crate::error::WireError::MissingField { field: key(i) });
         // Integers and booleans as clients write them (`-?[0-9]{1,18}` in range, `true`,
         // `false`) are read straight from the value's bytes; anything else (absent, empty,
         // other forms, errors) goes through the general parsers, which define the result.
