@@ -133,6 +133,20 @@ sync_limit() { # NAME before|after GROUP_BYTES
   cat "$RES/limits-sync-$1-$2.json" >&2
 }
 
+# Copying as many bytes as run NAME stored into pages never touched before (a new sparse file in the
+# ASYNC_FLUSH stores' file system): what putting that much new data in memory costs this machine, the cost
+# the pre-faulted memcpy limit leaves out. On a VM whose host takes free guest memory back, it grows with
+# the volume.
+fresh_limit() { # NAME RECORD_BYTES
+  local mb
+  mb=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(max(16, r["msgs"] * int(sys.argv[2]) >> 20))' \
+    "$RES/$1.json" "$2" 2>/dev/null) || return 0
+  echo "== fresh-page limit after $1 ($mb MiB)" >&2
+  "$BIN" bench limits --dir "${ASYNC_STORE_DIR:-$WORK}" --only fresh --fresh-mb "$mb" --fresh-record "$2" \
+    > "$RES/limits-fresh-$1.json" || true
+  cat "$RES/limits-fresh-$1.json" >&2
+}
+
 echo "== machine limits (part 1)" >&2
 "$BIN" bench limits --dir "$WORK" --seconds "$LIMIT_S" --only tcp,rtt,mmap,sendfile \
   --record-sizes 128,1024,16384 > "$RES/limits.json"
@@ -168,6 +182,8 @@ for FLUSH in async sync; do
     [ "$SIZE" = 128 ] || fresh_broker "$FLUSH"
     for BATCH in 1 32; do
       NAME="produce-$FLUSH-$SIZE-b$BATCH"
+      # 16 KiB async: each batch size on a fresh store, and after each run the fresh-page limit.
+      [ "$FLUSH-$SIZE-$BATCH" = async-16384-32 ] && fresh_broker async
       [ "$NAME" = produce-sync-1024-b1 ] && sync_limit "$NAME" before "$SYNC_GROUP"
       run "$NAME" produce --namesrv "$NS" --topic BenchTopic --size "$SIZE" \
         --batch "$BATCH" --connections "$CONNS" --inflight "$INFLIGHT" --duration "$DUR" --threads 1
@@ -183,6 +199,10 @@ for FLUSH in async sync; do
         GROUP=$(measured_group "$RES/$NAME.json" "$(record_bytes 1024)")
         sync_limit "$NAME" after "${GROUP:-$SYNC_GROUP}"
         sync_limit "$NAME" after2 "${GROUP:-$SYNC_GROUP}"
+      fi
+      if [ "$FLUSH-$SIZE" = async-16384 ]; then
+        stop_broker   # frees the run's store first: the limit starts from the same free memory
+        fresh_limit "$NAME" "$(record_bytes 16384)"
       fi
     done
   done

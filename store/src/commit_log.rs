@@ -21,7 +21,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Result, StoreError};
 use crate::message_store::{Appended, AppendedList, MessageInput, Slice};
-use crate::mmap::{create_zero_filled_with, MappedFile, MappedWriter, OS_PAGE_SIZE};
+use crate::mmap::{create_zero_filled_with, FillStep, MappedFile, MappedWriter, OS_PAGE_SIZE};
 use crate::record::{self, RecordParts, Scan, BLANK_LEN_BYTES};
 
 /// One CommitLog file: `base` is the physical offset of its first byte and its name.
@@ -126,18 +126,20 @@ pub fn create_segment(
     file_size: u64,
     write_through: bool,
 ) -> Result<Arc<Segment>> {
-    create_segment_with(dir, base, file_size, write_through, &mut || true)
+    let (seg, _) = create_segment_with(dir, base, file_size, &mut || FillStep::Go)?;
+    seg.warm(WARM_WINDOW_BYTES, write_through);
+    Ok(seg)
 }
 
-/// [`create_segment`] that calls `go_on` between chunks of the zero-fill and stops early (an `Io`
-/// error, nothing left behind) when it returns false.
+/// [`create_segment`] without the pre-fault, asking `step` before every chunk of the zero-fill:
+/// it stops early (an `Io` error, nothing left behind) on [`FillStep::Stop`]; on
+/// [`FillStep::Hurry`] it reserves the rest instead of writing it. Returns whether it hurried.
 fn create_segment_with(
     dir: &Path,
     base: u64,
     file_size: u64,
-    write_through: bool,
-    go_on: &mut dyn FnMut() -> bool,
-) -> Result<Arc<Segment>> {
+    step: &mut dyn FnMut() -> FillStep,
+) -> Result<(Arc<Segment>, bool)> {
     let name = segment_file_name(base);
     let path = dir.join(&name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
@@ -147,16 +149,24 @@ fn create_segment_with(
         tracing::warn!(path = %path.display(), "replacing a stale segment file past the log end");
         std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
     }
-    if let Err(e) = create_zero_filled_with(&tmp, file_size, go_on) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_or_full(&tmp, e));
-    }
+    let hurried = match create_zero_filled_with(&tmp, file_size, step) {
+        Ok((_, hurried)) => hurried,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_or_full(&tmp, e));
+        }
+    };
     std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
     sync_dir(dir)?;
     let mapped = MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?;
     let seg = Arc::new(Segment::new(base, Arc::new(mapped)));
-    seg.warm(WARM_WINDOW_BYTES, write_through);
-    Ok(seg)
+    if hurried {
+        tracing::info!(
+            base,
+            "segment made in a hurry: the rest reserved, not zero-filled"
+        );
+    }
+    Ok((seg, hurried))
 }
 
 /// fsyncs a directory so entries created or renamed in it survive a crash.
@@ -176,6 +186,13 @@ pub fn io_or_full(path: &Path, e: io::Error) -> StoreError {
     }
 }
 
+/// How long an ASYNC_FLUSH roll waits for the segment being pre-allocated before it has it
+/// finished in a hurry (see [`Preallocator::take`]).
+const HURRY_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A roll that waits this long for its segment is logged.
+const SLOW_ROLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Creates the next segment on a background thread so no append waits for zero-filling or page
 /// faults (RocketMQ's AllocateMappedFileService).
 struct Preallocator {
@@ -187,6 +204,8 @@ struct Preallocator {
     stop: AtomicBool,
     /// `state.warm` holds a request: checked without the lock between the chunks of a zero-fill.
     warm_pending: AtomicBool,
+    /// An append waits for the segment being made: finish it now ([`FillStep::Hurry`]).
+    hurry: AtomicBool,
     state: Mutex<PreState>,
     cv: Condvar,
 }
@@ -201,12 +220,42 @@ struct PreState {
     shutdown: bool,
 }
 
+/// The ready segment, if its first window is not pre-faulted yet (one just made, or kept from
+/// before a restart).
+fn cold_ready(st: &PreState) -> Option<Arc<Segment>> {
+    st.ready
+        .as_ref()
+        .filter(|s| s.warmed.load(Ordering::Acquire) < WARM_WINDOW_BYTES.min(s.mapped.len()))
+        .cloned()
+}
+
 impl Preallocator {
+    /// `ready`: a next segment kept from before a restart.
+    fn new(dir: &Path, file_size: u64, ready: Option<Arc<Segment>>) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            file_size,
+            write_through: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            warm_pending: AtomicBool::new(false),
+            hurry: AtomicBool::new(false),
+            state: Mutex::new(PreState {
+                ready,
+                ..PreState::default()
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
     fn run(&self) {
         loop {
             let base = {
                 let mut st = self.state.lock();
-                while st.wanted.is_none() && st.warm.is_none() && !st.shutdown {
+                while st.wanted.is_none()
+                    && st.warm.is_none()
+                    && cold_ready(&st).is_none()
+                    && !st.shutdown
+                {
                     self.cv.wait(&mut st);
                 }
                 if st.shutdown {
@@ -218,24 +267,32 @@ impl Preallocator {
                     self.serve_warm();
                     continue;
                 }
+                // A next segment kept from before a restart has not been pre-faulted yet.
+                if let Some(seg) = cold_ready(&st) {
+                    drop(st);
+                    seg.warm(
+                        WARM_WINDOW_BYTES,
+                        self.write_through.load(Ordering::Relaxed),
+                    );
+                    continue;
+                }
                 let base = st.wanted.take();
                 st.busy = base;
+                self.hurry.store(false, Ordering::Release);
                 base
             };
             let Some(base) = base else { continue };
             // Between the chunks of the fill, pre-fault the active segment as appends ask for it:
             // otherwise they outrun the pre-faulted window during the fill and fault themselves.
-            let made = create_segment_with(
-                &self.dir,
-                base,
-                self.file_size,
-                self.write_through.load(Ordering::Relaxed),
-                &mut || self.between_fill_chunks(),
-            );
+            // Not pre-faulted here: it is handed over first (a waiting roll takes it at once and
+            // its appends ask for their window) or else warmed as a cold ready segment.
+            let made = create_segment_with(&self.dir, base, self.file_size, &mut || {
+                self.between_fill_chunks()
+            });
             let mut st = self.state.lock();
             st.busy = None;
             match made {
-                Ok(seg) => st.ready = Some(seg),
+                Ok((seg, _)) => st.ready = Some(seg),
                 // A fill cut short by shutdown is expected, not a failure worth a warning.
                 Err(e) if self.stop.load(Ordering::Acquire) => {
                     tracing::debug!(base, error = %e, "pre-allocation stopped by shutdown")
@@ -249,12 +306,18 @@ impl Preallocator {
     }
 
     /// Called between the chunks of a segment's zero-fill: serves a pending warm request of the
-    /// active segment, and says whether to go on (false at shutdown).
-    fn between_fill_chunks(&self) -> bool {
+    /// active segment, and says how to go on (stop at shutdown, hurry when an append waits).
+    fn between_fill_chunks(&self) -> FillStep {
+        if self.stop.load(Ordering::Acquire) {
+            return FillStep::Stop;
+        }
+        if self.hurry.load(Ordering::Acquire) {
+            return FillStep::Hurry;
+        }
         if self.warm_pending.load(Ordering::Acquire) {
             self.serve_warm();
         }
-        !self.stop.load(Ordering::Acquire)
+        FillStep::Go
     }
 
     /// Pre-faults what the last warm request asked for, if any.
@@ -290,7 +353,17 @@ impl Preallocator {
 
     /// The segment for `base`: the pre-allocated one if ready (waiting if it is being made), else
     /// created here. Then asks for the one after it.
+    ///
+    /// Under ASYNC_FLUSH a roll that would wait longer than [`HURRY_AFTER`] (the pre-allocation
+    /// cannot keep up with the ingest: on this VM fresh memory costs 1-4 s per GiB to fault in)
+    /// has the segment finished at once, the rest reserved rather than zero-filled and no
+    /// window pre-faulted: the appends then take page faults for a while instead of all standing
+    /// still for up to a second (16 KiB ingest: 0.3-0.95 s per roll, 2026-11-22). Under
+    /// SYNC_FLUSH the roll waits: reserved (unwritten) blocks would make every sync of that
+    /// segment slower, and there the ingest is slow enough for the pre-allocation to keep up.
     fn take(&self, base: u64) -> Result<Arc<Segment>> {
+        let started = std::time::Instant::now();
+        let may_hurry = !self.write_through.load(Ordering::Relaxed);
         let seg = {
             let mut st = self.state.lock();
             loop {
@@ -298,7 +371,10 @@ impl Preallocator {
                     break st.ready.take();
                 }
                 if st.busy == Some(base) {
-                    self.cv.wait(&mut st);
+                    if may_hurry && started.elapsed() >= HURRY_AFTER {
+                        self.hurry.store(true, Ordering::Release);
+                    }
+                    self.cv.wait_for(&mut st, HURRY_AFTER);
                     continue;
                 }
                 if st.wanted == Some(base) {
@@ -307,15 +383,26 @@ impl Preallocator {
                 break None;
             }
         };
-        match seg {
-            Some(s) => Ok(s),
-            None => create_segment(
-                &self.dir,
+        let made_here = seg.is_none();
+        let seg = match seg {
+            Some(s) => s,
+            None if may_hurry => {
+                create_segment_with(&self.dir, base, self.file_size, &mut || FillStep::Hurry)?.0
+            }
+            None => create_segment(&self.dir, base, self.file_size, true)?,
+        };
+        let waited = started.elapsed();
+        if waited >= SLOW_ROLL {
+            // Appends (under the append lock) stood still this long: the pre-allocation could
+            // not keep up with the ingest (RocketMQ logs its slow file creations likewise).
+            tracing::warn!(
                 base,
-                self.file_size,
-                self.write_through.load(Ordering::Relaxed),
-            ),
+                waited_ms = waited.as_millis() as u64,
+                made_here,
+                "appends waited for the next CommitLog segment"
+            );
         }
+        Ok(seg)
     }
 
     /// Waits until no segment is being made or wanted (benches start timing after this).
@@ -373,6 +460,9 @@ pub struct RecoveredLog {
     pub active: Option<(Arc<Segment>, MappedWriter)>,
     /// End of the valid records (a record boundary).
     pub valid_end: u64,
+    /// The pre-allocated segment right after the active one, kept from before a clean shutdown
+    /// (it holds nothing): the next roll takes it instead of making a new one.
+    pub next: Option<Arc<Segment>>,
 }
 
 /// Shared failure latch: once set, no write is accepted again.
@@ -439,15 +529,7 @@ impl std::fmt::Debug for CommitLog {
 impl CommitLog {
     /// Builds the log from what recovery found; everything below `valid_end` is durable.
     pub fn new(dir: &Path, file_size: u64, rec: RecoveredLog, latch: Arc<WriteLatch>) -> Self {
-        let prealloc = Arc::new(Preallocator {
-            dir: dir.to_path_buf(),
-            file_size,
-            write_through: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            warm_pending: AtomicBool::new(false),
-            state: Mutex::new(PreState::default()),
-            cv: Condvar::new(),
-        });
+        let prealloc = Arc::new(Preallocator::new(dir, file_size, rec.next));
         Self {
             dir: dir.to_path_buf(),
             file_size,
@@ -1177,21 +1259,13 @@ mod tests {
         // 17 MiB: at least two chunks on tmpfs (16 MiB fallocates) as on a disk (64 KiB writes).
         const SIZE: u64 = 17 << 20;
         let dir = tempfile::tempdir().unwrap();
-        let pre = Preallocator {
-            dir: dir.path().to_path_buf(),
-            file_size: SIZE,
-            write_through: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            warm_pending: AtomicBool::new(false),
-            state: Mutex::new(PreState::default()),
-            cv: Condvar::new(),
-        };
+        let pre = Preallocator::new(dir.path(), SIZE, None);
         let active = create_segment(dir.path(), 0, SIZE, false).unwrap();
         // A fresh segment is warmed up to its first window (here: the whole file).
         assert_eq!(active.warmed.load(Ordering::Acquire), SIZE);
         active.warmed.store(0, Ordering::Release);
         let mut calls = 0;
-        let made = create_segment_with(dir.path(), SIZE, SIZE, false, &mut || {
+        let (made, hurried) = create_segment_with(dir.path(), SIZE, SIZE, &mut || {
             calls += 1;
             if calls == 2 {
                 pre.request_warm(&active, 64 << 10);
@@ -1210,10 +1284,11 @@ mod tests {
         })
         .unwrap();
         assert!(calls >= 2, "the fill calls back between chunks");
+        assert!(!hurried);
         assert_eq!(made.mapped().len(), SIZE);
         // At shutdown the next fill stops at its first chunk and leaves nothing behind.
         pre.stop.store(true, Ordering::Release);
-        let stopped = create_segment_with(dir.path(), 2 * SIZE, SIZE, false, &mut || {
+        let stopped = create_segment_with(dir.path(), 2 * SIZE, SIZE, &mut || {
             pre.between_fill_chunks()
         });
         assert!(stopped.is_err());
@@ -1222,6 +1297,58 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    /// An ASYNC_FLUSH roll that finds its segment still being zero-filled has it finished at
+    /// once: the fill stops writing, the rest is reserved, and the file is whole and reads as
+    /// zeros, on tmpfs and on a disk file system alike. Under SYNC_FLUSH the roll waits for the
+    /// whole fill.
+    #[test]
+    fn a_waiting_async_roll_hurries_the_fill() {
+        const SIZE: u64 = 8 << 20;
+        for parent in [std::env::temp_dir(), PathBuf::from("/dev/shm")] {
+            if !parent.is_dir() {
+                continue;
+            }
+            for sync in [false, true] {
+                let dir = tempfile::tempdir_in(&parent).unwrap();
+                let pre = Arc::new(Preallocator::new(dir.path(), SIZE, None));
+                pre.write_through.store(sync, Ordering::Relaxed);
+                pre.state.lock().busy = Some(0);
+                let chunks = Arc::new(AtomicU64::new(0));
+                // The pre-allocation thread's part, with a fill slowed to 20 ms per chunk
+                // (a 1 GiB fill on a loaded disk).
+                let filler = {
+                    let (pre, chunks) = (Arc::clone(&pre), Arc::clone(&chunks));
+                    std::thread::spawn(move || {
+                        let made = create_segment_with(&pre.dir, 0, SIZE, &mut || {
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            chunks.fetch_add(1, Ordering::Relaxed);
+                            pre.between_fill_chunks()
+                        });
+                        let mut st = pre.state.lock();
+                        st.busy = None;
+                        st.ready = Some(made.unwrap().0);
+                        pre.cv.notify_all();
+                    })
+                };
+                let seg = pre.take(0).unwrap();
+                filler.join().unwrap();
+                assert_eq!(seg.base, 0);
+                assert_eq!(seg.mapped().len(), SIZE);
+                let all = std::fs::read(seg.mapped().path()).unwrap();
+                assert_eq!(all.len() as u64, SIZE);
+                assert!(all.iter().all(|&b| b == 0), "{parent:?}");
+                let n = chunks.load(Ordering::Relaxed);
+                // 8 MiB: 8 direct-I/O chunks, or 128 page-cache ones, or 1 tmpfs chunk.
+                if sync {
+                    assert!(!pre.hurry.load(Ordering::Acquire), "{parent:?}");
+                } else if parent != Path::new("/dev/shm") {
+                    assert!(pre.hurry.load(Ordering::Acquire), "{parent:?}");
+                    assert!(n < 8, "{parent:?}: {n} chunks, not hurried");
+                }
+            }
+        }
     }
 
     fn test_msg(body: Vec<u8>) -> (MessageInput, usize) {

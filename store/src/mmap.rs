@@ -110,7 +110,42 @@ pub fn create_zero_filled(path: &Path, len: u64) -> io::Result<File> {
 /// [`create_zero_filled`] that gives up with `ErrorKind::Interrupted` (leaving a partial file for
 /// the caller to remove) as soon as `stop` is set, so a shutdown need not wait for a 1 GiB fill.
 pub fn create_zero_filled_until(path: &Path, len: u64, stop: &AtomicBool) -> io::Result<File> {
-    create_zero_filled_with(path, len, &mut || !stop.load(Ordering::Acquire))
+    let mut step = || {
+        if stop.load(Ordering::Acquire) {
+            FillStep::Stop
+        } else {
+            FillStep::Go
+        }
+    };
+    create_zero_filled_with(path, len, &mut step).map(|(file, _)| file)
+}
+
+/// What a zero-fill does before its next chunk (see [`create_zero_filled_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillStep {
+    /// Write the next chunk.
+    Go,
+    /// Give up (`ErrorKind::Interrupted`, a partial file left for the caller to remove).
+    Stop,
+    /// Somebody is waiting for the file: finish it at once, reserving the rest instead of
+    /// writing it ([`finish_fast`]).
+    Hurry,
+}
+
+/// Completes a zero-fill that was hurried at `at`: the rest of `[0, len)` is reserved by one
+/// `fallocate` (reads as zeros, every block or tmpfs page reserved, so a store into the mapping
+/// can never meet a full disk). On a disk file system these are unwritten extents, whose sync
+/// once written costs about twice a sync of written blocks here; on tmpfs the call is the fill
+/// anyway. Returns false where the file system cannot reserve (the caller writes the rest).
+fn finish_fast(file: &File, at: u64, len: u64) -> io::Result<bool> {
+    if at >= len {
+        return Ok(true);
+    }
+    match fallocate_range(file, at, len - at) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Bytes fallocated at a time on tmpfs, between two calls of the `go_on` callback.
@@ -122,11 +157,14 @@ const TMPFS_ALLOC_CHUNK_BYTES: u64 = 16 << 20;
 /// caller to remove) when it returns false. The CommitLog's pre-allocation thread pre-faults the
 /// active segment from there: a 1 GiB fill takes long enough (0.3-2 s here) for the appends to
 /// run past the pre-faulted window and take the page faults themselves, under the append lock.
+///
+/// Returns the file and whether it was hurried ([`FillStep::Hurry`]: the rest reserved, not
+/// written).
 pub fn create_zero_filled_with(
     path: &Path,
     len: u64,
-    go_on: &mut dyn FnMut() -> bool,
-) -> io::Result<File> {
+    step: &mut dyn FnMut() -> FillStep,
+) -> io::Result<(File, bool)> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -136,32 +174,51 @@ pub fn create_zero_filled_with(
     if len > 0 && on_tmpfs(&file) {
         let mut at = 0u64;
         while at < len {
-            if !go_on() {
-                return Err(stopped());
+            match step() {
+                FillStep::Go => {}
+                FillStep::Stop => return Err(stopped()),
+                FillStep::Hurry => {
+                    finish_fast(&file, at, len)?;
+                    return Ok((file, true));
+                }
             }
             let n = (len - at).min(TMPFS_ALLOC_CHUNK_BYTES);
             fallocate_range(&file, at, n)?;
             at += n;
         }
-        return Ok(file);
+        return Ok((file, false));
     }
-    let direct_end = zero_fill_direct(path, len, go_on)?;
-    if direct_end > 0 {
-        use std::io::{Seek, SeekFrom};
-        file.seek(SeekFrom::Start(direct_end))?;
-    }
-    let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
-    let mut left = len - direct_end;
-    while left > 0 {
-        if !go_on() {
-            return Err(stopped());
+    let (direct_end, hurry) = zero_fill_direct(path, len, step)?;
+    let mut hurried = hurry && finish_fast(&file, direct_end, len)?;
+    if !hurried {
+        if direct_end > 0 {
+            use std::io::{Seek, SeekFrom};
+            file.seek(SeekFrom::Start(direct_end))?;
         }
-        let n = left.min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
-        file.write_all(&zeros[..n])?;
-        left -= n as u64;
+        let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
+        let mut at = direct_end;
+        // Once a reservation failed (no fallocate here), hurrying cannot help: write on.
+        let mut can_hurry = !hurry;
+        while at < len {
+            match step() {
+                FillStep::Go => {}
+                FillStep::Stop => return Err(stopped()),
+                FillStep::Hurry if can_hurry => {
+                    if finish_fast(&file, at, len)? {
+                        hurried = true;
+                        break;
+                    }
+                    can_hurry = false;
+                }
+                FillStep::Hurry => {}
+            }
+            let n = (len - at).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
+            file.write_all(&zeros[..n])?;
+            at += n as u64;
+        }
     }
     file.sync_all()?;
-    Ok(file)
+    Ok((file, hurried))
 }
 
 /// [`create_zero_filled`], then its pages read into the page cache the way a CommitLog segment's
@@ -196,11 +253,18 @@ const DIRECT_ALIGN_BYTES: u64 = 4096;
 /// the disk from one page-aligned buffer (an anonymous mapping: never written, so it stays the
 /// kernel's zero page) and the page cache is not touched; the pre-faulting window reads the pages
 /// back just ahead of the appender ([`MappedFile::prefault_write`], [`MappedFile::advise_read`]).
-fn zero_fill_direct(path: &Path, len: u64, go_on: &mut dyn FnMut() -> bool) -> io::Result<u64> {
+///
+/// Also returns whether `step` asked to hurry (the fill stopped there; the caller reserves the
+/// rest).
+fn zero_fill_direct(
+    path: &Path,
+    len: u64,
+    step: &mut dyn FnMut() -> FillStep,
+) -> io::Result<(u64, bool)> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let aligned = len - len % DIRECT_ALIGN_BYTES;
     if aligned == 0 {
-        return Ok(0);
+        return Ok((0, false));
     }
     let unsupported = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
     let direct = match OpenOptions::new()
@@ -209,17 +273,21 @@ fn zero_fill_direct(path: &Path, len: u64, go_on: &mut dyn FnMut() -> bool) -> i
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if unsupported(&e) => return Ok(0),
+        Err(e) if unsupported(&e) => return Ok((0, false)),
         Err(e) => return Err(e),
     };
     let zeros = MmapMut::map_anon(DIRECT_FILL_CHUNK_BYTES)?;
     let mut at = 0u64;
     while at < aligned {
-        if !go_on() {
-            return Err(io::Error::new(
-                io::ErrorKind::Interrupted,
-                "zero-fill stopped",
-            ));
+        match step() {
+            FillStep::Go => {}
+            FillStep::Stop => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "zero-fill stopped",
+                ))
+            }
+            FillStep::Hurry => return Ok((at, true)),
         }
         let n = (aligned - at).min(DIRECT_FILL_CHUNK_BYTES as u64) as usize;
         match direct.write_all_at(&zeros[..n], at) {
@@ -230,7 +298,7 @@ fn zero_fill_direct(path: &Path, len: u64, go_on: &mut dyn FnMut() -> bool) -> i
             Err(e) => return Err(e),
         }
     }
-    Ok(at)
+    Ok((at, false))
 }
 
 /// Creates `path` (which must not exist) with `len` bytes reserved on disk by `fallocate` (read
@@ -823,7 +891,7 @@ mod tests {
             // nothing else.
             let probe = dir.path().join(format!("probe{len}"));
             File::create(&probe).unwrap();
-            let direct = zero_fill_direct(&probe, len, &mut || true).unwrap();
+            let (direct, _) = zero_fill_direct(&probe, len, &mut || FillStep::Go).unwrap();
             assert!(
                 direct == 0 || direct == len - len % DIRECT_ALIGN_BYTES,
                 "{direct}"

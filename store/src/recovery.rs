@@ -140,6 +140,7 @@ pub fn recover(
             segments: Vec::new(),
             active: None,
             valid_end: 0,
+            next: None,
         };
         let report = RecoveryReport {
             scanned: false,
@@ -228,7 +229,8 @@ fn trust_checkpoint(
         segments.push(Arc::clone(&seg));
         active = Some((seg, w));
     }
-    let deleted = delete_after(dir, bases, idx)?;
+    let next = keep_next(dir, file_size, bases, idx)?;
+    let deleted = delete_after(dir, bases, if next.is_some() { idx + 1 } else { idx })?;
     let report = RecoveryReport {
         scanned: false,
         scan_start: confirm,
@@ -242,8 +244,46 @@ fn trust_checkpoint(
         segments,
         active,
         valid_end: confirm,
+        next,
     };
     Ok(Some((log, report)))
+}
+
+/// After a clean shutdown, the segment right after the active one (`bases[idx]`) is the
+/// pre-allocated next segment: keep it rather than delete it and zero-fill another (1 GiB of
+/// writes at every restart). It holds nothing: segment files are made whole (zero-filled under a
+/// temporary name, then renamed), bytes reach a segment only after the log rolls into it, so
+/// the log's end (here trusted: `confirm`, checked against the bytes after it) would lie in it,
+/// and recovery after a crash deletes every segment past the valid end. Its first page is
+/// checked to be zero all the same (a record written there would start at offset 0).
+fn keep_next(
+    dir: &Path,
+    file_size: u64,
+    bases: &[u64],
+    idx: usize,
+) -> Result<Option<Arc<Segment>>> {
+    let (Some(&active), Some(&next)) = (bases.get(idx), bases.get(idx + 1)) else {
+        return Ok(None);
+    };
+    let path = dir.join(segment_file_name(next));
+    if next != active + file_size || !first_page_empty(&path) {
+        return Ok(None);
+    }
+    let mapped = MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?;
+    if mapped.len() != file_size {
+        return Ok(None);
+    }
+    tracing::info!(path = %path.display(), "keeping the pre-allocated next segment");
+    Ok(Some(Arc::new(Segment::new(next, Arc::new(mapped)))))
+}
+
+/// Whether a file's first 4 KiB are zero (false if it cannot be read or is shorter).
+fn first_page_empty(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut page = [0u8; 4096];
+    std::fs::File::open(path)
+        .and_then(|f| f.read_exact_at(&mut page, 0))
+        .is_ok_and(|()| page.iter().all(|&b| b == 0))
 }
 
 /// Deletes the segment files after index `idx`.
@@ -304,6 +344,7 @@ fn scan_from(
                 segments,
                 active: None,
                 valid_end,
+                next: None,
             };
             let report = RecoveryReport {
                 scanned: true,
@@ -329,10 +370,13 @@ fn scan_from(
                 "recovery cut a torn CommitLog tail"
             );
         }
+        // After a crash a segment past the valid end may hold records whose blank marker before
+        // them was lost: it goes, even if it is the pre-allocated next one.
         let log = RecoveredLog {
             segments,
             active: Some((seg, w)),
             valid_end,
+            next: None,
         };
         let report = RecoveryReport {
             scanned: true,

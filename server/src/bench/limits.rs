@@ -43,7 +43,16 @@ pub struct LimitsArgs {
     /// Message size of the round-trip test.
     #[arg(long, default_value_t = 128)]
     pub rtt_bytes: usize,
-    /// Run only these tests (comma-separated: tcp,rtt,mmap,sync,sendfile).
+    /// Bytes of new data for the fresh-pages test, in MiB (the volume a run writes: on this VM
+    /// the first few GiB come from recycled guest pages, the rest from memory the host must
+    /// supply first).
+    #[arg(long, default_value_t = 1024)]
+    pub fresh_mb: u64,
+    /// Record size of the fresh-pages test.
+    #[arg(long, default_value_t = 16384)]
+    pub fresh_record: usize,
+    /// Run only these tests (comma-separated: tcp,rtt,mmap,fresh,sync,sendfile; `fresh` only
+    /// when named).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 }
@@ -63,6 +72,20 @@ pub struct MemcpyResult {
     pub record_bytes: usize,
     pub gb_per_s: f64,
     pub records_per_s: f64,
+}
+
+/// Copies into pages never touched before (see [`fresh_append`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct FreshResult {
+    pub record_bytes: usize,
+    pub bytes: u64,
+    pub gb_per_s: f64,
+    /// CPU of the copying thread per GB (page allocation and clearing happen in its faults).
+    pub cpu_s_per_gb: f64,
+    /// The same per GiB for the first GiB and for the last one, in seconds: where the host has to
+    /// supply memory first, the later GiBs cost several times the first.
+    pub first_gib_s: f64,
+    pub last_gib_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -236,6 +259,71 @@ pub fn mmap_memcpy(
     })
 }
 
+/// Sequential record copies, once, through a shared mapping of a new sparse file of `bytes` in
+/// `dir`: every page's first touch allocates and clears it. This is what any writer pays to put
+/// that much new data in memory here (page cache or tmpfs), the cost the pre-faulted
+/// [`mmap_memcpy`] leaves out; a store pays it too, in its pre-allocation thread. Per-GiB times
+/// show whether the pages came from the guest's free lists or from memory the host had taken
+/// back (free page reporting), which on this VM costs several times more.
+pub fn fresh_append(dir: &Path, bytes: u64, record_bytes: usize) -> io::Result<FreshResult> {
+    const GIB: u64 = 1 << 30;
+    let record_bytes = record_bytes.clamp(1, 1 << 20);
+    let bytes = bytes.max(record_bytes as u64 * 16);
+    let path = temp_path(dir, "fresh");
+    {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path.0)?;
+        f.set_len(bytes)?;
+    }
+    let mapped = Arc::new(MappedFile::open(&path.0, 0)?);
+    let mut writer = mapped
+        .writer()
+        .ok_or_else(|| io::Error::other("mapping already has a writer"))?;
+    let mut rec = vec![b'f'; record_bytes];
+    let per_pass = bytes / record_bytes as u64;
+    let (mut first_gib_s, mut last_gib_s) = (0.0, 0.0);
+    let cpu0 = thread_cpu_s();
+    let t0 = Instant::now();
+    let mut gib_start = t0;
+    let mut pos = 0u64;
+    for i in 0..per_pass {
+        if let Some(b) = rec.first_mut() {
+            *b = i as u8;
+        }
+        writer.write(pos, &rec);
+        let next = pos + record_bytes as u64;
+        if next / GIB != pos / GIB || i + 1 == per_pass {
+            let now = Instant::now();
+            let s = now.duration_since(gib_start).as_secs_f64();
+            // A partial last piece is scaled to a whole GiB.
+            let piece = next - (pos / GIB) * GIB;
+            let per_gib = s * GIB as f64 / piece.max(1) as f64;
+            if pos < GIB {
+                first_gib_s = per_gib;
+            }
+            last_gib_s = per_gib;
+            gib_start = now;
+        }
+        pos = next;
+    }
+    let t = t0.elapsed().as_secs_f64().max(1e-9);
+    let cpu = thread_cpu_s() - cpu0;
+    drop(writer);
+    drop(mapped);
+    let gb = pos as f64 / 1e9;
+    Ok(FreshResult {
+        record_bytes,
+        bytes: pos,
+        gb_per_s: round3(gb / t),
+        cpu_s_per_gb: round3(cpu / gb.max(1e-9)),
+        first_gib_s: round3(first_gib_s),
+        last_gib_s: round3(last_gib_s),
+    })
+}
+
 /// pwrite of `group_bytes` then fdatasync, sequentially through a zero-filled file, for
 /// `duration`: the commits/s a group commit of that size can reach at best.
 pub fn write_fdatasync(
@@ -368,6 +456,7 @@ pub struct Limits {
     pub tcp_bulk_gb_per_s: Option<f64>,
     pub tcp_rtt: Option<RttResult>,
     pub mmap_memcpy: Vec<MemcpyResult>,
+    pub fresh_append: Option<FreshResult>,
     pub fdatasync: Vec<SyncResult>,
     pub sendfile: Option<SendfileResult>,
 }
@@ -386,6 +475,7 @@ pub fn run(a: LimitsArgs) -> Result<(), String> {
         tcp_bulk_gb_per_s: None,
         tcp_rtt: None,
         mmap_memcpy: Vec::new(),
+        fresh_append: None,
         fdatasync: Vec::new(),
         sendfile: None,
     };
@@ -400,6 +490,13 @@ pub fn run(a: LimitsArgs) -> Result<(), String> {
             out.mmap_memcpy
                 .push(mmap_memcpy(&a.dir, a.mmap_mb << 20, r, d).map_err(ctx("mmap memcpy"))?);
         }
+    }
+    // Only when named: it writes `fresh_mb` of new memory, GiBs at the report's volumes.
+    if a.only.iter().any(|o| o == "fresh") {
+        out.fresh_append = Some(
+            fresh_append(&a.dir, a.fresh_mb << 20, a.fresh_record)
+                .map_err(ctx("fresh-page append"))?,
+        );
     }
     if want("sync") {
         for &g in &a.group_bytes {
@@ -443,6 +540,9 @@ mod tests {
         let s = write_fdatasync(dir.path(), 4096, TINY).unwrap();
         assert!(s.commits_per_s > 0.0 && s.p50_us > 0.0);
         let f = sendfile(dir.path(), 1 << 20, 65536, TINY).unwrap();
+        let n = fresh_append(dir.path(), 3 << 20, 16384).unwrap();
+        assert_eq!(n.bytes, 3 << 20);
+        assert!(n.gb_per_s > 0.0 && n.first_gib_s > 0.0 && n.last_gib_s > 0.0);
         assert!(f.gb_per_s > 0.0 && f.cpu_s_per_gb >= 0.0);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
