@@ -1246,7 +1246,7 @@ mod tests {
                 "store clock {t} outside [{before}, {after}] +-1 ms"
             );
             n += 1;
-            if n % 64 == 0 {
+            if n.is_multiple_of(64) {
                 std::thread::sleep(std::time::Duration::from_micros(300));
             }
         }
