@@ -321,6 +321,41 @@ impl RemotingCommand {
         Ok(out)
     }
 
+    /// `try_encode_head` appended to `out` (the connection's write batch) instead of a buffer of
+    /// its own: a reply's head was allocated, written, copied into the batch and freed, ~150
+    /// instructions per 128 B send (callgrind, 2026-11-22). On error `out` is left as it was.
+    /// The bytes appended are exactly `try_encode_head`'s (`encode_head_into_matches`).
+    pub fn try_encode_head_into(
+        &self,
+        serialize_type: SerializeType,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let start = out.len();
+        out.reserve(8 + self.header_capacity());
+        out.extend_from_slice(&[0u8; 8]);
+        self.append_header(serialize_type, out);
+        let header_len = out.len() - start - 8;
+        let body_len = self.body.len();
+        let fits = header_len <= frame::HEADER_LEN_MAX
+            && (frame::LEN_FIELD_MIN + header_len)
+                .checked_add(body_len)
+                .is_some_and(|l| u32::try_from(l).is_ok());
+        if !fits {
+            out.truncate(start);
+            return Err(WireError::FrameLength {
+                len: (header_len + body_len) as i64,
+                max: frame::HEADER_LEN_MAX,
+            });
+        }
+        if let Some(p) = out
+            .get_mut(start..)
+            .and_then(|tail| tail.first_chunk_mut::<8>())
+        {
+            *p = frame::prefix(serialize_type, header_len, body_len);
+        }
+        Ok(())
+    }
+
     /// Length prefix, type word and header: everything before the body. Panics if the header
     /// exceeds 16 MiB − 1 (see `try_encode_head`).
     pub fn encode_head(&self, serialize_type: SerializeType) -> Vec<u8> {
@@ -347,5 +382,52 @@ impl RemotingCommand {
             Body::Regions(rs) => rs.iter().for_each(|r| out.extend_from_slice(r.as_bytes())),
         }
         Bytes::from(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The head appended to a batch is byte for byte the head `try_encode_head` gives, and
+        /// what was in the batch before stays.
+        #[test]
+        fn encode_head_into_matches(
+            code in any::<i32>(), opaque in any::<i32>(), flag in 0i32..4,
+            remark in proptest::option::of("\\PC{0,12}"),
+            ext in proptest::collection::vec(("[a-zA-Z\"\\\\]{1,6}", "\\PC{0,20}"), 0..8),
+            body_len in 0usize..64,
+            before in proptest::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let mut cmd = RemotingCommand::response(code, remark.unwrap_or_default());
+            cmd.opaque = opaque;
+            cmd.flag = flag;
+            for (k, v) in ext {
+                cmd.ext_fields.insert(k, v);
+            }
+            cmd.body = Body::Bytes(Bytes::from(vec![7u8; body_len]));
+            for st in [SerializeType::Json, SerializeType::RocketMq] {
+                let mut batch = before.clone();
+                cmd.try_encode_head_into(st, &mut batch).unwrap();
+                let mut want = before.clone();
+                want.extend_from_slice(&cmd.try_encode_head(st).unwrap());
+                prop_assert_eq!(&batch, &want);
+            }
+        }
+    }
+
+    /// A head that cannot be framed is an error and leaves the batch as it was.
+    #[test]
+    fn encode_head_into_refuses_an_oversized_header() {
+        let cmd = RemotingCommand::response(1, "x".repeat(frame::HEADER_LEN_MAX + 1));
+        let mut batch = vec![1, 2, 3];
+        assert!(cmd
+            .try_encode_head_into(SerializeType::Json, &mut batch)
+            .is_err());
+        assert_eq!(batch, vec![1, 2, 3]);
+        assert!(cmd.try_encode_head(SerializeType::Json).is_err());
     }
 }

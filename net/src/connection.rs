@@ -570,64 +570,69 @@ async fn flush(sock: &TcpStream, batch: &mut Vec<u8>) -> std::io::Result<()> {
 static OVERSIZE_LOG: LogLimiter = LogLimiter::new(10_000);
 
 /// Appends a command to the batch, or (for a big region body) flushes the batch and sends the
-/// command through the transfer path. Every reply is a JSON frame with type byte 0.
+/// command through the transfer path. Every reply is a JSON frame with type byte 0. A reply
+/// that goes into the batch has its head encoded right there (no buffer of its own).
 async fn write_one(
     sock: &TcpStream,
     transfer: &mut ConnTransfer,
     batch: &mut Vec<u8>,
     cmd: RemotingCommand,
 ) -> std::io::Result<()> {
+    let body_len = cmd.body.len();
+    let batched = match &cmd.body {
+        Body::Regions(_)
+            if body_len >= COPY_THRESHOLD_BYTES && transfer.backend() != TransferBackend::Copy =>
+        {
+            false
+        }
+        Body::Regions(_) | Body::Bytes(_) => body_len < WRITE_BATCH_BYTES_MAX,
+        Body::Empty => true,
+    };
+    if batched {
+        if let Err(e) = cmd.try_encode_head_into(SerializeType::Json, batch) {
+            unframable(batch, &cmd, &e);
+            return Ok(());
+        }
+        match &cmd.body {
+            Body::Empty => {}
+            Body::Bytes(b) => batch.extend_from_slice(b),
+            Body::Regions(regions) => regions
+                .iter()
+                .for_each(|r| batch.extend_from_slice(r.as_bytes())),
+        }
+        return Ok(());
+    }
     let head = match cmd.try_encode_head(SerializeType::Json) {
         Ok(head) => head,
         Err(e) => {
-            if let Some(n) = OVERSIZE_LOG.allow() {
-                tracing::error!(code = cmd.code, error = %e, suppressed = n,
-                    "reply cannot be framed; sending SYSTEM_ERROR instead");
-            }
-            let mut err = RemotingCommand::response(
-                crate::header::codes::ResponseCode::SYSTEM_ERROR,
-                "response too large to frame",
-            );
-            err.opaque = cmd.opaque;
-            err.flag = cmd.flag;
-            batch.extend_from_slice(&err.encode(SerializeType::Json));
+            unframable(batch, &cmd, &e);
             return Ok(());
         }
     };
+    flush(sock, batch).await?;
     match &cmd.body {
-        Body::Regions(regions)
-            if cmd.body.len() >= COPY_THRESHOLD_BYTES
-                && transfer.backend() != TransferBackend::Copy =>
-        {
-            flush(sock, batch).await?;
-            transfer.write_regions(sock, &head, regions).await
-        }
-        Body::Regions(regions) if cmd.body.len() >= WRITE_BATCH_BYTES_MAX => {
-            flush(sock, batch).await?;
-            transfer.write_regions(sock, &head, regions).await
-        }
-        Body::Bytes(b) if b.len() >= WRITE_BATCH_BYTES_MAX => {
-            flush(sock, batch).await?;
+        Body::Regions(regions) => transfer.write_regions(sock, &head, regions).await,
+        Body::Bytes(b) => {
             send_all(sock, &head, true).await?;
             send_all(sock, b, false).await
         }
-        Body::Empty => {
-            batch.extend_from_slice(&head);
-            Ok(())
-        }
-        Body::Bytes(b) => {
-            batch.extend_from_slice(&head);
-            batch.extend_from_slice(b);
-            Ok(())
-        }
-        Body::Regions(regions) => {
-            batch.extend_from_slice(&head);
-            regions
-                .iter()
-                .for_each(|r| batch.extend_from_slice(r.as_bytes()));
-            Ok(())
-        }
+        Body::Empty => send_all(sock, &head, false).await,
     }
+}
+
+/// A reply that cannot be framed: SYSTEM_ERROR goes out in its place.
+fn unframable(batch: &mut Vec<u8>, cmd: &RemotingCommand, e: &WireError) {
+    if let Some(n) = OVERSIZE_LOG.allow() {
+        tracing::error!(code = cmd.code, error = %e, suppressed = n,
+            "reply cannot be framed; sending SYSTEM_ERROR instead");
+    }
+    let mut err = RemotingCommand::response(
+        crate::header::codes::ResponseCode::SYSTEM_ERROR,
+        "response too large to frame",
+    );
+    err.opaque = cmd.opaque;
+    err.flag = cmd.flag;
+    batch.extend_from_slice(&err.encode(SerializeType::Json));
 }
 
 #[cfg(test)]

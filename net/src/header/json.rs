@@ -822,6 +822,16 @@ mod tests {
             write_field(&mut field, &s, "v");
             prop_assert_eq!(String::from_utf8(field).unwrap(),
                 format!("{}:\"v\"", serde_json::to_string(&s).unwrap()));
+            // Both sides at once, behind text already written.
+            let mut field = b"{\"x\":\"y\",".to_vec();
+            write_field(&mut field, &s, &s);
+            let want = serde_json::to_string(&s).unwrap();
+            prop_assert_eq!(String::from_utf8(field).unwrap(),
+                format!("{{\"x\":\"y\",{want}:{want}"));
+            let mut field = Vec::new();
+            write_field(&mut field, "queueOffset", &s);
+            prop_assert_eq!(String::from_utf8(field).unwrap(),
+                format!("\"queueOffset\":{want}"));
         }
 
         /// The inline first-word scan finds what a byte-by-byte scan finds.

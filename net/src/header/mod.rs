@@ -72,6 +72,32 @@ impl ExtValue for String {
     }
 }
 
+/// Text that is often a constant (a send reply's `TRACE_ON`, the default `MSG_REGION`): a
+/// borrowed value goes into the fields as static text, without the allocation and copy a
+/// `String` costs per reply. Decoding always gives `Owned`.
+impl ExtValue for std::borrow::Cow<'static, str> {
+    const EXPECTED: &'static str = "a string";
+    const IS_STRING: bool = true;
+    fn parse(s: &str) -> Option<Self> {
+        Some(std::borrow::Cow::Owned(s.to_owned()))
+    }
+    fn from_string(s: String) -> Option<Self> {
+        Some(std::borrow::Cow::Owned(s))
+    }
+    fn format(&self) -> String {
+        self.as_ref().to_owned()
+    }
+    fn into_text(self) -> String {
+        self.into_owned()
+    }
+    fn push_into(self, ext: &mut ExtFields, key: &'static str) {
+        match self {
+            std::borrow::Cow::Borrowed(s) => ext.push_static_static(key, s),
+            std::borrow::Cow::Owned(s) => ext.push_static_unique(key, s),
+        }
+    }
+}
+
 /// Decimal text of `v` without the formatting machinery (headers format a few integers per
 /// request).
 fn int_string(v: i64) -> String {

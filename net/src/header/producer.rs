@@ -146,9 +146,10 @@ ext_header! {
     /// reply built from this header is then already sorted (sorting it cost ~1k instructions).
     pub struct SendMessageResponseHeader {
         /// Broker region (Java default "DefaultRegion"); the Java client reads it on success.
-        opt msg_region: String = "MSG_REGION",
+        /// (`Cow`: the broker's usual values are constants, sent without a copy.)
+        opt msg_region: std::borrow::Cow<'static, str> = "MSG_REGION",
         /// "true" by default in Java.
-        opt trace_on: String = "TRACE_ON",
+        opt trace_on: std::borrow::Cow<'static, str> = "TRACE_ON",
         opt batch_uniq_id: String = "batchUniqId",
         req msg_id: String = "msgId",
         req queue_id: i32 = "queueId",

@@ -207,14 +207,23 @@ impl DelayLevels {
 /// rollback transaction message), rewrite it into SCHEDULE_TOPIC_XXXX queue `level - 1` with
 /// `REAL_TOPIC`/`REAL_QID` set, clamping the level to the maximum. Returns the level used.
 pub fn divert(levels: &DelayLevels, msg: &mut MessageInput) -> Option<u32> {
+    let level = delay_level(prop_get(&msg.properties, PROPERTY_DELAY_TIME_LEVEL));
+    divert_at(levels, msg, level)
+}
+
+/// The level a `DELAY` value asks for (`None`: absent or not an integer).
+pub fn delay_level(delay: Option<&str>) -> Option<i64> {
+    delay?.trim().parse().ok()
+}
+
+/// [`divert`] with the message's `DELAY` already looked up and parsed by [`delay_level`] (the
+/// send path finds it in its one scan of the properties).
+pub fn divert_at(levels: &DelayLevels, msg: &mut MessageInput, level: Option<i64>) -> Option<u32> {
     let tran = msg.sys_flag & SYSFLAG_TRANSACTION_MASK;
     if tran != 0 && tran != SYSFLAG_TRANSACTION_COMMIT {
         return None;
     }
-    let level: i64 = prop_get(&msg.properties, PROPERTY_DELAY_TIME_LEVEL)?
-        .trim()
-        .parse()
-        .ok()?;
+    let level = level?;
     if level <= 0 {
         return None;
     }
@@ -377,6 +386,11 @@ impl ScheduleService {
     /// Rewrites a DELAY message into SCHEDULE_TOPIC_XXXX (see [`divert`]).
     pub fn redirect_delayed(&self, msg: &mut MessageInput) -> Option<u32> {
         divert(&self.levels, msg)
+    }
+
+    /// `redirect_delayed` with the message's `DELAY` level already found ([`divert_at`]).
+    pub fn redirect_delayed_at(&self, msg: &mut MessageInput, level: Option<i64>) -> Option<u32> {
+        divert_at(&self.levels, msg, level)
     }
 
     /// Next queue offset to deliver for `level`.

@@ -6,6 +6,7 @@
 //! for the group commit that makes it durable (`MessageStore::put_notify`), bounded by
 //! `syncFlushTimeout` (then FLUSH_DISK_TIMEOUT, as in Java).
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use ferrocket_store::{FlushDiskType, MessageInput, PutStatus, StoreError};
 
 use super::message::{self, PROPERTY_CLUSTER, PROPERTY_UNIQ_KEY};
 use super::topics::SendView;
-use super::{retry, validate, Broker, ConnectionHandle};
+use super::{retry, schedule, validate, Broker, ConnectionHandle};
+use crate::config::BrokerConfig;
 use crate::reply::{code, now_ms, reply, req};
 
 pub const CODES: &[i32] = &[
@@ -159,12 +161,14 @@ fn send(
     born_host: SocketAddr,
     durable: &mut Option<DurableRx>,
 ) -> RemotingCommand {
-    let (tc, queue_id) = match check_and_route(b, req, &h) {
+    // One snapshot of the configuration for the whole send (each `conf()` is a lock and two
+    // reference-count updates).
+    let conf = b.conf();
+    let (tc, queue_id) = match check_and_route(b, &conf, req, &h) {
         Ok(x) => x,
         Err(resp) => return resp,
     };
     let batch = h.batch == Some(true);
-    let conf = b.conf();
     if conf.reject_transaction_message
         && h.properties
             .as_deref()
@@ -220,17 +224,19 @@ fn send(
             Ok(items) => items,
             Err(e) => return reply(req, code::MESSAGE_ILLEGAL, format!("bad batch body: {e}")),
         };
-        items
-            .into_iter()
-            .map(|it| {
-                let mut m = base.clone();
-                m.flag = it.flag;
-                m.body = it.body;
-                m.properties = it.properties;
-                complete_properties(&mut m.properties, cluster, born_host.ip(), false);
-                m
-            })
-            .collect::<Vec<_>>()
+        Msgs::Batch(
+            items
+                .into_iter()
+                .map(|it| {
+                    let mut m = base.clone();
+                    m.flag = it.flag;
+                    m.body = it.body;
+                    m.properties = it.properties;
+                    complete_properties(&mut m.properties, cluster, born_host.ip(), false);
+                    m
+                })
+                .collect(),
+        )
     } else {
         let mut m = base;
         // The request's body is a slice of the frame read from the socket: no copy here.
@@ -239,18 +245,38 @@ fn send(
             _ => bytes::Bytes::new(),
         };
         m.properties = properties.unwrap_or_default();
-        uniq = complete_properties(&mut m.properties, cluster, born_host.ip(), true);
+        let completed = complete_properties(&mut m.properties, cluster, born_host.ip(), true);
+        uniq = completed.uniq;
         if m.topic.starts_with(validate::RETRY_GROUP_TOPIC_PREFIX) {
             if let Err((c, remark)) =
                 retry::adjust_retry_send(b, m.reconsume_times, h.max_reconsume_times, &mut m)
             {
                 return reply(req, c, remark);
             }
+            // The retry rewrite may have changed the properties (DELAY): look again.
+            b.schedule.redirect_delayed(&mut m);
+        } else {
+            b.schedule
+                .redirect_delayed_at(&mut m, completed.delay_level);
         }
-        b.schedule.redirect_delayed(&mut m);
-        vec![m]
+        Msgs::One(m)
     };
-    put(b, req, msgs, uniq, durable)
+    put(b, &conf, req, msgs, uniq, durable)
+}
+
+/// The messages of one send: a single one (no `Vec` to allocate) or a batch's.
+enum Msgs {
+    One(MessageInput),
+    Batch(Vec<MessageInput>),
+}
+
+impl Msgs {
+    fn as_slice(&self) -> &[MessageInput] {
+        match self {
+            Msgs::One(m) => std::slice::from_ref(m),
+            Msgs::Batch(v) => v,
+        }
+    }
 }
 
 /// Validation in Java's order (§7.8) and the target queue. Err is the reply to send.
@@ -258,10 +284,10 @@ fn send(
 #[allow(clippy::result_large_err)]
 fn check_and_route(
     b: &Broker,
+    conf: &BrokerConfig,
     req: &RemotingCommand,
     h: &SendMessageRequestHeader,
 ) -> Result<(SendView, u32), RemotingCommand> {
-    let conf = b.conf();
     if b.is_shutting_down() {
         return Err(reply(
             req,
@@ -390,19 +416,29 @@ fn topic_for_send(
     }
 }
 
+/// What [`complete_properties`] found besides completing the properties.
+struct Completed {
+    /// The message's UNIQ_KEY when asked for (`want_uniq`).
+    uniq: Option<String>,
+    /// Its `DELAY` level, as `schedule::delay_level` reads it.
+    delay_level: Option<i64>,
+}
+
 /// Adds CLUSTER and, when the producer did not set one, a UNIQ_KEY (as the 5.x broker does).
 /// With `want_uniq`, returns the message's UNIQ_KEY (the reply's transactionId for a single
-/// message), so the send need not scan the properties for it again.
+/// message), so the send need not scan the properties for it again; and its DELAY level, for
+/// the delayed-delivery check. One scan of the properties finds all three.
 fn complete_properties(
     props: &mut String,
     cluster: &str,
     ip: IpAddr,
     want_uniq: bool,
-) -> Option<String> {
-    let found = message::property(props, PROPERTY_UNIQ_KEY);
-    let add_uniq = found.is_none();
-    let uniq = found.filter(|_| want_uniq).map(str::to_string);
-    let add_cluster = !cluster.is_empty() && message::property(props, PROPERTY_CLUSTER).is_none();
+) -> Completed {
+    let found = message::scan_send_properties(props);
+    let mut delay_level = schedule::delay_level(found.delay);
+    let add_uniq = found.uniq_key.is_none();
+    let uniq = found.uniq_key.filter(|_| want_uniq).map(str::to_string);
+    let add_cluster = !cluster.is_empty() && found.cluster.is_none();
     // One reservation for both (each pair: name, U+0001, value, U+0002, and maybe a U+0002
     // before it): growing for each in turn reallocated twice per send.
     let mut extra = 0;
@@ -422,24 +458,33 @@ fn complete_properties(
     };
     if add_cluster {
         message::push_property(props, PROPERTY_CLUSTER, cluster);
+        // Appending pairs leaves the earlier segments as they were, so the DELAY found above
+        // stands, unless a (misconfigured) cluster name carries separators of its own.
+        if cluster.bytes().any(|c| c == 1 || c == 2) {
+            delay_level = schedule::delay_level(schedule::prop_get(
+                props,
+                schedule::PROPERTY_DELAY_TIME_LEVEL,
+            ));
+        }
     }
-    uniq
+    Completed { uniq, delay_level }
 }
 
 /// Appends and builds the response (under SYNC_FLUSH, see [`send`] for `durable`).
 /// Stores `msgs`; `single_uniq` is the UNIQ_KEY of a single message (None for a batch).
 fn put(
     b: &Broker,
+    conf: &BrokerConfig,
     req: &RemotingCommand,
-    msgs: Vec<MessageInput>,
+    msgs: Msgs,
     single_uniq: Option<String>,
     durable: &mut Option<DurableRx>,
 ) -> RemotingCommand {
-    let queue_id = msgs.first().map(|m| m.queue_id).unwrap_or(0);
-    let result = if b.conf().flush_disk_type == FlushDiskType::Sync {
+    let queue_id = msgs.as_slice().first().map(|m| m.queue_id).unwrap_or(0);
+    let result = if conf.flush_disk_type == FlushDiskType::Sync {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let appended = b.store.put_notify(
-            &msgs,
+            msgs.as_slice(),
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
@@ -451,13 +496,15 @@ fn put(
                 appended,
             }
         })
-    } else if msgs.len() == 1 {
-        match msgs.into_iter().next() {
-            Some(m) => b.store.put(m),
-            None => return reply(req, code::MESSAGE_ILLEGAL, "no message"),
-        }
     } else {
-        b.store.put_batch(msgs)
+        match msgs {
+            Msgs::One(m) => b.store.put(m),
+            Msgs::Batch(v) if v.len() == 1 => match v.into_iter().next() {
+                Some(m) => b.store.put(m),
+                None => return reply(req, code::MESSAGE_ILLEGAL, "no message"),
+            },
+            Msgs::Batch(v) => b.store.put_batch(v),
+        }
     };
     let result = match result {
         Ok(r) => r,
@@ -478,7 +525,6 @@ fn put(
             .collect::<Vec<_>>()
             .join(","),
     };
-    let conf = b.conf();
     let header = SendMessageResponseHeader {
         msg_id,
         queue_id: i32::try_from(queue_id).unwrap_or(i32::MAX),
@@ -486,14 +532,25 @@ fn put(
         transaction_id: single_uniq,
         batch_uniq_id: None,
         recall_handle: None,
-        msg_region: Some(conf.region_id.clone()),
-        trace_on: Some(conf.trace_on.to_string()),
+        msg_region: Some(region_text(&conf.region_id)),
+        trace_on: Some(Cow::Borrowed(if conf.trace_on { "true" } else { "false" })),
     };
     let (status_code, remark) = match result.status {
         PutStatus::Ok => (code::SUCCESS, ""),
         PutStatus::FlushDiskTimeout => (code::FLUSH_DISK_TIMEOUT, "flush disk timeout"),
     };
     reply(req, status_code, remark).with_ext_fields(header.into_ext())
+}
+
+/// The reply's MSG_REGION: Java's default region as static text (no copy per reply), any
+/// other region copied.
+fn region_text(region: &str) -> Cow<'static, str> {
+    const DEFAULT_REGION: &str = "DefaultRegion";
+    if region == DEFAULT_REGION {
+        Cow::Borrowed(DEFAULT_REGION)
+    } else {
+        Cow::Owned(region.to_owned())
+    }
 }
 
 /// Maps a store refusal to Java's codes: illegal message 13, not writable 14, else 1.
@@ -520,7 +577,9 @@ mod tests {
     fn complete_properties_returns_the_uniq_key_the_message_carries() {
         let ip: IpAddr = "10.0.0.2".parse().unwrap();
         let mut props = String::new();
-        let uniq = complete_properties(&mut props, "C1", ip, true).unwrap();
+        let uniq = complete_properties(&mut props, "C1", ip, true)
+            .uniq
+            .unwrap();
         assert_eq!(
             message::property(&props, PROPERTY_UNIQ_KEY),
             Some(uniq.as_str())
@@ -529,19 +588,51 @@ mod tests {
         assert_eq!(message::property(&props, PROPERTY_CLUSTER), Some("C1"));
         let before = props.clone();
         assert_eq!(
-            complete_properties(&mut props, "C1", ip, true),
+            complete_properties(&mut props, "C1", ip, true).uniq,
             Some(uniq.clone())
         );
         assert_eq!(props, before, "nothing added twice");
         let mut mine = format!("TAGS\u{1}A\u{2}{PROPERTY_UNIQ_KEY}\u{1}U1\u{2}");
         assert_eq!(
-            complete_properties(&mut mine, "", ip, true).as_deref(),
+            complete_properties(&mut mine, "", ip, true).uniq.as_deref(),
             Some("U1")
         );
-        assert_eq!(complete_properties(&mut mine, "", ip, false), None);
+        assert_eq!(complete_properties(&mut mine, "", ip, false).uniq, None);
         let mut batch_item = String::new();
-        assert_eq!(complete_properties(&mut batch_item, "", ip, false), None);
+        assert_eq!(
+            complete_properties(&mut batch_item, "", ip, false).uniq,
+            None
+        );
         assert!(message::property(&batch_item, PROPERTY_UNIQ_KEY).is_some());
+    }
+
+    proptest::proptest! {
+        /// The DELAY level found in the one scan is the one `schedule::divert` would read from
+        /// the completed properties (the send path diverts with it), whatever the properties
+        /// and the cluster name; and the UNIQ_KEY returned is the one the message carries.
+        #[test]
+        fn complete_properties_delay_matches_a_lookup_after_completion(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![proptest::strategy::Just("DELAY"),
+                    proptest::strategy::Just("UNIQ_KEY"), proptest::strategy::Just("CLUSTER"),
+                    proptest::strategy::Just("3"), proptest::strategy::Just(" 7"),
+                    proptest::strategy::Just("-1"), proptest::strategy::Just("x"),
+                    proptest::strategy::Just("\u{1}"), proptest::strategy::Just("\u{2}")],
+                0..16),
+            cluster in proptest::prop_oneof![proptest::strategy::Just(""),
+                proptest::strategy::Just("DefaultCluster"),
+                proptest::strategy::Just("C\u{2}DELAY\u{1}5"),
+                proptest::strategy::Just("C\u{1}")],
+        ) {
+            let ip: IpAddr = "10.0.0.2".parse().unwrap();
+            let mut props: String = parts.concat();
+            let got = complete_properties(&mut props, cluster, ip, true);
+            let want = schedule::delay_level(schedule::prop_get(
+                &props, schedule::PROPERTY_DELAY_TIME_LEVEL));
+            proptest::prop_assert_eq!(got.delay_level, want);
+            proptest::prop_assert_eq!(got.uniq.as_deref(),
+                message::property(&props, PROPERTY_UNIQ_KEY));
+        }
     }
 
     fn sent() -> (RemotingCommand, RemotingCommand) {
