@@ -308,10 +308,10 @@ fn check_and_route(
             ),
         ));
     }
-    if let Err(e) = validate::validate_topic(&h.topic) {
+    if let Err(e) = validate::validate_topic(h.topic) {
         return Err(reply(req, e.code(), e.remark()));
     }
-    if super::topics::is_not_allowed_send_topic(&h.topic) {
+    if super::topics::is_not_allowed_send_topic(h.topic) {
         return Err(reply(
             req,
             code::NO_PERMISSION,
@@ -363,7 +363,7 @@ fn topic_for_send(
     req: &RemotingCommand,
     h: &SendHeaderView<'_>,
 ) -> Result<SendView, RemotingCommand> {
-    if let Some(tc) = b.topics.send_view(&h.topic) {
+    if let Some(tc) = b.topics.send_view(h.topic) {
         return Ok(tc);
     }
     let not_exist = || {
@@ -386,7 +386,7 @@ fn topic_for_send(
         .max(1);
     let created = b
         .topics
-        .create_in_send(&h.topic, &h.default_topic, default_queue_nums, 0)
+        .create_in_send(h.topic, h.default_topic, default_queue_nums, 0)
         .map_err(persist_failed)?;
     let created = match created {
         Some(tc) => Some(tc),
@@ -398,7 +398,7 @@ fn topic_for_send(
                 Some(g) => b
                     .topics
                     .create_if_absent(
-                        &h.topic,
+                        h.topic,
                         g.retry_queue_nums.max(1),
                         PERM_READ | PERM_WRITE,
                         0,
