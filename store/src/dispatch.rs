@@ -33,8 +33,38 @@ const DISPATCH_BATCH_RECORDS_MAX: usize = 4096;
 /// notify (a lock and a map lookup) were a fifth of the dispatcher's work.
 const PENDING_UNITS_MAX: usize = 32;
 
-/// The units of the cached queue not yet written, all of consecutive records of that queue.
+/// Units of one queue not yet written, in log order.
 type PendingUnits = smallvec::SmallVec<[(u64, CqUnit); PENDING_UNITS_MAX]>;
+/// Queues a step keeps units for at once. Records of a few queues usually interleave (a
+/// producer spreads its sends over the topic's queues): with one cached queue, every record of
+/// 4 interleaved queues was its own write, listener call and two hash lookups.
+const OPEN_QUEUES_MAX: usize = 8;
+
+/// The queues a step has looked up, each with its units not yet written (see [`Self::push`]).
+/// Queues are removed from [`ConsumeQueues`] only between steps (under the step lock), so a
+/// queue found here stays the right one for the whole step.
+#[derive(Default)]
+struct OpenQueues(smallvec::SmallVec<[(Arc<ConsumeQueue>, PendingUnits); OPEN_QUEUES_MAX]>);
+
+impl OpenQueues {
+    /// The slot of `(topic, queue_id)` if this step has it.
+    fn find(&self, topic: &str, queue_id: u32) -> Option<usize> {
+        self.0
+            .iter()
+            .position(|(q, _)| q.queue_id() == queue_id && q.topic() == topic)
+    }
+
+    /// Writes and announces every queue's units (in the order the queues were first met).
+    fn flush_all(&mut self, listener: Option<&ArrivalListener>) -> Result<()> {
+        let mut first_err = None;
+        for (q, pending) in &mut self.0 {
+            if let Err(e) = flush_units(Some(q), pending, listener) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
 /// How long an idle dispatcher spins before it parks.
 const IDLE_SPIN: Duration = Duration::from_micros(20);
 /// The dispatcher re-checks the log at least this often even without a wake-up.
@@ -123,19 +153,11 @@ impl Dispatcher {
         let from = self.dispatched();
         let listener = self.listener.read().clone();
         let mut seg: Option<Arc<Segment>> = None;
-        let mut cq: Option<Arc<ConsumeQueue>> = None;
-        let mut pending = PendingUnits::new();
-        let walked = self.walk(
-            from,
-            max,
-            &mut seg,
-            &mut cq,
-            &mut pending,
-            listener.as_ref(),
-        );
+        let mut open = OpenQueues::default();
+        let walked = self.walk(from, max, &mut seg, &mut open, listener.as_ref());
         // Written even when the walk stopped at an error: the records before it are dispatched
         // (a retry of the step finds their units written and skips them).
-        let flushed = flush_units(cq.as_ref(), &mut pending, listener.as_ref());
+        let flushed = open.flush_all(listener.as_ref());
         let (phy, n) = walked?;
         flushed?;
         if phy != self.dispatched() {
@@ -153,8 +175,7 @@ impl Dispatcher {
         mut phy: u64,
         max: u64,
         seg: &mut Option<Arc<Segment>>,
-        cq: &mut Option<Arc<ConsumeQueue>>,
-        pending: &mut PendingUnits,
+        open: &mut OpenQueues,
         listener: Option<&ArrivalListener>,
     ) -> Result<(u64, usize)> {
         let mut n = 0;
@@ -204,7 +225,7 @@ impl Dispatcher {
                 self.last_store_ts
                     .store(rec.store_timestamp, Ordering::Release);
             } else {
-                self.dispatch_one(phy, &rec, cq, pending, listener)?;
+                self.dispatch_one(phy, &rec, open, listener)?;
             }
             phy += u64::from(rec.total_size);
             n += 1;
@@ -217,8 +238,7 @@ impl Dispatcher {
         &self,
         phy: u64,
         rec: &DispatchView<'_>,
-        cq: &mut Option<Arc<ConsumeQueue>>,
-        pending: &mut PendingUnits,
+        open: &mut OpenQueues,
         listener: Option<&ArrivalListener>,
     ) -> Result<()> {
         let tx = rec.transaction_type();
@@ -230,7 +250,7 @@ impl Dispatcher {
             record::PROPERTY_KEYS,
         ]);
         if tx == record::SYSFLAG_TRANSACTION_NOT || tx == record::SYSFLAG_TRANSACTION_COMMIT {
-            self.append_unit(phy, rec, tags, cq, pending, listener)?;
+            self.append_unit(phy, rec, tags, open, listener)?;
         }
         if let Some(index) = &self.index {
             if tx != record::SYSFLAG_TRANSACTION_ROLLBACK {
@@ -242,18 +262,15 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// `cq` caches the queue of the previous record: consecutive records mostly share one, and
-    /// queues are removed from [`ConsumeQueues`] only between steps (under the step lock), so a
-    /// cached one stays the right one.
-    /// The unit joins `pending` (the cached queue's units not yet written), which is written
-    /// first when the queue changes or it is full.
+    /// The unit joins its queue's pending units in `open` (the queue looked up once per step),
+    /// which are written when [`PENDING_UNITS_MAX`] of them wait, or all queues' at the end of
+    /// the step, or when a new queue finds [`OPEN_QUEUES_MAX`] of them open.
     fn append_unit(
         &self,
         phy: u64,
         rec: &DispatchView<'_>,
         tags: Option<&str>,
-        cq: &mut Option<Arc<ConsumeQueue>>,
-        pending: &mut PendingUnits,
+        open: &mut OpenQueues,
         listener: Option<&ArrivalListener>,
     ) -> Result<()> {
         let (Ok(queue_id), Ok(queue_offset)) =
@@ -265,31 +282,36 @@ impl Dispatcher {
             );
             return Ok(());
         };
-        let hit = cq
-            .as_ref()
-            .is_some_and(|q| q.queue_id() == queue_id && q.topic() == rec.topic);
-        if !hit || pending.len() >= PENDING_UNITS_MAX {
-            flush_units(cq.as_ref(), pending, listener)?;
-        }
-        if !hit {
-            *cq = None;
-            match self.cqs.get_or_create(rec.topic, queue_id) {
-                Ok(q) => *cq = Some(q),
-                Err(StoreError::MessageIllegal(why)) => {
-                    tracing::warn!(phy, topic = rec.topic, %why, "record not dispatched");
-                    return Ok(());
+        let slot = match open.find(rec.topic, queue_id) {
+            Some(i) => i,
+            None => {
+                let q = match self.cqs.get_or_create(rec.topic, queue_id) {
+                    Ok(q) => q,
+                    Err(StoreError::MessageIllegal(why)) => {
+                        tracing::warn!(phy, topic = rec.topic, %why, "record not dispatched");
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                };
+                if open.0.len() >= OPEN_QUEUES_MAX {
+                    open.flush_all(listener)?;
+                    open.0.clear();
                 }
-                Err(e) => return Err(e),
+                open.0.push((q, PendingUnits::new()));
+                open.0.len() - 1
             }
-        }
-        if cq.is_none() {
-            return Ok(());
-        }
+        };
         let unit = CqUnit {
             phy_offset: phy,
             size: rec.total_size,
             tags_code: self.tags_code_of(rec, tags),
         };
+        let Some((q, pending)) = open.0.get_mut(slot) else {
+            return Ok(());
+        };
+        if pending.len() >= PENDING_UNITS_MAX {
+            flush_units(Some(q), pending, listener)?;
+        }
         pending.push((queue_offset, unit));
         Ok(())
     }

@@ -796,6 +796,46 @@ fn arrival_listener_sees_runs_of_units_in_order() {
     store.shutdown();
 }
 
+/// Records of many queues interleaved one by one (more queues than a dispatcher step keeps open
+/// at once): every queue gets its units in order, each pointing at its own record, and the
+/// listener's announcements per queue only grow and end at its count.
+#[test]
+fn interleaved_queues_dispatch_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path(), 1 << 20)).unwrap();
+    let calls: Arc<parking_lot::Mutex<Vec<(u32, u64)>>> = Arc::default();
+    let c = Arc::clone(&calls);
+    store.set_arrival_listener(Arc::new(move |_: &str, q: u32, max: u64| {
+        c.lock().push((q, max));
+    }));
+    const QUEUES: u32 = 11;
+    const PER_QUEUE: u32 = 40;
+    for i in 0..QUEUES * PER_QUEUE {
+        let q = i % QUEUES;
+        store.put(msg("Inter", q, &body_of(i, 60), "t")).unwrap();
+    }
+    assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
+    let calls = calls.lock().clone();
+    for q in 0..QUEUES {
+        assert_eq!(store.max_offset("Inter", q), u64::from(PER_QUEUE));
+        let r = store.get("Inter", q, 0, 1000, u64::MAX, &TagFilter::All);
+        assert_eq!(r.messages.len() as u32, PER_QUEUE);
+        for (k, m) in r.messages.iter().enumerate() {
+            let rec = decode_record(m.as_bytes()).unwrap();
+            assert_eq!(rec.queue_offset, k as i64);
+            assert_eq!(
+                rec.body,
+                &body_of(k as u32 * QUEUES + q, 60)[..],
+                "queue {q}"
+            );
+        }
+        let seen: Vec<u64> = calls.iter().filter(|c| c.0 == q).map(|c| c.1).collect();
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{q}: {seen:?}");
+        assert_eq!(seen.last(), Some(&u64::from(PER_QUEUE)));
+    }
+    store.shutdown();
+}
+
 #[test]
 fn assigned_max_offset_counts_messages_not_yet_dispatched() {
     let dir = tempfile::tempdir().unwrap();
