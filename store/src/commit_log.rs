@@ -267,7 +267,8 @@ impl Preallocator {
                     self.serve_warm();
                     continue;
                 }
-                // A next segment kept from before a restart has not been pre-faulted yet.
+                // The ready segment (just made, or kept from before a restart) is not
+                // pre-faulted yet.
                 if let Some(seg) = cold_ready(&st) {
                     drop(st);
                     seg.warm(
