@@ -137,6 +137,23 @@ impl PartialEq for RemotingCommand {
 /// The `version` Ferrocket puts in the commands it writes (V4_9_8 ordinal, as a 4.9 broker would).
 pub const OUR_VERSION: i32 = 453;
 
+/// Whether a frame with this header and body can be represented: a header up to 16 MiB − 1
+/// (24-bit length) and a whole frame up to 4 GiB.
+fn frame_fits(header_len: usize, body_len: usize) -> Result<()> {
+    let fits = header_len <= frame::HEADER_LEN_MAX
+        && (frame::LEN_FIELD_MIN + header_len)
+            .checked_add(body_len)
+            .is_some_and(|l| u32::try_from(l).is_ok());
+    if fits {
+        Ok(())
+    } else {
+        Err(WireError::FrameLength {
+            len: (header_len + body_len) as i64,
+            max: frame::HEADER_LEN_MAX,
+        })
+    }
+}
+
 impl RemotingCommand {
     /// A request with `code`, language JAVA and our version; opaque is set by the sender.
     pub fn request(code: i32) -> Self {
@@ -305,16 +322,7 @@ impl RemotingCommand {
     pub fn try_encode_head(&self, serialize_type: SerializeType) -> Result<Vec<u8>> {
         let (mut out, header_len) = self.head_in_place(serialize_type, 0);
         let body_len = self.body.len();
-        let fits = header_len <= frame::HEADER_LEN_MAX
-            && (frame::LEN_FIELD_MIN + header_len)
-                .checked_add(body_len)
-                .is_some_and(|l| u32::try_from(l).is_ok());
-        if !fits {
-            return Err(WireError::FrameLength {
-                len: (header_len + body_len) as i64,
-                max: frame::HEADER_LEN_MAX,
-            });
-        }
+        frame_fits(header_len, body_len)?;
         if let Some(p) = out.first_chunk_mut::<8>() {
             *p = frame::prefix(serialize_type, header_len, body_len);
         }
@@ -336,16 +344,9 @@ impl RemotingCommand {
         self.append_header(serialize_type, out);
         let header_len = out.len() - start - 8;
         let body_len = self.body.len();
-        let fits = header_len <= frame::HEADER_LEN_MAX
-            && (frame::LEN_FIELD_MIN + header_len)
-                .checked_add(body_len)
-                .is_some_and(|l| u32::try_from(l).is_ok());
-        if !fits {
+        if let Err(e) = frame_fits(header_len, body_len) {
             out.truncate(start);
-            return Err(WireError::FrameLength {
-                len: (header_len + body_len) as i64,
-                max: frame::HEADER_LEN_MAX,
-            });
+            return Err(e);
         }
         if let Some(p) = out
             .get_mut(start..)

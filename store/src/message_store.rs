@@ -417,8 +417,9 @@ fn validate_config(c: &StoreConfig) -> Result<()> {
     Ok(())
 }
 
-/// Bytes allowed in a topic name, as a table: the check runs on every put.
-static TOPIC_BYTE_OK: [bool; 256] = {
+/// Bytes allowed in a topic or group name, as a table: the check runs on every put (and the
+/// broker's on every send).
+static NAME_BYTE_OK: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
@@ -429,9 +430,15 @@ static TOPIC_BYTE_OK: [bool; 256] = {
     t
 };
 
+/// True when every byte is in RocketMQ's topic/group charset `[%|a-zA-Z0-9_-]` (Java
+/// `isTopicOrGroupIllegal` negated; true for the empty string).
+pub fn legal_name_charset(s: &str) -> bool {
+    s.bytes().all(|b| NAME_BYTE_OK[usize::from(b)])
+}
+
 /// RocketMQ's topic charset `^[%|a-zA-Z0-9_-]+$`, at most [`TOPIC_LEN_MAX`] bytes.
 pub fn valid_topic(t: &str) -> bool {
-    !t.is_empty() && t.len() <= TOPIC_LEN_MAX && t.bytes().all(|b| TOPIC_BYTE_OK[usize::from(b)])
+    !t.is_empty() && t.len() <= TOPIC_LEN_MAX && legal_name_charset(t)
 }
 
 impl MessageStore {
