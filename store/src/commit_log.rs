@@ -763,14 +763,13 @@ impl CommitLog {
             parts.body_crc = crc;
             let queue_offset = assign_queue_offset(&mut a.queue_offsets, msg);
             parts.queue_offset = queue_offset as i64;
-            let ts = store_ts;
-            parts.store_timestamp = ts;
+            parts.store_timestamp = store_ts;
             parts.encode_head(slot, head_len);
             out.push(Appended {
                 phy_offset: phy,
                 queue_offset,
                 size: len as u32,
-                store_timestamp: ts,
+                store_timestamp: store_ts,
             });
             pos += len as u64;
         }
@@ -1181,10 +1180,7 @@ fn wall_ns() -> u64 {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    (wall_ns() / 1_000_000) as i64
 }
 
 #[cfg(test)]

@@ -158,15 +158,9 @@ impl ExtFields {
     /// without the character-boundary checks of [`ExtFields::keys`], for matching against
     /// known names. A key whose stored range is not valid comes out empty, as from `keys`.
     pub(crate) fn key_bytes(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let src = self.src.as_deref().map(str::as_bytes).unwrap_or_default();
-        self.entries.iter().map(move |(k, _)| match k {
-            Text::Shared { at, len } => {
-                let (at, len) = (*at as usize, *len as usize);
-                src.get(at..at + len).unwrap_or_default()
-            }
-            Text::Static(s) => s.as_bytes(),
-            Text::Owned(s) => s.as_bytes(),
-        })
+        self.entries
+            .iter()
+            .map(|(k, _)| self.text_bytes(k).unwrap_or_default())
     }
 
     /// The bytes of entry `at`'s value, without the character-boundary checks `value_at` makes
@@ -174,7 +168,13 @@ impl ExtFields {
     /// text as stored.
     pub(crate) fn value_bytes_at(&self, at: usize) -> Option<&[u8]> {
         let (_, v) = self.entries.get(at)?;
-        match v {
+        self.text_bytes(v)
+    }
+
+    /// The bytes of `t` as stored (no character-boundary check); `None` for a shared range
+    /// the source does not hold.
+    fn text_bytes<'a>(&'a self, t: &'a Text) -> Option<&'a [u8]> {
+        match t {
             Text::Shared { at, len } => {
                 let (at, len) = (*at as usize, *len as usize);
                 self.src.as_deref()?.as_bytes().get(at..at + len)

@@ -297,28 +297,6 @@ impl SendMessageRequestHeader {
     }
 }
 
-impl SendHeaderView<'_> {
-    /// The same header with its strings copied.
-    pub fn to_header(&self) -> SendMessageRequestHeader {
-        SendMessageRequestHeader {
-            producer_group: self.producer_group.to_owned(),
-            topic: self.topic.to_owned(),
-            default_topic: self.default_topic.to_owned(),
-            default_topic_queue_nums: self.default_topic_queue_nums,
-            queue_id: self.queue_id,
-            sys_flag: self.sys_flag,
-            born_timestamp: self.born_timestamp,
-            flag: self.flag,
-            properties: self.properties.clone(),
-            reconsume_times: self.reconsume_times,
-            unit_mode: self.unit_mode,
-            batch: self.batch,
-            max_reconsume_times: self.max_reconsume_times,
-            bname: self.bname.map(str::to_owned),
-        }
-    }
-}
-
 ext_header! {
     /// Response header of every send code.
     /// Fields in the byte order of their keys, the order the JSON encoder writes them in: a
@@ -379,6 +357,28 @@ ext_header! {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    impl SendHeaderView<'_> {
+        /// The same header with its strings copied (to compare with `take_for`'s).
+        fn to_header(&self) -> SendMessageRequestHeader {
+            SendMessageRequestHeader {
+                producer_group: self.producer_group.to_owned(),
+                topic: self.topic.to_owned(),
+                default_topic: self.default_topic.to_owned(),
+                default_topic_queue_nums: self.default_topic_queue_nums,
+                queue_id: self.queue_id,
+                sys_flag: self.sys_flag,
+                born_timestamp: self.born_timestamp,
+                flag: self.flag,
+                properties: self.properties.clone(),
+                reconsume_times: self.reconsume_times,
+                unit_mode: self.unit_mode,
+                batch: self.batch,
+                max_reconsume_times: self.max_reconsume_times,
+                bname: self.bname.map(str::to_owned),
+            }
+        }
+    }
     use crate::header::json;
     use proptest::prelude::*;
 
