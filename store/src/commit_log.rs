@@ -498,13 +498,15 @@ pub struct CommitLog {
     dir: PathBuf,
     file_size: u64,
     segments: RwLock<Vec<Arc<Segment>>>,
-    append: Mutex<Appender>,
+    /// Taken by every append and by the group commit's write of staged records: a lock that
+    /// never yields the CPU while waiting (see `crate::sync`).
+    append: crate::sync::Mutex<Appender>,
     max_offset: AtomicU64,
     /// Store time of the last appended record (0 if none since open), for `flushed_store_ts`.
     last_store_ts: AtomicI64,
     flushed: AtomicU64,
     flushed_store_ts: AtomicI64,
-    flush_lock: Mutex<()>,
+    flush_lock: crate::sync::Mutex<()>,
     prealloc: Arc<Preallocator>,
     prealloc_thread: Mutex<Option<JoinHandle<()>>>,
     pub(crate) latch: Arc<WriteLatch>,
@@ -535,7 +537,7 @@ impl CommitLog {
             dir: dir.to_path_buf(),
             file_size,
             segments: RwLock::new(rec.segments),
-            append: Mutex::new(Appender {
+            append: crate::sync::Mutex::new(Appender {
                 active: rec.active,
                 queue_offsets: QueueOffsets::default(),
                 clock: StoreClock::new(),
@@ -545,7 +547,7 @@ impl CommitLog {
             last_store_ts: AtomicI64::new(0),
             flushed: AtomicU64::new(rec.valid_end),
             flushed_store_ts: AtomicI64::new(0),
-            flush_lock: Mutex::new(()),
+            flush_lock: crate::sync::Mutex::new(()),
             prealloc,
             prealloc_thread: Mutex::new(None),
             latch,

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::sync;
+
 use crate::commit_log::CommitLog;
 use crate::error::{Result, StoreError};
 
@@ -97,9 +99,10 @@ struct WaitSlot {
 /// SYNC_FLUSH group commit.
 pub struct GroupCommit {
     log: Arc<CommitLog>,
-    state: Mutex<GcState>,
+    /// Taken by every SYNC_FLUSH append and by the commit thread each round (see `crate::sync`).
+    state: sync::Mutex<GcState>,
     /// Signals the commit thread that `requested` moved past `flushed`.
-    work: Condvar,
+    work: sync::Condvar,
     thread: Mutex<Option<JoinHandle<()>>>,
     stopped: AtomicBool,
     /// Where a round's [`notify`](Self::notify) callbacks go; `None`: run on the commit thread.
@@ -186,8 +189,8 @@ impl GroupCommit {
     pub fn new(log: Arc<CommitLog>, delivery: Option<RoundDelivery>) -> Arc<Self> {
         Arc::new(Self {
             log,
-            state: Mutex::new(GcState::default()),
-            work: Condvar::new(),
+            state: sync::Mutex::new(GcState::default()),
+            work: sync::Condvar::new(),
             thread: Mutex::new(None),
             stopped: AtomicBool::new(false),
             delivery,
@@ -320,7 +323,7 @@ impl GroupCommit {
                         st = self.state.lock();
                         continue;
                     }
-                    self.work.wait(&mut st);
+                    st = self.work.wait(st);
                 }
                 if st.stop {
                     let failed = std::mem::take(&mut st.waiters);

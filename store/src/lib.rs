@@ -19,6 +19,7 @@ pub mod mmap;
 pub mod record;
 pub mod recovery;
 pub mod retention;
+pub mod sync;
 pub mod tombstone;
 
 pub use error::{Result, StoreError};
