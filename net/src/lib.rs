@@ -24,5 +24,6 @@ pub use error::{Result, WireError};
 pub use frame::{SerializeType, FRAME_LEN_MAX};
 pub use header::codes;
 pub use header::{CommandHeader, ExtFields, RequestCode, ResponseCode};
+pub use ratelimit::LogLimiter;
 pub use server::{BoxFuture, Processed, Processor, Server, ServerConfig, ShutdownHandle};
 pub use transfer::TransferBackend;

@@ -23,6 +23,7 @@ use crate::error::{Result, StoreError};
 use crate::message_store::{Appended, AppendedList, MessageInput, Slice};
 use crate::mmap::{create_zero_filled_with, FillStep, MappedFile, MappedWriter, OS_PAGE_SIZE};
 use crate::record::{self, RecordParts, Scan, BLANK_LEN_BYTES};
+use crate::retention::DiskProbe;
 
 /// One CommitLog file: `base` is the physical offset of its first byte and its name.
 #[derive(Debug)]
@@ -206,6 +207,8 @@ struct Preallocator {
     warm_pending: AtomicBool,
     /// An append waits for the segment being made: finish it now ([`FillStep::Hurry`]).
     hurry: AtomicBool,
+    /// Measures the disk before a segment is made (statvfs unless set: tests set their own).
+    probe: std::sync::OnceLock<DiskProbe>,
     state: Mutex<PreState>,
     cv: Condvar,
 }
@@ -239,6 +242,7 @@ impl Preallocator {
             stop: AtomicBool::new(false),
             warm_pending: AtomicBool::new(false),
             hurry: AtomicBool::new(false),
+            probe: std::sync::OnceLock::new(),
             state: Mutex::new(PreState {
                 ready,
                 ..PreState::default()
@@ -287,8 +291,10 @@ impl Preallocator {
             // otherwise they outrun the pre-faulted window during the fill and fault themselves.
             // Not pre-faulted here: it is handed over first (a waiting roll takes it at once and
             // its appends ask for their window) or else warmed as a cold ready segment.
-            let made = create_segment_with(&self.dir, base, self.file_size, &mut || {
-                self.between_fill_chunks()
+            let made = self.check_room().and_then(|()| {
+                create_segment_with(&self.dir, base, self.file_size, &mut || {
+                    self.between_fill_chunks()
+                })
             });
             let mut st = self.state.lock();
             st.busy = None;
@@ -385,6 +391,9 @@ impl Preallocator {
             }
         };
         let made_here = seg.is_none();
+        if made_here {
+            self.check_room()?;
+        }
         let seg = match seg {
             Some(s) => s,
             None if may_hurry => {
@@ -404,6 +413,30 @@ impl Preallocator {
             );
         }
         Ok(seg)
+    }
+
+    /// Refuses to start a segment the disk has no room for (`DiskFull`), before anything is
+    /// written. Without this, a roll on a nearly full disk zero-filled until ENOSPC under the
+    /// append lock, and every following send that needed the segment did it again: with 0.9 GiB
+    /// free, each attempt wrote 0.9 GiB of zeros, and the sends waiting behind it timed out at
+    /// the client (benchmark report of 2026-11-22, a disk shared with other work). Counts the
+    /// space an unprivileged user may write (`f_bavail`): the blocks reserved for root stay for
+    /// the system. A probe that fails lets the attempt go on (its write reports what is wrong).
+    fn check_room(&self) -> Result<()> {
+        let probe = self
+            .probe
+            .get_or_init(|| Arc::new(|p: &Path| crate::mmap::disk_space(p)));
+        match probe(&self.dir) {
+            Ok(space) if space.available_bytes < self.file_size => {
+                Err(StoreError::DiskFull(format!(
+                    "{}: {} bytes available, a CommitLog segment needs {}",
+                    self.dir.display(),
+                    space.available_bytes,
+                    self.file_size
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Waits until no segment is being made or wanted (benches start timing after this).
@@ -595,6 +628,12 @@ impl CommitLog {
     /// Why SYNC_FLUSH writes through: see [`MappedWriter::write_through`]. Call before `start`.
     pub fn set_write_through(&self, on: bool) {
         self.prealloc.write_through.store(on, Ordering::Relaxed);
+    }
+
+    /// Measures the disk with `probe` before each new segment instead of statvfs (tests). Call
+    /// before `start`; later calls are ignored.
+    pub fn set_disk_probe(&self, probe: DiskProbe) {
+        let _ = self.prealloc.probe.set(probe);
     }
 
     fn write_through(&self) -> bool {

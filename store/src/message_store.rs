@@ -508,6 +508,9 @@ impl MessageStore {
         // SYNC_FLUSH appends go through pwrite: syncing pages dirtied through the mapping costs
         // ~3x more per group commit here (see `MappedWriter::write_through`).
         log.set_write_through(config.flush_disk_type == FlushDiskType::Sync);
+        if let Some(probe) = &options.disk_probe {
+            log.set_disk_probe(Arc::clone(probe));
+        }
         // Units whose records retention already deleted: move each queue's min offset past them.
         cqs.delete_files_below_phy(log.min_offset())?;
         // A deleted topic's queues that a crash left behind go; tombstones whose records

@@ -355,9 +355,10 @@ fn disk_full_refuses_writes_without_corruption() {
     let u = Arc::clone(&used);
     let opts = StoreOptions {
         disk_probe: Some(Arc::new(move |_p: &Path| {
-            let free = 100 - u64::from(u.load(Ordering::Acquire));
+            // In GiB: room for new segments whatever the percentage (see the roll test below).
+            let free = (100 - u64::from(u.load(Ordering::Acquire))) << 30;
             Ok(DiskSpace {
-                total_bytes: 100,
+                total_bytes: 100 << 30,
                 free_bytes: free,
                 available_bytes: free,
             })
@@ -394,6 +395,100 @@ fn disk_full_refuses_writes_without_corruption() {
     store.shutdown();
 }
 
+/// A disk with no room for the next CommitLog segment: the roll that needs it is refused at
+/// once with `DiskFull` (no zero-fill up to ENOSPC under the append lock, no file left behind),
+/// nothing stored before is lost or renumbered, and appends go on once there is room again.
+#[test]
+fn a_roll_without_room_for_the_next_segment_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg: u64 = 64 * 1024;
+    // Space an unprivileged user may write; the used share stays low, so this is not the
+    // warning-level refusal of the test above.
+    let room = Arc::new(std::sync::atomic::AtomicU64::new(50 << 30));
+    let r = Arc::clone(&room);
+    let opts = StoreOptions {
+        disk_probe: Some(Arc::new(move |_p: &Path| {
+            Ok(DiskSpace {
+                total_bytes: 100 << 30,
+                free_bytes: 50 << 30,
+                available_bytes: r.load(Ordering::Acquire),
+            })
+        })),
+        clean_resource_interval_ms: 3_600_000,
+        ..StoreOptions::default()
+    };
+    let mut c = config(dir.path(), seg);
+    c.delete_when = String::new();
+    let store = MessageStore::open_with(c.clone(), opts.clone()).unwrap();
+    // A quarter of the first segment asks for the second; wait until it is made.
+    let mut stored = 0u32;
+    while u64::from(stored) * 1100 < seg / 2 {
+        store.put(msg("R", 0, &body_of(stored, 1000), "")).unwrap();
+        stored += 1;
+    }
+    assert!(store.wait_preallocated(WAIT));
+    // Room for the segment already made, none for the one after it.
+    room.store(seg - 1, Ordering::Release);
+    let refused = loop {
+        match store.put(msg("R", 0, &body_of(stored, 1000), "")) {
+            Ok(p) => {
+                assert_eq!(p.appended[0].queue_offset, u64::from(stored));
+                stored += 1;
+                assert!(u64::from(stored) * 1000 < 3 * seg, "no roll was refused");
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(&refused, StoreError::DiskFull(why) if why.contains("CommitLog segment needs")),
+        "{refused}"
+    );
+    assert!(
+        u64::from(stored) * 1000 > seg,
+        "the roll into the segment made before the disk filled went on"
+    );
+    // Refused again, as fast, while there is no room.
+    let t = std::time::Instant::now();
+    for _ in 0..20 {
+        assert!(matches!(
+            store.put(msg("R", 0, &body_of(stored, 1000), "")),
+            Err(StoreError::DiskFull(_))
+        ));
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("commitlog"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.iter().all(|f| !f.ends_with(".tmp")) && files.len() == 2,
+        "{files:?}"
+    );
+    // Room again: the next put rolls and takes the next queue offset.
+    room.store(50 << 30, Ordering::Release);
+    let p = store.put(msg("R", 0, &body_of(stored, 1000), "")).unwrap();
+    assert_eq!(p.appended[0].queue_offset, u64::from(stored));
+    stored += 1;
+    store.shutdown();
+    drop(store);
+    let store = MessageStore::open_with(c, opts).unwrap();
+    let mut bodies = Vec::new();
+    let mut at = 0u64;
+    loop {
+        let g = store.get("R", 0, at, 64, 1 << 20, &TagFilter::All);
+        if g.messages.is_empty() {
+            break;
+        }
+        for s in &g.messages {
+            bodies.push(decode_record(s.as_bytes()).unwrap().body.to_vec());
+        }
+        at = g.next_begin_offset;
+    }
+    let want: Vec<Vec<u8>> = (0..stored).map(|i| body_of(i, 1000)).collect();
+    assert_eq!(bodies, want);
+    store.shutdown();
+}
+
 /// A store whose retention deletes at hour 3 every segment but the active one (fileReservedTime 0),
 /// at most `batch` per round, with a disk that is never full and no retention thread of its own.
 fn open_for_retention(dir: &Path, seg: u64, batch: usize) -> Arc<MessageStore> {
@@ -402,9 +497,9 @@ fn open_for_retention(dir: &Path, seg: u64, batch: usize) -> Arc<MessageStore> {
         clean_resource_interval_ms: 3_600_000,
         disk_probe: Some(Arc::new(|_p: &Path| {
             Ok(DiskSpace {
-                total_bytes: 100,
-                free_bytes: 90,
-                available_bytes: 90,
+                total_bytes: 100 << 30,
+                free_bytes: 90 << 30,
+                available_bytes: 90 << 30,
             })
         })),
         ..StoreOptions::default()

@@ -565,9 +565,17 @@ pub fn store_error_reply(req: &RemotingCommand, e: &StoreError) -> RemotingComma
     };
     if c == code::SYSTEM_ERROR {
         tracing::error!(error = %e, "store put failed");
+    } else if c == code::SERVICE_NOT_AVAILABLE {
+        // The operator's clue that sends are being turned away (a full disk, a failed sync);
+        // once every 10 s at most, with how many it did not log.
+        if let Some(n) = REFUSED_LOG.allow() {
+            tracing::warn!(error = %e, suppressed = n, "store refused a put");
+        }
     }
     reply(req, c, e.to_string())
 }
+
+static REFUSED_LOG: ferrocket_net::LogLimiter = ferrocket_net::LogLimiter::new(10_000);
 
 #[cfg(test)]
 mod tests {
