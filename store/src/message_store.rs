@@ -728,7 +728,10 @@ impl MessageStore {
         let len = self.validate(&msg)?;
         let msgs = std::slice::from_ref(&msg);
         let (appended, end) = self.log.append(msgs, &[len])?;
-        self.dispatcher.wake();
+        // See `append_many`.
+        if self.log.max_offset() >= end {
+            self.dispatcher.wake();
+        }
         let status = self.await_durable(msgs, end)?;
         Ok(PutResult { status, appended })
     }
@@ -757,7 +760,14 @@ impl MessageStore {
             lens.push(self.validate(m)?);
         }
         let appended = self.log.append(msgs, &lens)?;
-        self.dispatcher.wake();
+        // Only when the records are published: staged ones (SYNC_FLUSH) are not visible yet, and
+        // whoever writes them wakes the dispatcher (an append that drains the staging passes
+        // here with them published; the group commit calls the publish hook). Waking it for
+        // staged records made it run, find nothing and park again: ~2.4 dispatcher context
+        // switches per group-commit round instead of ~1.
+        if self.log.max_offset() >= appended.1 {
+            self.dispatcher.wake();
+        }
         Ok(appended)
     }
 

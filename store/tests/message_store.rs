@@ -724,6 +724,65 @@ fn put_notify_200_and_check_durable(
     }
 }
 
+/// SYNC_FLUSH records are staged and become visible when written: by the group commit, by an
+/// append that brings the staging to its limit, or by a roll writing them before its blank
+/// marker. Appends wake the dispatcher only for published records, so each of those writers must
+/// lead to a dispatch: every record reaches its ConsumeQueue, in order, across several rolls.
+#[test]
+fn staged_sync_records_are_all_dispatched_across_rolls() {
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), 64 * 1024);
+    c.flush_disk_type = FlushDiskType::Sync;
+    let store = MessageStore::open(c).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let n = 400u32;
+    for i in 0..n {
+        let tx = tx.clone();
+        // No wait between sends: many records are staged between two commits (1.1 KiB each,
+        // the staging limit is 8 KiB), and several rolls happen with records staged.
+        store
+            .put_notify(
+                &[msg("S", i % 2, &body_of(i, 1000), "")],
+                Box::new(move |r| tx.send(r.is_ok()).unwrap()),
+            )
+            .unwrap();
+    }
+    for _ in 0..n {
+        assert!(rx.recv_timeout(WAIT).expect("every callback runs"));
+    }
+    assert!(
+        store.commit_log_max_offset() > 5 * 64 * 1024,
+        "several rolls"
+    );
+    assert!(
+        store.wait_dispatched(store.commit_log_max_offset(), WAIT),
+        "dispatched {} of {}",
+        store.dispatched_offset(),
+        store.commit_log_max_offset()
+    );
+    for q in 0..2u32 {
+        let mut bodies = Vec::new();
+        let mut at = 0u64;
+        loop {
+            let g = store.get("S", q, at, 64, 1 << 20, &TagFilter::All);
+            if g.messages.is_empty() {
+                break;
+            }
+            for m in &g.messages {
+                bodies.push(decode_record(m.as_bytes()).unwrap().body.to_vec());
+            }
+            at = g.next_begin_offset;
+        }
+        let want: Vec<Vec<u8>> = (0..n)
+            .filter(|i| i % 2 == q)
+            .map(|i| body_of(i, 1000))
+            .collect();
+        assert_eq!(bodies, want, "queue {q}");
+    }
+    store.shutdown();
+}
+
 /// `put_notify` returns before the group commit and calls back once the records are durable;
 /// after a failed sync every pending and later callback gets the error.
 #[test]
