@@ -34,6 +34,14 @@ WORK=${WORK:-$(mktemp -d /var/tmp/ferrocket-bench.XXXXXX)}
 RES=$WORK/results
 mkdir -p "$RES" "$PLOTS"
 STARTED=$(date -u '+%H:%M UTC')
+# Space the stores will need: the SYNC_FLUSH runs write ~5-10 GB into one store under WORK (plus one
+# pre-allocated 1 GiB segment). On a disk without it the broker refuses sends (SERVICE_NOT_AVAILABLE)
+# and the runs count them as errors: say so up front, and in the report.
+avail_gb() { df -B1 --output=avail "$1" | awk 'NR==2{printf "%.1f", $1/1e9}'; }
+DISK_START="$(avail_gb "$WORK") GB available in $WORK, $(avail_gb "${ASYNC_STORE_DIR:-$WORK}") GB in ${ASYNC_STORE_DIR:-$WORK}"
+if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < 12 else 1)' "$(avail_gb "$WORK")"; then
+  echo "warning: only $(avail_gb "$WORK") GB available in $WORK; the SYNC_FLUSH runs need ~10 GB" >&2
+fi
 
 if [ -z "${BIN:-}" ]; then
   cargo build --release -p ferrocket-server
@@ -253,6 +261,8 @@ stop_broker
   echo "loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "busy=$(ps -eo pcpu,comm --sort=-pcpu | sed -n '2,6p' | awk '{printf "%s %s%%; ", $2, $1}')"
   echo "note=${NOTE:-}"
+  echo "disk=at the start $DISK_START; at the end $(avail_gb "$WORK") GB in $WORK"
+  echo "refusals=$(cat "$WORK"/broker-*.log 2>/dev/null | grep -c -e 'store refused a put' -e 'pre-allocating the next segment failed' || true)"
 } > "$RES/machine.txt"
 
 python3 "$ROOT/benches/report_md.py" "$RES" "$OUT" "$PLOTS" \

@@ -91,6 +91,11 @@ def main():
       f"{machine.get('loadavg', '?')}; busiest processes: {machine.get('busy', '?')}")
     if machine.get("note"):
         w(f"- Also running: {machine['note']}")
+    if machine.get("disk"):
+        refusals = machine.get("refusals", "0")
+        extra = (f"; **the broker logged {refusals} refusal lines** (disk full: the runs' errors are "
+                 "refused sends, see the broker logs in the scratch dir)") if refusals not in ("", "0") else ""
+        w(f"- Disk: {machine['disk']}{extra}")
     w(f"- Parameters: `{params}` (short runs: the machine is shared with other builds)")
     w("- Units: MB = 1e6 bytes of message body; latency percentiles from an HDR histogram (3 significant digits); "
       "broker CPU from /proc/<pid>/stat of the local broker process (utime+stime) over the run.\n")
