@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::sync;
-
 use crate::commit_log::CommitLog;
 use crate::error::{Result, StoreError};
+use crate::sync;
 
 /// `flushCommitLogThoroughInterval`: flush whatever is dirty at least this often.
 pub const FLUSH_THOROUGH_INTERVAL: Duration = Duration::from_secs(10);

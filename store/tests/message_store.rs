@@ -46,6 +46,22 @@ fn body_of(n: u32, len: usize) -> Vec<u8> {
     b
 }
 
+/// Every body of (topic, queue) from offset 0, in queue order.
+fn queue_bodies(store: &MessageStore, topic: &str, queue_id: u32) -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    let mut at = 0u64;
+    loop {
+        let g = store.get(topic, queue_id, at, 64, 1 << 20, &TagFilter::All);
+        if g.messages.is_empty() {
+            return bodies;
+        }
+        for m in &g.messages {
+            bodies.push(decode_record(m.as_bytes()).unwrap().body.to_vec());
+        }
+        at = g.next_begin_offset;
+    }
+}
+
 #[test]
 fn put_get_and_statuses() {
     let dir = tempfile::tempdir().unwrap();
@@ -472,20 +488,8 @@ fn a_roll_without_room_for_the_next_segment_is_refused_at_once() {
     store.shutdown();
     drop(store);
     let store = MessageStore::open_with(c, opts).unwrap();
-    let mut bodies = Vec::new();
-    let mut at = 0u64;
-    loop {
-        let g = store.get("R", 0, at, 64, 1 << 20, &TagFilter::All);
-        if g.messages.is_empty() {
-            break;
-        }
-        for s in &g.messages {
-            bodies.push(decode_record(s.as_bytes()).unwrap().body.to_vec());
-        }
-        at = g.next_begin_offset;
-    }
     let want: Vec<Vec<u8>> = (0..stored).map(|i| body_of(i, 1000)).collect();
-    assert_eq!(bodies, want);
+    assert_eq!(queue_bodies(&store, "R", 0), want);
     store.shutdown();
 }
 
@@ -762,23 +766,11 @@ fn staged_sync_records_are_all_dispatched_across_rolls() {
         store.commit_log_max_offset()
     );
     for q in 0..2u32 {
-        let mut bodies = Vec::new();
-        let mut at = 0u64;
-        loop {
-            let g = store.get("S", q, at, 64, 1 << 20, &TagFilter::All);
-            if g.messages.is_empty() {
-                break;
-            }
-            for m in &g.messages {
-                bodies.push(decode_record(m.as_bytes()).unwrap().body.to_vec());
-            }
-            at = g.next_begin_offset;
-        }
         let want: Vec<Vec<u8>> = (0..n)
             .filter(|i| i % 2 == q)
             .map(|i| body_of(i, 1000))
             .collect();
-        assert_eq!(bodies, want, "queue {q}");
+        assert_eq!(queue_bodies(&store, "S", q), want, "queue {q}");
     }
     store.shutdown();
 }
