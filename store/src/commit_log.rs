@@ -636,7 +636,7 @@ impl CommitLog {
         let _ = self.prealloc.probe.set(probe);
     }
 
-    fn write_through(&self) -> bool {
+    pub(crate) fn write_through(&self) -> bool {
         self.prealloc.write_through.load(Ordering::Relaxed)
     }
 
@@ -955,11 +955,10 @@ impl CommitLog {
         // Only the staged records' write takes the append lock (once per round): the sync
         // itself runs without it, so appends go on while it waits for the disk.
         let ts = self.last_store_ts.load(Ordering::Acquire);
-        let mut drained = false;
         if self.write_through() {
             // The staged records (all appended so far, the one carrying `ts` among them) are
             // written first, so the sync covers them.
-            drained = self.drain_locked(&mut self.append.lock())?;
+            self.drain_locked(&mut self.append.lock())?;
         }
         let target = self.max_offset();
         let from = self.flushed();
@@ -979,8 +978,11 @@ impl CommitLog {
         if ts != 0 {
             self.flushed_store_ts.store(ts, Ordering::Release);
         }
-        if drained {
-            // After the sync, not on the way to it: the wake-up is a syscall.
+        if self.write_through() {
+            // Written-through records are dispatched once a sync covered them, whoever wrote
+            // them (this drain, an append's, a roll's): appends do not wake the dispatcher in
+            // this mode (`MessageStore::append_many`), so every sync that covered new bytes
+            // does, once. After the sync, not on the way to it: the wake-up is a syscall.
             if let Some(hook) = self.publish_hook.get() {
                 hook();
             }

@@ -730,8 +730,8 @@ fn put_notify_200_and_check_durable(
 
 /// SYNC_FLUSH records are staged and become visible when written: by the group commit, by an
 /// append that brings the staging to its limit, or by a roll writing them before its blank
-/// marker. Appends wake the dispatcher only for published records, so each of those writers must
-/// lead to a dispatch: every record reaches its ConsumeQueue, in order, across several rolls.
+/// marker. Under SYNC_FLUSH appends do not wake the dispatcher: the sync that covers the records
+/// does, whoever wrote them. Every record must reach its ConsumeQueue, in order, across rolls.
 #[test]
 fn staged_sync_records_are_all_dispatched_across_rolls() {
     use std::sync::mpsc;
