@@ -548,7 +548,8 @@ pub struct CommitLog {
     pub(crate) fail_next_flush: AtomicBool,
     /// Successful syncs (msync rounds) so far: group commits under SYNC_FLUSH.
     sync_count: AtomicU64,
-    /// Called after a flush that wrote staged records has synced them (wakes the dispatcher).
+    /// Called (SYNC_FLUSH, write-through) after every sync that covered new records, whoever
+    /// wrote them: wakes the dispatcher, which appends in this mode leave alone.
     publish_hook: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
@@ -591,8 +592,8 @@ impl CommitLog {
         }
     }
 
-    /// Sets the function called after staged records are published (once; later calls are
-    /// ignored).
+    /// Sets the function called after each sync of new written-through records (once; later
+    /// calls are ignored).
     pub fn set_publish_hook(&self, f: Box<dyn Fn() + Send + Sync>) {
         let _ = self.publish_hook.set(f);
     }

@@ -526,8 +526,8 @@ impl MessageStore {
             Arc::clone(&tombstones),
             dispatch_from,
         ));
-        // SYNC_FLUSH publishes staged records from the group commit: the dispatcher learns of
-        // them from there.
+        // Under SYNC_FLUSH the dispatcher learns of new records from the sync that covered them
+        // (appends do not wake it in that mode, see `append_many`).
         let weak = Arc::downgrade(&dispatcher);
         log.set_publish_hook(Box::new(move || {
             if let Some(d) = weak.upgrade() {
