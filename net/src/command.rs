@@ -320,12 +320,8 @@ impl RemotingCommand {
     /// 16 MiB − 1 (24-bit length) or a frame over 4 GiB. The server uses this so a processor's
     /// oversized reply becomes an error reply instead of a panic.
     pub fn try_encode_head(&self, serialize_type: SerializeType) -> Result<Vec<u8>> {
-        let (mut out, header_len) = self.head_in_place(serialize_type, 0);
-        let body_len = self.body.len();
-        frame_fits(header_len, body_len)?;
-        if let Some(p) = out.first_chunk_mut::<8>() {
-            *p = frame::prefix(serialize_type, header_len, body_len);
-        }
+        let mut out = Vec::new();
+        self.try_encode_head_into(serialize_type, &mut out)?;
         Ok(out)
     }
 

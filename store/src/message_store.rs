@@ -728,10 +728,7 @@ impl MessageStore {
         let len = self.validate(&msg)?;
         let msgs = std::slice::from_ref(&msg);
         let (appended, end) = self.log.append(msgs, &[len])?;
-        // See `append_many`.
-        if !self.log.write_through() {
-            self.dispatcher.wake();
-        }
+        self.wake_dispatcher_after_append();
         let status = self.await_durable(msgs, end)?;
         Ok(PutResult { status, appended })
     }
@@ -760,15 +757,20 @@ impl MessageStore {
             lens.push(self.validate(m)?);
         }
         let appended = self.log.append(msgs, &lens)?;
-        // Not under SYNC_FLUSH: there records are staged, written by the group commit (or by an
-        // append or a roll along the way) and woken for by the sync that covers them
-        // (`CommitLog::flush`). Waking the dispatcher per append made it run, find nothing
-        // published (or a part of a round) and park again: ~2.4 dispatcher context switches per
-        // group-commit round, 1.7 when only appends that published woke it.
+        self.wake_dispatcher_after_append();
+        Ok(appended)
+    }
+
+    /// Tells the dispatcher about records just appended, except under SYNC_FLUSH: there they
+    /// are staged, written by the group commit (or by an append or a roll along the way) and
+    /// woken for by the sync that covers them (`CommitLog::flush`). Waking the dispatcher per
+    /// append made it run, find nothing published (or a part of a round) and park again: ~2.4
+    /// dispatcher context switches per group-commit round, 1.7 when only appends that
+    /// published woke it.
+    fn wake_dispatcher_after_append(&self) {
         if !self.log.write_through() {
             self.dispatcher.wake();
         }
-        Ok(appended)
     }
 
     /// Appends one message, or a batch of one topic and queue, without waiting for durability:

@@ -120,6 +120,11 @@ pub fn create_zero_filled_until(path: &Path, len: u64, stop: &AtomicBool) -> io:
     create_zero_filled_with(path, len, &mut step).map(|(file, _)| file)
 }
 
+/// The error of a zero-fill given up on [`FillStep::Stop`].
+fn fill_stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "zero-fill stopped")
+}
+
 /// What a zero-fill does before its next chunk (see [`create_zero_filled_with`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FillStep {
@@ -170,13 +175,12 @@ pub fn create_zero_filled_with(
         .write(true)
         .create_new(true)
         .open(path)?;
-    let stopped = || io::Error::new(io::ErrorKind::Interrupted, "zero-fill stopped");
     if len > 0 && on_tmpfs(&file) {
         let mut at = 0u64;
         while at < len {
             match step() {
                 FillStep::Go => {}
-                FillStep::Stop => return Err(stopped()),
+                FillStep::Stop => return Err(fill_stopped()),
                 FillStep::Hurry => {
                     finish_fast(&file, at, len)?;
                     return Ok((file, true));
@@ -202,7 +206,7 @@ pub fn create_zero_filled_with(
         while at < len {
             match step() {
                 FillStep::Go => {}
-                FillStep::Stop => return Err(stopped()),
+                FillStep::Stop => return Err(fill_stopped()),
                 FillStep::Hurry if can_hurry => {
                     if finish_fast(&file, at, len)? {
                         hurried = true;
@@ -281,12 +285,7 @@ fn zero_fill_direct(
     while at < aligned {
         match step() {
             FillStep::Go => {}
-            FillStep::Stop => {
-                return Err(io::Error::new(
-                    io::ErrorKind::Interrupted,
-                    "zero-fill stopped",
-                ))
-            }
+            FillStep::Stop => return Err(fill_stopped()),
             FillStep::Hurry => return Ok((at, true)),
         }
         let n = (aligned - at).min(DIRECT_FILL_CHUNK_BYTES as u64) as usize;

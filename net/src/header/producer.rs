@@ -353,32 +353,34 @@ ext_header! {
     }
 }
 
+impl SendHeaderView<'_> {
+    /// The same header with its strings copied: what `take_for` gives for the same fields (the
+    /// tests and the `send_header` fuzz target compare the two this way).
+    pub fn to_header(&self) -> SendMessageRequestHeader {
+        SendMessageRequestHeader {
+            producer_group: self.producer_group.to_owned(),
+            topic: self.topic.to_owned(),
+            default_topic: self.default_topic.to_owned(),
+            default_topic_queue_nums: self.default_topic_queue_nums,
+            queue_id: self.queue_id,
+            sys_flag: self.sys_flag,
+            born_timestamp: self.born_timestamp,
+            flag: self.flag,
+            properties: self.properties.clone(),
+            reconsume_times: self.reconsume_times,
+            unit_mode: self.unit_mode,
+            batch: self.batch,
+            max_reconsume_times: self.max_reconsume_times,
+            bname: self.bname.map(str::to_owned),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
-    impl SendHeaderView<'_> {
-        /// The same header with its strings copied (to compare with `take_for`'s).
-        fn to_header(&self) -> SendMessageRequestHeader {
-            SendMessageRequestHeader {
-                producer_group: self.producer_group.to_owned(),
-                topic: self.topic.to_owned(),
-                default_topic: self.default_topic.to_owned(),
-                default_topic_queue_nums: self.default_topic_queue_nums,
-                queue_id: self.queue_id,
-                sys_flag: self.sys_flag,
-                born_timestamp: self.born_timestamp,
-                flag: self.flag,
-                properties: self.properties.clone(),
-                reconsume_times: self.reconsume_times,
-                unit_mode: self.unit_mode,
-                batch: self.batch,
-                max_reconsume_times: self.max_reconsume_times,
-                bname: self.bname.map(str::to_owned),
-            }
-        }
-    }
     use crate::header::json;
     use proptest::prelude::*;
 
