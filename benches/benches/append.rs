@@ -75,7 +75,7 @@ fn fresh_store() -> Target {
     c.mapped_file_size_commit_log = segment_bytes();
     c.message_index_enable = false;
     let store = MessageStore::open(c).unwrap();
-    store.put(msg(16)).unwrap();
+    store.put(&msg(16)).unwrap();
     store.wait_preallocated(Duration::from_secs(60));
     Target { _dir: dir, store }
 }
@@ -100,16 +100,11 @@ fn bench_store(t: &mut Target, size: usize, batched: bool, iters: u64) -> Durati
         let msgs: Vec<MessageInput> = (0..n).map(|_| msg(size)).collect();
         let start = Instant::now();
         if batched {
-            let mut it = msgs.into_iter();
-            loop {
-                let b: Vec<MessageInput> = it.by_ref().take(BATCH).collect();
-                if b.is_empty() {
-                    break;
-                }
+            for b in msgs.chunks(BATCH) {
                 black_box(t.store.put_batch(b).unwrap());
             }
         } else {
-            for m in msgs {
+            for m in &msgs {
                 black_box(t.store.put(m).unwrap());
             }
         }

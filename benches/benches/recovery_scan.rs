@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
     {
         let store = MessageStore::open_with(config(dir.path()), manual()).unwrap();
         for i in 0..n {
-            store.put(msg(i)).unwrap();
+            store.put(&msg(i)).unwrap();
         }
         store.dispatch_now().unwrap();
         store.flush_now().unwrap();

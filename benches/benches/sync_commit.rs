@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
     cfg.flush_disk_type = FlushDiskType::Sync;
     cfg.message_index_enable = false;
     let store = MessageStore::open(cfg).unwrap();
-    store.put(msg(0)).unwrap();
+    store.put(&msg(0)).unwrap();
     store.wait_preallocated(Duration::from_secs(60));
     let base_path = dir.path().join("baseline");
     let base = create_zero_filled_cached(&base_path, 256 << 20).unwrap();
@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
                     let s = Arc::clone(&store);
                     std::thread::spawn(move || {
                         for _ in 0..iters {
-                            assert_eq!(s.put(msg(p)).unwrap().status, PutStatus::Ok);
+                            assert_eq!(s.put(&msg(p)).unwrap().status, PutStatus::Ok);
                         }
                     })
                 })

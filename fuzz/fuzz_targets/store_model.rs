@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
                 let mut body = format!("m{n}-").into_bytes();
                 body.resize(body.len() + usize::from(b) * 13, b'z');
                 n += 1;
-                let r = store.put(msg(q, body.clone())).expect("put");
+                let r = store.put(&msg(q, body.clone())).expect("put");
                 let v = model.entry(q).or_default();
                 assert_eq!(r.appended[0].queue_offset, v.len() as u64);
                 v.push(body);

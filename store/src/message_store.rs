@@ -721,12 +721,12 @@ impl MessageStore {
     }
 
     /// Appends one message. Under SYNC_FLUSH blocks until it is durable (or `FlushDiskTimeout`).
-    pub fn put(&self, msg: MessageInput) -> Result<PutResult> {
+    pub fn put(&self, msg: &MessageInput) -> Result<PutResult> {
         if self.shut.load(Ordering::Acquire) {
             return Err(StoreError::WriteDisabled("store is shut down".into()));
         }
-        let len = self.validate(&msg)?;
-        let msgs = std::slice::from_ref(&msg);
+        let len = self.validate(msg)?;
+        let msgs = std::slice::from_ref(msg);
         let (appended, end) = self.log.append(msgs, &[len])?;
         self.wake_dispatcher_after_append();
         let status = self.await_durable(msgs, end)?;
@@ -735,9 +735,9 @@ impl MessageStore {
 
     /// Appends messages of one topic and queue as consecutive records under one lock, with one
     /// durability wait.
-    pub fn put_batch(&self, msgs: Vec<MessageInput>) -> Result<PutResult> {
-        one_queue(&msgs)?;
-        self.put_many(&msgs)
+    pub fn put_batch(&self, msgs: &[MessageInput]) -> Result<PutResult> {
+        one_queue(msgs)?;
+        self.put_many(msgs)
     }
 
     fn put_many(&self, msgs: &[MessageInput]) -> Result<PutResult> {
@@ -1288,7 +1288,7 @@ mod tests {
         let end = {
             let store = MessageStore::open(c.clone()).expect("open");
             for i in 0..5 {
-                store.put(test_msg(i)).expect("put");
+                store.put(&test_msg(i)).expect("put");
             }
             store.flush_now().expect("flush");
             let end = store.commit_log_max_offset();
@@ -1332,7 +1332,7 @@ mod tests {
         assert_eq!(store.commit_log_max_offset(), end);
         assert!(store.recovery_report().zeroed_pages >= 1);
         assert_eq!(store.max_offset("TornTail", 1), 5);
-        let r = store.put(test_msg(7)).expect("put after recovery");
+        let r = store.put(&test_msg(7)).expect("put after recovery");
         assert_eq!(r.appended[0].phy_offset, end);
         assert_eq!(r.appended[0].queue_offset, 5);
         let got = store

@@ -111,7 +111,7 @@ fn tail_cut_at_every_byte_of_the_last_records() {
         for i in 0..30u32 {
             let len = 50 + rng.below(400) as usize;
             let r = store
-                .put(msg(i % 2, vec![b'a' + (i % 26) as u8; len]))
+                .put(&msg(i % 2, vec![b'a' + (i % 26) as u8; len]))
                 .unwrap();
             let a = &r.appended[0];
             ends.push((a.phy_offset, a.phy_offset + u64::from(a.size)));
@@ -160,7 +160,7 @@ fn check_cut(src: &Path, seg: u64, ends: &[(u64, u64)], cut: u64) {
     let total: u64 = (0..2).map(|q| store.max_offset(TOPIC, q)).sum();
     assert_eq!(total as usize, survivors, "cut at {cut}");
     // The store accepts appends right after the valid end.
-    let r = store.put(msg(0, b"next".to_vec())).unwrap();
+    let r = store.put(&msg(0, b"next".to_vec())).unwrap();
     assert_eq!(r.appended[0].phy_offset, want_end);
     store.shutdown();
 }
@@ -188,7 +188,7 @@ fn crash_run(seed: u64, flush: FlushDiskType) {
                 for i in 0..60u32 {
                     let mut body = format!("s{seed}-p{t}-m{i}-").into_bytes();
                     body.resize(body.len() + rng.below(700) as usize, b'0' + (i % 10) as u8);
-                    match s.put(msg(t, body.clone())) {
+                    match s.put(&msg(t, body.clone())) {
                         Ok(r) => {
                             if r.status == PutStatus::Ok {
                                 let a = &r.appended[0];
@@ -270,7 +270,7 @@ fn crash_run(seed: u64, flush: FlushDiskType) {
     check_queues(&store);
     // Appending continues at the recovered end with the next queue offsets.
     let next = store.max_offset(TOPIC, 0);
-    let r = store.put(msg(0, b"after-crash".to_vec())).unwrap();
+    let r = store.put(&msg(0, b"after-crash".to_vec())).unwrap();
     assert_eq!(r.appended[0].queue_offset, next);
     store.shutdown();
 }

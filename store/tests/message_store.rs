@@ -69,7 +69,7 @@ fn put_get_and_statuses() {
     let mut last_end = 0;
     for i in 0..50u32 {
         let r = store
-            .put(msg(
+            .put(&msg(
                 "TopicA",
                 i % 2,
                 &body_of(i, 100),
@@ -156,7 +156,7 @@ fn segments_roll_with_blank_markers_and_names() {
     let store = MessageStore::open(config(dir.path(), seg)).unwrap();
     let mut ends = Vec::new();
     for i in 0..100u32 {
-        let r = store.put(msg("Roll", 0, &body_of(i, 1000), "T")).unwrap();
+        let r = store.put(&msg("Roll", 0, &body_of(i, 1000), "T")).unwrap();
         let a = &r.appended[0];
         assert_eq!(
             a.phy_offset / seg,
@@ -218,9 +218,9 @@ fn segments_roll_with_blank_markers_and_names() {
 fn batch_gets_consecutive_offsets_and_rejects_mixed_queues() {
     let dir = tempfile::tempdir().unwrap();
     let store = MessageStore::open(config(dir.path(), 64 * 1024)).unwrap();
-    store.put(msg("B", 3, b"first", "")).unwrap();
+    store.put(&msg("B", 3, b"first", "")).unwrap();
     let batch: Vec<_> = (0..10).map(|i| msg("B", 3, &body_of(i, 50), "")).collect();
-    let r = store.put_batch(batch).unwrap();
+    let r = store.put_batch(&batch).unwrap();
     let offs: Vec<u64> = r.appended.iter().map(|a| a.queue_offset).collect();
     assert_eq!(offs, (1..11).collect::<Vec<_>>());
     for w in r.appended.windows(2) {
@@ -228,23 +228,29 @@ fn batch_gets_consecutive_offsets_and_rejects_mixed_queues() {
     }
     let mixed = vec![msg("B", 3, b"a", ""), msg("B", 4, b"b", "")];
     assert!(matches!(
-        store.put_batch(mixed),
+        store.put_batch(&mixed),
         Err(StoreError::MessageIllegal(_))
     ));
     assert!(matches!(
-        store.put_batch(vec![]),
+        store.put_batch(&[]),
         Err(StoreError::MessageIllegal(_))
     ));
     let mut big = msg("B", 3, &[], "");
     big.body = vec![0; 5 * 1024 * 1024].into();
-    assert!(matches!(store.put(big), Err(StoreError::MessageIllegal(_))));
     assert!(matches!(
-        store.put(msg("bad topic!", 0, b"x", "")),
+        store.put(&big),
+        Err(StoreError::MessageIllegal(_))
+    ));
+    assert!(matches!(
+        store.put(&msg("bad topic!", 0, b"x", "")),
         Err(StoreError::MessageIllegal(_))
     ));
     let mut nul = msg("B", 3, b"x", "");
     nul.properties.push('\0');
-    assert!(matches!(store.put(nul), Err(StoreError::MessageIllegal(_))));
+    assert!(matches!(
+        store.put(&nul),
+        Err(StoreError::MessageIllegal(_))
+    ));
     store.shutdown();
 }
 
@@ -268,7 +274,7 @@ fn reopen_after_clean_shutdown_trusts_checkpoint_and_continues_offsets() {
     {
         let store = MessageStore::open(config(dir.path(), seg)).unwrap();
         for i in 0..40 {
-            store.put(msg("R", 0, &body_of(i, 700), "")).unwrap();
+            store.put(&msg("R", 0, &body_of(i, 700), "")).unwrap();
         }
         store.shutdown();
     }
@@ -276,7 +282,7 @@ fn reopen_after_clean_shutdown_trusts_checkpoint_and_continues_offsets() {
     let rep = store.recovery_report();
     assert!(!rep.scanned, "{rep:?}");
     assert_eq!(store.max_offset("R", 0), 40);
-    let r = store.put(msg("R", 0, b"after", "")).unwrap();
+    let r = store.put(&msg("R", 0, b"after", "")).unwrap();
     assert_eq!(r.appended[0].queue_offset, 40);
     assert_eq!(r.appended[0].phy_offset, rep.valid_end);
     store.shutdown();
@@ -290,7 +296,7 @@ fn reopen_after_halt_scans_and_keeps_page_cache_data() {
     {
         let store = MessageStore::open(config(dir.path(), seg)).unwrap();
         for i in 0..40 {
-            store.put(msg("H", 1, &body_of(i, 700), "")).unwrap();
+            store.put(&msg("H", 1, &body_of(i, 700), "")).unwrap();
         }
         end = store.commit_log_max_offset();
         store.halt();
@@ -315,7 +321,7 @@ fn sync_flush_group_commit_acknowledges_durable_writes() {
             let s = Arc::clone(&store);
             std::thread::spawn(move || {
                 for i in 0..25 {
-                    let r = s.put(msg("S", t, &body_of(i, 200), "")).unwrap();
+                    let r = s.put(&msg("S", t, &body_of(i, 200), "")).unwrap();
                     assert_eq!(r.status, PutStatus::Ok);
                     let a = &r.appended[0];
                     assert!(s.flushed_offset() >= a.phy_offset + u64::from(a.size));
@@ -330,7 +336,7 @@ fn sync_flush_group_commit_acknowledges_durable_writes() {
     // WAIT=false does not wait but is still flushed eventually.
     let mut m = msg("S", 0, b"nowait", "");
     m.properties = encode_properties(&[("WAIT", "false")]);
-    assert_eq!(store.put(m).unwrap().status, PutStatus::Ok);
+    assert_eq!(store.put(&m).unwrap().status, PutStatus::Ok);
     store.shutdown();
 }
 
@@ -340,15 +346,15 @@ fn failed_flush_latches_write_disabled_forever() {
     let mut c = config(dir.path(), 64 * 1024);
     c.flush_disk_type = FlushDiskType::Sync;
     let store = MessageStore::open(c).unwrap();
-    store.put(msg("F", 0, b"ok", "")).unwrap();
+    store.put(&msg("F", 0, b"ok", "")).unwrap();
     store.fail_next_flush();
     assert!(matches!(
-        store.put(msg("F", 0, b"lost?", "")),
+        store.put(&msg("F", 0, b"lost?", "")),
         Err(StoreError::WriteDisabled(_))
     ));
     assert!(store.write_disabled().is_some());
     assert!(matches!(
-        store.put(msg("F", 0, b"again", "")),
+        store.put(&msg("F", 0, b"again", "")),
         Err(StoreError::WriteDisabled(_))
     ));
     // Reads still work.
@@ -385,17 +391,17 @@ fn disk_full_refuses_writes_without_corruption() {
     let mut c = config(dir.path(), 64 * 1024);
     c.delete_when = String::new();
     let store = MessageStore::open_with(c, opts).unwrap();
-    store.put(msg("D", 0, b"before", "")).unwrap();
+    store.put(&msg("D", 0, b"before", "")).unwrap();
     used.store(95, Ordering::Release);
     let round = store.run_retention_round(25);
     assert!(round.disk_full);
     assert!(matches!(
-        store.put(msg("D", 0, b"refused", "")),
+        store.put(&msg("D", 0, b"refused", "")),
         Err(StoreError::DiskFull(_))
     ));
     used.store(60, Ordering::Release);
     assert!(!store.run_retention_round(25).disk_full);
-    let r = store.put(msg("D", 0, b"after", "")).unwrap();
+    let r = store.put(&msg("D", 0, b"after", "")).unwrap();
     assert_eq!(
         r.appended[0].queue_offset, 1,
         "the refused message took no offset"
@@ -439,14 +445,14 @@ fn a_roll_without_room_for_the_next_segment_is_refused_at_once() {
     // A quarter of the first segment asks for the second; wait until it is made.
     let mut stored = 0u32;
     while u64::from(stored) * 1100 < seg / 2 {
-        store.put(msg("R", 0, &body_of(stored, 1000), "")).unwrap();
+        store.put(&msg("R", 0, &body_of(stored, 1000), "")).unwrap();
         stored += 1;
     }
     assert!(store.wait_preallocated(WAIT));
     // Room for the segment already made, none for the one after it.
     room.store(seg - 1, Ordering::Release);
     let refused = loop {
-        match store.put(msg("R", 0, &body_of(stored, 1000), "")) {
+        match store.put(&msg("R", 0, &body_of(stored, 1000), "")) {
             Ok(p) => {
                 assert_eq!(p.appended[0].queue_offset, u64::from(stored));
                 stored += 1;
@@ -467,7 +473,7 @@ fn a_roll_without_room_for_the_next_segment_is_refused_at_once() {
     let t = std::time::Instant::now();
     for _ in 0..20 {
         assert!(matches!(
-            store.put(msg("R", 0, &body_of(stored, 1000), "")),
+            store.put(&msg("R", 0, &body_of(stored, 1000), "")),
             Err(StoreError::DiskFull(_))
         ));
     }
@@ -482,7 +488,7 @@ fn a_roll_without_room_for_the_next_segment_is_refused_at_once() {
     );
     // Room again: the next put rolls and takes the next queue offset.
     room.store(50 << 30, Ordering::Release);
-    let p = store.put(msg("R", 0, &body_of(stored, 1000), "")).unwrap();
+    let p = store.put(&msg("R", 0, &body_of(stored, 1000), "")).unwrap();
     assert_eq!(p.appended[0].queue_offset, u64::from(stored));
     stored += 1;
     store.shutdown();
@@ -520,7 +526,7 @@ fn retention_deletes_old_segments_a_few_at_a_time() {
     let seg = 16 * 1024;
     let store = open_for_retention(dir.path(), seg, 2);
     for i in 0..100 {
-        store.put(msg("Old", 0, &body_of(i, 1000), "")).unwrap();
+        store.put(&msg("Old", 0, &body_of(i, 1000), "")).unwrap();
     }
     assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
     let segs_before = std::fs::read_dir(dir.path().join("commitlog"))
@@ -554,7 +560,7 @@ fn short_last_segment_is_a_torn_tail_not_a_refusal() {
     {
         let store = MessageStore::open(config(dir.path(), seg)).unwrap();
         for i in 0..30 {
-            let r = store.put(msg("Short", 0, &body_of(i, 300), "")).unwrap();
+            let r = store.put(&msg("Short", 0, &body_of(i, 300), "")).unwrap();
             ends.push(r.appended[0].phy_offset + u64::from(r.appended[0].size));
         }
         store.shutdown();
@@ -571,7 +577,7 @@ fn short_last_segment_is_a_torn_tail_not_a_refusal() {
     assert!(store.recovery_report().scanned);
     assert_eq!(store.max_offset("Short", 0), survivors);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), seg);
-    let r = store.put(msg("Short", 0, b"after", "")).unwrap();
+    let r = store.put(&msg("Short", 0, b"after", "")).unwrap();
     assert_eq!(r.appended[0].queue_offset, survivors);
     store.shutdown();
 }
@@ -598,7 +604,7 @@ fn adjacent_slices_join_into_one_run_and_others_do_not() {
     // Queue 0 alone for 20 records (rolls once), then queues 0 and 1 interleaved.
     for i in 0..26u32 {
         let q = if i < 20 { 0 } else { i % 2 };
-        let r = store.put(msg("Join", q, &body_of(i, 1000), "T")).unwrap();
+        let r = store.put(&msg("Join", q, &body_of(i, 1000), "T")).unwrap();
         end = r.appended[0].phy_offset + u64::from(r.appended[0].size);
     }
     assert!(store.wait_dispatched(end, WAIT));
@@ -650,15 +656,15 @@ fn write_through_and_mapped_appends_store_identical_records() {
         for i in 0..60u32 {
             // Single puts and batches, sizes that force several rolls.
             if i % 3 == 0 {
-                let batch = (0..3)
+                let batch: Vec<_> = (0..3)
                     .map(|j| msg("W", 1, &body_of(i * 10 + j, 300), "T"))
                     .collect();
-                let r = store.put_batch(batch).unwrap();
+                let r = store.put_batch(&batch).unwrap();
                 assert_eq!(r.status, PutStatus::Ok);
                 offsets.extend(r.appended.iter().map(|a| a.phy_offset));
             } else {
                 let r = store
-                    .put(msg("W", 1, &body_of(i, 100 + 7 * i as usize), "T"))
+                    .put(&msg("W", 1, &body_of(i, 100 + 7 * i as usize), "T"))
                     .unwrap();
                 assert_eq!(r.status, PutStatus::Ok);
                 offsets.push(r.appended[0].phy_offset);
@@ -873,7 +879,7 @@ fn put_notify_rounds_go_through_the_delivery() {
             Box::new(move |r| tx_held.send((r.is_ok(), 1000, 0)).unwrap()),
         )
         .unwrap();
-    let r = store.put(msg("D", 1, b"blocking", "")).unwrap();
+    let r = store.put(&msg("D", 1, b"blocking", "")).unwrap();
     assert_eq!(r.status, PutStatus::Ok);
     let a = &r.appended[0];
     assert!(store.flushed_offset() >= a.phy_offset + u64::from(a.size));
@@ -921,7 +927,9 @@ fn arrival_listener_sees_runs_of_units_in_order() {
     for (n, run) in [1usize, 70, 3, 33, 32, 5, 64, 1].into_iter().enumerate() {
         let (t, q) = queues[n % queues.len()];
         for _ in 0..run {
-            store.put(msg(t, q, &body_of(n as u32, 40), "tag")).unwrap();
+            store
+                .put(&msg(t, q, &body_of(n as u32, 40), "tag"))
+                .unwrap();
             *want.entry((t.to_string(), q)).or_insert(0u64) += 1;
         }
     }
@@ -958,7 +966,7 @@ fn interleaved_queues_dispatch_in_order() {
     const PER_QUEUE: u32 = 40;
     for i in 0..QUEUES * PER_QUEUE {
         let q = i % QUEUES;
-        store.put(msg("Inter", q, &body_of(i, 60), "t")).unwrap();
+        store.put(&msg("Inter", q, &body_of(i, 60), "t")).unwrap();
     }
     assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
     let calls = calls.lock().clone();
@@ -991,7 +999,7 @@ fn assigned_max_offset_counts_messages_not_yet_dispatched() {
     };
     let store = MessageStore::open_with(config(dir.path(), 1 << 20), opts).unwrap();
     for n in 0..3 {
-        store.put(msg("T", 1, &body_of(n, 64), "a")).unwrap();
+        store.put(&msg("T", 1, &body_of(n, 64), "a")).unwrap();
     }
     // No dispatcher thread: the ConsumeQueue has not seen them, the CommitLog has.
     assert_eq!(store.max_offset("T", 1), 0);
@@ -1026,7 +1034,7 @@ fn the_commit_thread_start_hook_runs_on_that_thread() {
     };
     let store = MessageStore::open_with(c, options).unwrap();
     assert_eq!(
-        store.put(msg("H", 0, b"x", "")).unwrap().status,
+        store.put(&msg("H", 0, b"x", "")).unwrap().status,
         PutStatus::Ok
     );
     assert!(COMMIT_THREAD_STARTED.load(Ordering::SeqCst));
@@ -1047,7 +1055,7 @@ fn put_all(store: &MessageStore, topic: &str, queue_id: u32, bodies: &[&str]) ->
         .iter()
         .map(|b| {
             store
-                .put(msg(topic, queue_id, b.as_bytes(), "T"))
+                .put(&msg(topic, queue_id, b.as_bytes(), "T"))
                 .unwrap()
                 .appended[0]
                 .queue_offset
@@ -1162,7 +1170,7 @@ fn retention_drops_tombstones_it_made_useless() {
     let seg = 16 * 1024;
     let store = open_for_retention(dir.path(), seg, 100);
     for i in 0..5 {
-        store.put(msg("Gone", 0, &body_of(i, 1000), "")).unwrap();
+        store.put(&msg("Gone", 0, &body_of(i, 1000), "")).unwrap();
     }
     let cut = store.commit_log_max_offset();
     store.delete_topic("Gone").unwrap();
@@ -1173,7 +1181,7 @@ fn retention_drops_tombstones_it_made_useless() {
     };
     assert_eq!(tomb(dir.path()).get("Gone"), Some(&cut));
     for i in 0..60 {
-        store.put(msg("Keep", 0, &body_of(i, 1000), "")).unwrap();
+        store.put(&msg("Keep", 0, &body_of(i, 1000), "")).unwrap();
     }
     assert!(store.wait_dispatched(store.commit_log_max_offset(), WAIT));
     store.run_retention_round(3);
@@ -1203,7 +1211,10 @@ fn segment_inodes(dir: &Path) -> Vec<(String, u64)> {
 fn put_numbered(store: &MessageStore, from: u32, n: u32) {
     for i in from..from + n {
         assert_eq!(
-            store.put(msg("N", 0, &body_of(i, 700), "")).unwrap().status,
+            store
+                .put(&msg("N", 0, &body_of(i, 700), ""))
+                .unwrap()
+                .status,
             PutStatus::Ok
         );
     }

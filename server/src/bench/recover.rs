@@ -194,7 +194,7 @@ fn build(args: &RecoverBenchArgs, target: u64) -> Result<(u64, u64, f64), String
     let mut i = 0u64;
     let mut next_note = 1u64 << 30;
     while store.commit_log_max_offset() < target {
-        store.put(message(args, i)).map_err(|e| e.to_string())?;
+        store.put(&message(args, i)).map_err(|e| e.to_string())?;
         i += 1;
         if store.commit_log_max_offset() >= next_note {
             eprintln!(

@@ -124,7 +124,7 @@ pub fn run(args: StoreBenchArgs) -> Result<(), String> {
     // dispatcher) before timing, as on a broker that has been running.
     for q in 0..args.producers {
         store
-            .put(template(args.size, q))
+            .put(&template(args.size, q))
             .map_err(|e| e.to_string())?;
     }
     store.wait_dispatched(store.commit_log_max_offset(), Duration::from_secs(120));
@@ -156,16 +156,12 @@ fn run_async(
             let before = elapsed;
             let n = left.min(CHUNK_MSGS as u64) as usize;
             let msgs: Vec<MessageInput> = (0..n).map(|_| template(args.size, 0)).collect();
+            // The caller owns the messages (as the broker owns the request frames they borrow
+            // from): they are freed after the timed window, not inside it.
             if args.batch > 1 {
-                let mut it = msgs.into_iter();
-                let batches: Vec<Vec<MessageInput>> = std::iter::from_fn(|| {
-                    let b: Vec<MessageInput> = it.by_ref().take(args.batch).collect();
-                    (!b.is_empty()).then_some(b)
-                })
-                .collect();
                 let f0 = thread_minor_faults();
                 let t = Instant::now();
-                for b in batches {
+                for b in msgs.chunks(args.batch) {
                     let r = store.put_batch(b).map_err(|e| e.to_string())?;
                     sizes.extend(r.appended.iter().map(|a| a.size));
                 }
@@ -174,7 +170,7 @@ fn run_async(
             } else {
                 let f0 = thread_minor_faults();
                 let t = Instant::now();
-                for m in msgs {
+                for m in &msgs {
                     let r = store.put(m).map_err(|e| e.to_string())?;
                     sizes.push(r.appended[0].size);
                 }
@@ -190,25 +186,46 @@ fn run_async(
             left -= n as u64;
         }
     } else {
-        let t = Instant::now();
+        // Each producer prepares its next CHUNK_MSGS messages (untimed), then all of them put
+        // their chunks at once; the window runs from the start barrier to the end barrier.
+        let barrier = Arc::new(std::sync::Barrier::new(args.producers as usize + 1));
         let handles: Vec<_> = (0..args.producers)
             .map(|p| {
                 let s = Arc::clone(store);
                 let size = args.size;
+                let b = Arc::clone(&barrier);
                 std::thread::spawn(move || -> Result<Vec<u32>, String> {
                     let mut out = Vec::with_capacity(per as usize);
-                    for _ in 0..per {
-                        let r = s.put(template(size, p)).map_err(|e| e.to_string())?;
-                        out.push(r.appended[0].size);
+                    let mut failed = None;
+                    for n in chunk_lens(per) {
+                        let msgs: Vec<MessageInput> = (0..n).map(|_| template(size, p)).collect();
+                        b.wait();
+                        if failed.is_none() {
+                            for m in &msgs {
+                                match s.put(m) {
+                                    Ok(r) => out.push(r.appended[0].size),
+                                    Err(e) => {
+                                        failed = Some(e.to_string());
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        b.wait();
                     }
-                    Ok(out)
+                    failed.map_or(Ok(out), Err)
                 })
             })
             .collect();
+        for _ in chunk_lens(per) {
+            barrier.wait();
+            let t = Instant::now();
+            barrier.wait();
+            elapsed += t.elapsed();
+        }
         for h in handles {
             sizes.extend(h.join().map_err(|_| "producer panicked".to_string())??);
         }
-        elapsed = t.elapsed();
     }
     let bytes = store.commit_log_max_offset() - start_off;
     let secs = elapsed.as_secs_f64().max(1e-9);
@@ -253,6 +270,12 @@ fn run_async(
         // put: a fault means the append reached a page the pre-allocator had not warmed yet.
         "put_minor_faults_per_msg": put_faults as f64 / msgs.max(1.0),
     }))
+}
+
+/// Sizes of the chunks `count` messages are prepared and put in.
+fn chunk_lens(count: u64) -> impl Iterator<Item = u64> {
+    let chunk = CHUNK_MSGS as u64;
+    (0..count.div_ceil(chunk)).map(move |i| (count - i * chunk).min(chunk))
 }
 
 /// The memcpy baseline interleaved with the puts, chunk by chunk (one producer only).
@@ -579,7 +602,7 @@ fn sync_round_blocking(
                 for _ in 0..per {
                     let m = template(size, p);
                     let t = Instant::now();
-                    let r = s.put(m).map_err(|e| e.to_string())?;
+                    let r = s.put(&m).map_err(|e| e.to_string())?;
                     match r.status {
                         PutStatus::Ok => {}
                         PutStatus::FlushDiskTimeout => timeouts += 1,

@@ -138,7 +138,7 @@ pub fn send_back(b: &Broker, store: &MessageStore, req: &RemotingCommand) -> Rem
     if matches!(dest, Destination::Retry { .. }) {
         b.schedule.redirect_delayed(&mut msg);
     }
-    match store.put(msg) {
+    match store.put(&msg) {
         Ok(_) => {
             b.stats
                 .msg_put_total
@@ -473,7 +473,7 @@ pub(crate) mod testkit {
 
     /// Puts and waits until the message is dispatched; returns its CommitLog offset.
     pub fn put(store: &MessageStore, msg: MessageInput) -> u64 {
-        let r = store.put(msg).unwrap();
+        let r = store.put(&msg).unwrap();
         let a = r.appended.first().unwrap().clone();
         assert!(store.wait_dispatched(a.phy_offset + u64::from(a.size), Duration::from_secs(10)));
         a.phy_offset

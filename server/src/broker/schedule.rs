@@ -558,7 +558,7 @@ impl ScheduleService {
                     reconsume_times: rec.reconsume_times,
                 };
                 match restore(&scheduled) {
-                    Ok(msg) => match store.put(msg) {
+                    Ok(msg) => match store.put(&msg) {
                         Ok(_) => delivered += 1,
                         Err(StoreError::MessageIllegal(why)) => {
                             tracing::warn!(

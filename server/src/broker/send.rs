@@ -501,12 +501,12 @@ fn put(
         })
     } else {
         match msgs {
-            Msgs::One(m) => b.store.put(m),
-            Msgs::Batch(v) if v.len() == 1 => match v.into_iter().next() {
+            Msgs::One(m) => b.store.put(&m),
+            Msgs::Batch(v) if v.len() == 1 => match v.first() {
                 Some(m) => b.store.put(m),
                 None => return reply(req, code::MESSAGE_ILLEGAL, "no message"),
             },
-            Msgs::Batch(v) => b.store.put_batch(v),
+            Msgs::Batch(v) => b.store.put_batch(&v),
         }
     };
     let result = match result {
