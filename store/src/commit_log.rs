@@ -21,7 +21,10 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Result, StoreError};
 use crate::message_store::{Appended, AppendedList, MessageInput, Slice};
-use crate::mmap::{create_zero_filled_with, FillStep, MappedFile, MappedWriter, OS_PAGE_SIZE};
+use crate::mmap::{
+    create_zero_filled_with, FillStep, MappedFile, MappedWriter, OS_PAGE_SIZE,
+    TMPFS_ALLOC_CHUNK_BYTES,
+};
 use crate::record::{self, RecordParts, Scan, BLANK_LEN_BYTES};
 use crate::retention::DiskProbe;
 
@@ -36,6 +39,11 @@ pub struct Segment {
     warm_requested: AtomicU64,
     /// The segment after this one was asked for.
     next_requested: AtomicBool,
+    /// `[0, reserved)` of the file is reserved (zero-filled or `fallocate`d): the appender stores
+    /// through the mapping only below it (mmap.rs, M5). The whole file, except for a segment
+    /// made in a hurry on tmpfs (reserved in steps ahead of the appender, see [`Self::reserve_to`])
+    /// and a tmpfs segment opened by recovery (0: its holes, if any, are unknown).
+    reserved: AtomicU64,
 }
 
 /// The next segment is pre-allocated once the active one is `1 / this` full.
@@ -54,14 +62,46 @@ pub const WARM_WINDOW_BYTES: u64 = 256 << 20;
 const WARM_LOW_BYTES: u64 = WARM_WINDOW_BYTES / 4 * 3;
 
 impl Segment {
+    /// A segment whose file is reserved throughout, except on tmpfs, where a segment made in a
+    /// hurry may have holes, so an existing file (recovery) counts as reserved nowhere until
+    /// [`Self::reserve_to`] says otherwise (reserving what already is costs a page walk).
     pub fn new(base: u64, mapped: Arc<MappedFile>) -> Self {
+        let reserved = if mapped.on_tmpfs() { 0 } else { mapped.len() };
+        Self::with_reserved(base, mapped, reserved)
+    }
+
+    fn with_reserved(base: u64, mapped: Arc<MappedFile>, reserved: u64) -> Self {
         Self {
             base,
             mapped,
             warmed: AtomicU64::new(0),
             warm_requested: AtomicU64::new(0),
             next_requested: AtomicBool::new(false),
+            reserved: AtomicU64::new(reserved),
         }
+    }
+
+    /// End of the reserved prefix of the file (see `reserved`).
+    pub fn reserved(&self) -> u64 {
+        self.reserved.load(Ordering::Acquire)
+    }
+
+    /// Reserves the file up to `to` (clipped to its length) in [`TMPFS_ALLOC_CHUNK_BYTES`]
+    /// steps, if it is not yet: afterwards stores below `to` cannot raise SIGBUS (M5). Safe to
+    /// call from several threads at once (a range reserved twice is reserved). A full file
+    /// system is `DiskFull`, with nothing stored.
+    pub fn reserve_to(&self, to: u64) -> Result<()> {
+        let to = to.min(self.mapped.len());
+        let mut at = self.reserved();
+        while at < to {
+            let n = (to - at).min(TMPFS_ALLOC_CHUNK_BYTES);
+            self.mapped
+                .reserve(at, n)
+                .map_err(|e| io_or_full(self.mapped.path(), e))?;
+            at += n;
+            self.reserved.fetch_max(at, Ordering::AcqRel);
+        }
+        Ok(())
     }
 
     /// Pre-faults `[warmed, to)` (called on the pre-allocation thread): writable page tables for
@@ -71,9 +111,19 @@ impl Segment {
     /// their pages are not in the cache until read here; a `pwrite` of part of a page that is not
     /// would read it from the disk first, on the append path. The window is requested far ahead
     /// of the appender (`WARM_LOW_BYTES`), so the reads are done long before it gets there.
+    ///
+    /// Appends through the mapping store only into reserved pages (mmap.rs, M5): a segment made
+    /// in a hurry on tmpfs is reserved here first, ahead of the appender, which then finds its
+    /// pages reserved and populated; the window stops at what could be reserved.
     fn warm(&self, to: u64, write_through: bool) {
         let from = self.warmed.load(Ordering::Acquire);
-        let to = to.min(self.mapped.len());
+        let mut to = to.min(self.mapped.len());
+        if !write_through {
+            if let Err(e) = self.reserve_to(to) {
+                tracing::debug!(base = self.base, error = %e, "reserving a segment ahead failed");
+            }
+            to = to.min(self.reserved());
+        }
         if to <= from {
             return;
         }
@@ -134,7 +184,8 @@ pub fn create_segment(
 
 /// [`create_segment`] without the pre-fault, asking `step` before every chunk of the zero-fill:
 /// it stops early (an `Io` error, nothing left behind) on [`FillStep::Stop`]; on
-/// [`FillStep::Hurry`] it reserves the rest instead of writing it. Returns whether it hurried.
+/// [`FillStep::Hurry`] it reserves the rest instead of writing it (on tmpfs: one more chunk, the
+/// rest left to [`Segment::reserve_to`]). Returns whether it hurried.
 fn create_segment_with(
     dir: &Path,
     base: u64,
@@ -150,8 +201,8 @@ fn create_segment_with(
         tracing::warn!(path = %path.display(), "replacing a stale segment file past the log end");
         std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
     }
-    let hurried = match create_zero_filled_with(&tmp, file_size, step) {
-        Ok((_, hurried)) => hurried,
+    let filled = match create_zero_filled_with(&tmp, file_size, step) {
+        Ok((_, filled)) => filled,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             return Err(io_or_full(&tmp, e));
@@ -160,14 +211,19 @@ fn create_segment_with(
     std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
     sync_dir(dir)?;
     let mapped = MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?;
-    let seg = Arc::new(Segment::new(base, Arc::new(mapped)));
-    if hurried {
+    let seg = Arc::new(Segment::with_reserved(
+        base,
+        Arc::new(mapped),
+        filled.reserved,
+    ));
+    if filled.hurried {
         tracing::info!(
             base,
-            "segment made in a hurry: the rest reserved, not zero-filled"
+            reserved = filled.reserved,
+            "segment made in a hurry: the rest reserved as the appends need it, not zero-filled"
         );
     }
-    Ok((seg, hurried))
+    Ok((seg, filled.hurried))
 }
 
 /// fsyncs a directory so entries created or renamed in it survive a crash.
@@ -770,6 +826,16 @@ impl CommitLog {
         // Staged bytes follow the published end (SYNC_FLUSH); this batch follows them.
         let staged = a.staging.len();
         let start = writer.mapped().published() + staged as u64;
+        // Stores through the mapping land on reserved pages only (mmap.rs, M5), the blank marker
+        // a later roll may write after these records included. Only a segment made in a hurry
+        // on tmpfs (or opened by recovery there) can be short of it, when the appends outrun the
+        // reservation running ahead of them (`Segment::warm`): then they reserve up to the next
+        // step boundary here, and a full file system refuses this append before anything is
+        // stored.
+        let need = start + total + BLANK_LEN_BYTES;
+        if !write_through && need > seg.reserved() {
+            seg.reserve_to(need.next_multiple_of(TMPFS_ALLOC_CHUNK_BYTES))?;
+        }
         let mut pos = start;
         if write_through {
             a.staging.resize(staged + total as usize, 0);
@@ -874,6 +940,11 @@ impl CommitLog {
             Some((seg, w)) => {
                 if w.mapped().published() + staged + total + BLANK_LEN_BYTES <= self.file_size {
                     return Ok(());
+                }
+                // The blank marker is a store through the mapping too (M5). Reserved by the
+                // last append already, except in a segment recovery opened on tmpfs.
+                if !self.write_through() {
+                    seg.reserve_to(w.mapped().published() + BLANK_LEN_BYTES)?;
                 }
                 seg.end()
             }
@@ -1390,6 +1461,115 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Whether `/dev/shm` is a tmpfs this test can use.
+    fn shm_dir() -> Option<tempfile::TempDir> {
+        let dir = tempfile::tempdir_in("/dev/shm").ok()?;
+        let probe = dir.path().join("probe");
+        let m = MappedFile::create(&probe, 4096).ok()?;
+        let tmpfs = m.on_tmpfs();
+        drop(m);
+        let _ = std::fs::remove_file(&probe);
+        tmpfs.then_some(dir)
+    }
+
+    /// Bytes the file system allocated for `path`.
+    fn allocated(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().blocks() * 512
+    }
+
+    /// On tmpfs, a segment made in a hurry is handed over with one chunk reserved and the rest a
+    /// hole (one `fallocate` of the rest stalled the roll 110-290 ms); appends that outrun the
+    /// reservation reserve the next step themselves before storing (mmap.rs, M5), so the file
+    /// is always allocated past every record and blank marker. A tmpfs segment reopened by
+    /// recovery counts as unreserved and is reserved again by the first append. No pre-allocation
+    /// thread runs here, so only the appender reserves.
+    #[test]
+    fn a_hurried_tmpfs_segment_is_reserved_as_the_appends_need_it() {
+        // Three tmpfs chunks: 16 + 16 + 8 MiB.
+        const SEG: u64 = 40 << 20;
+        let Some(dir) = shm_dir() else {
+            eprintln!("skipped: /dev/shm is not a usable tmpfs");
+            return;
+        };
+        let (made, hurried) =
+            create_segment_with(dir.path(), 0, SEG, &mut || FillStep::Hurry).unwrap();
+        assert!(hurried);
+        assert_eq!(made.mapped().len(), SEG, "full length, the rest a hole");
+        assert_eq!(made.reserved(), TMPFS_ALLOC_CHUNK_BYTES);
+        assert_eq!(allocated(made.mapped().path()), TMPFS_ALLOC_CHUNK_BYTES);
+        drop(made);
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        std::fs::create_dir(dir.path()).unwrap();
+
+        let (rec, _) = crate::recovery::recover(dir.path(), SEG, 0, true, false).unwrap();
+        let log = CommitLog::new(dir.path(), SEG, rec, Arc::new(WriteLatch::default()));
+        let (m, len) = test_msg(vec![5u8; 1000]);
+        // The first roll finds no segment made: it makes one in a hurry, here.
+        let mut appended = Vec::new();
+        let mut last_reserved = 0;
+        let mut grew = 0;
+        let target = TMPFS_ALLOC_CHUNK_BYTES + (TMPFS_ALLOC_CHUNK_BYTES / 2);
+        while log.max_offset() < target {
+            let (a, end) = log.append(std::slice::from_ref(&m), &[len]).unwrap();
+            let seg = log.segment_for(0).unwrap();
+            assert!(
+                seg.reserved() >= end + BLANK_LEN_BYTES,
+                "stored past the reserved end"
+            );
+            if seg.reserved() != last_reserved {
+                grew += 1;
+                last_reserved = seg.reserved();
+            }
+            appended.push(a[0].phy_offset);
+        }
+        let seg = log.segment_for(0).unwrap();
+        let path = seg.mapped().path().to_path_buf();
+        assert_eq!(grew, 2, "made with one chunk, then one step by an append");
+        assert_eq!(seg.reserved(), 2 * TMPFS_ALLOC_CHUNK_BYTES);
+        assert!(allocated(&path) >= log.max_offset());
+        assert!(allocated(&path) < SEG, "the rest is still a hole");
+        for &phy in appended.iter().step_by(997) {
+            let r = log.read_record(phy).unwrap();
+            assert_eq!(
+                record::decode_record(r.as_bytes()).unwrap().body,
+                &[5u8; 1000][..]
+            );
+        }
+        let end = log.max_offset();
+        log.flush(0).unwrap();
+        log.stop();
+        drop((seg, log));
+
+        // Reopened (tmpfs): unreserved until the first append reserves it again.
+        let (rec, _) = crate::recovery::recover(dir.path(), SEG, end, true, false).unwrap();
+        assert_eq!(rec.valid_end, end);
+        let log = CommitLog::new(dir.path(), SEG, rec, Arc::new(WriteLatch::default()));
+        assert_eq!(log.segment_for(0).unwrap().reserved(), 0);
+        let (a, e) = log.append(std::slice::from_ref(&m), &[len]).unwrap();
+        assert_eq!(a[0].phy_offset, end);
+        assert!(log.segment_for(0).unwrap().reserved() >= e + BLANK_LEN_BYTES);
+        // Fill the segment: the roll writes its blank marker on reserved bytes, then the next
+        // segment (made in a hurry again) takes the record.
+        let mut at = e;
+        while at < SEG {
+            let (a, e) = log.append(std::slice::from_ref(&m), &[len]).unwrap();
+            at = a[0].phy_offset;
+            if at < SEG {
+                assert!(log.segment_for(0).unwrap().reserved() >= e + BLANK_LEN_BYTES);
+            }
+        }
+        assert_eq!(at, SEG);
+        let first = log.segment_for(0).unwrap();
+        assert_eq!(first.mapped().published(), SEG);
+        assert_eq!(allocated(first.mapped().path()), SEG);
+        let next = log.segment_for(SEG).unwrap();
+        assert!(next.reserved() >= len as u64 + BLANK_LEN_BYTES);
+        assert!(next.reserved() < SEG);
+        log.flush(0).unwrap();
+        log.stop();
     }
 
     fn test_msg(body: Vec<u8>) -> (MessageInput, usize) {

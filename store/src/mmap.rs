@@ -25,6 +25,13 @@
 //!   At most one `MappedWriter` exists per `MappedFile` (`writer_taken`), and every write it makes
 //!   starts at or above `published`. So a `&[u8]` handed out by `read` never aliases a write.
 //! * **M4. Bounds.** Every pointer offset is checked against the mapping length first.
+//! * **M5. Stores land on reserved pages.** A store into a page of a shared mapping whose backing
+//!   the file system cannot supply (a hole of a file on a full tmpfs, or a full disk under a
+//!   delayed-allocation file system) raises SIGBUS instead of returning an error. Every file we
+//!   store into through a mapping is reserved up front (zero-filled or `fallocate`d before it is
+//!   mapped), except a CommitLog segment made in a hurry on tmpfs, which is reserved in steps
+//!   ([`MappedFile::reserve`]): its writer (`commit_log.rs`) stores only below the reserved end it
+//!   tracks, and reserves further (getting ENOSPC as an error) before storing past it.
 
 #![allow(unsafe_code)]
 
@@ -84,8 +91,8 @@ fn fallocate_range(file: &File, at: u64, len: u64) -> io::Result<()> {
         ));
     };
     // SAFETY: fallocate only takes a descriptor we own (open for writing by the caller) and three
-    // integers; it touches no memory of ours, and the callers create the file here, so no mapping
-    // of it exists yet (M1).
+    // integers; it touches no memory of ours. Mode 0 only allocates: it never changes a byte that
+    // is there nor shrinks the file, so a mapping of the file (M2-M4) is unaffected.
     let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, off_at, off_len) };
     if rc == 0 {
         Ok(())
@@ -125,6 +132,17 @@ fn fill_stopped() -> io::Error {
     io::Error::new(io::ErrorKind::Interrupted, "zero-fill stopped")
 }
 
+/// How a zero-fill ended (see [`create_zero_filled_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Filled {
+    /// [`FillStep::Hurry`] cut it short: the rest reserved instead of written, or, on tmpfs,
+    /// only a prefix reserved.
+    pub hurried: bool,
+    /// `[0, reserved)` is reserved (written, or `fallocate`d); the rest of the file (tmpfs, in a
+    /// hurry) is a hole that the writer must [`MappedFile::reserve`] before storing into it (M5).
+    pub reserved: u64,
+}
+
 /// What a zero-fill does before its next chunk (see [`create_zero_filled_with`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FillStep {
@@ -133,7 +151,8 @@ pub enum FillStep {
     /// Give up (`ErrorKind::Interrupted`, a partial file left for the caller to remove).
     Stop,
     /// Somebody is waiting for the file: finish it at once, reserving the rest instead of
-    /// writing it ([`finish_fast`]).
+    /// writing it ([`finish_fast`]); on tmpfs, reserve one more chunk and leave the rest to the
+    /// writer (M5).
     Hurry,
 }
 
@@ -153,8 +172,9 @@ fn finish_fast(file: &File, at: u64, len: u64) -> io::Result<bool> {
     }
 }
 
-/// Bytes fallocated at a time on tmpfs, between two calls of the `go_on` callback.
-const TMPFS_ALLOC_CHUNK_BYTES: u64 = 16 << 20;
+/// Bytes fallocated at a time on tmpfs, between two calls of the `go_on` callback; also the step
+/// of [`MappedFile::reserve`]'s callers.
+pub const TMPFS_ALLOC_CHUNK_BYTES: u64 = 16 << 20;
 
 /// [`create_zero_filled`] that calls `go_on` before every chunk (1 MiB written with direct I/O,
 /// see [`zero_fill_direct`]; 64 KiB through the page cache where the file system has no direct
@@ -163,13 +183,16 @@ const TMPFS_ALLOC_CHUNK_BYTES: u64 = 16 << 20;
 /// active segment from there: a 1 GiB fill takes long enough (0.3-2 s here) for the appends to
 /// run past the pre-faulted window and take the page faults themselves, under the append lock.
 ///
-/// Returns the file and whether it was hurried ([`FillStep::Hurry`]: the rest reserved, not
-/// written).
+/// Returns the file and how the fill ended ([`Filled`]). On tmpfs, a hurried fill reserves one
+/// more chunk and stops there: the file is `len` bytes long, but only `[0, reserved)` is
+/// reserved, and the caller reserves the rest before storing past it (M5). One `fallocate` of
+/// the whole rest took 110-290 ms on tmpfs here (the kernel clears every new page), all of it
+/// with the appends standing still at the roll.
 pub fn create_zero_filled_with(
     path: &Path,
     len: u64,
     step: &mut dyn FnMut() -> FillStep,
-) -> io::Result<(File, bool)> {
+) -> io::Result<(File, Filled)> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -182,15 +205,27 @@ pub fn create_zero_filled_with(
                 FillStep::Go => {}
                 FillStep::Stop => return Err(fill_stopped()),
                 FillStep::Hurry => {
-                    finish_fast(&file, at, len)?;
-                    return Ok((file, true));
+                    let n = (len - at).min(TMPFS_ALLOC_CHUNK_BYTES);
+                    fallocate_range(&file, at, n)?;
+                    // The rest stays a hole, but the file has its full length: the mapping
+                    // covers it, and no store lands there before it is reserved (M5).
+                    file.set_len(len)?;
+                    let filled = Filled {
+                        hurried: true,
+                        reserved: at + n,
+                    };
+                    return Ok((file, filled));
                 }
             }
             let n = (len - at).min(TMPFS_ALLOC_CHUNK_BYTES);
             fallocate_range(&file, at, n)?;
             at += n;
         }
-        return Ok((file, false));
+        let filled = Filled {
+            hurried: false,
+            reserved: len,
+        };
+        return Ok((file, filled));
     }
     let (direct_end, hurry) = zero_fill_direct(path, len, step)?;
     let mut hurried = hurry && finish_fast(&file, direct_end, len)?;
@@ -222,7 +257,11 @@ pub fn create_zero_filled_with(
         }
     }
     file.sync_all()?;
-    Ok((file, hurried))
+    let filled = Filled {
+        hurried,
+        reserved: len,
+    };
+    Ok((file, filled))
 }
 
 /// [`create_zero_filled`], then its pages read into the page cache the way a CommitLog segment's
@@ -405,6 +444,22 @@ impl MappedFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the file lives on tmpfs (one `fstatfs`).
+    pub fn on_tmpfs(&self) -> bool {
+        on_tmpfs(&self.file)
+    }
+
+    /// Reserves `[at, at + len)` of the file (`fallocate`, clipped to the file's length): the
+    /// pages or blocks exist afterwards, so a store into them through the mapping cannot meet a
+    /// full file system (M5). A full one is reported here, as ENOSPC. Changes no byte.
+    pub fn reserve(&self, at: u64, len: u64) -> io::Result<()> {
+        let end = at.saturating_add(len).min(self.len);
+        if end <= at {
+            return Ok(());
+        }
+        fallocate_range(&self.file, at, end - at)
     }
 
     /// The open file behind the mapping (for sendfile/splice and fdatasync).
