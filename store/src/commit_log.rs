@@ -44,7 +44,16 @@ pub struct Segment {
     /// made in a hurry on tmpfs (reserved in steps ahead of the appender, see [`Self::reserve_to`])
     /// and a tmpfs segment opened by recovery (0: its holes, if any, are unknown).
     reserved: AtomicU64,
+    /// When a reservation last failed (ms since the Unix epoch; 0: never): for
+    /// [`RESERVE_RETRY_MS`] after it, appends that need more are refused without trying again.
+    reserve_failed_ms: AtomicI64,
 }
+
+/// How long after a failed reservation (a full tmpfs) the appends that need one are refused at
+/// once. A failing tmpfs `fallocate` allocates what it can before it gives up and frees it
+/// again, under the append lock: tried by every send, that is the full-disk pathology of a
+/// segment zero-filled to ENOSPC per send (see [`Preallocator::check_room`]).
+const RESERVE_RETRY_MS: i64 = 100;
 
 /// The next segment is pre-allocated once the active one is `1 / this` full.
 const NEXT_SEGMENT_AT_FRACTION: u64 = 4;
@@ -78,6 +87,7 @@ impl Segment {
             warm_requested: AtomicU64::new(0),
             next_requested: AtomicBool::new(false),
             reserved: AtomicU64::new(reserved),
+            reserve_failed_ms: AtomicI64::new(0),
         }
     }
 
@@ -90,14 +100,28 @@ impl Segment {
     /// steps, if it is not yet: afterwards stores below `to` cannot raise SIGBUS (M5). Safe to
     /// call from several threads at once (a range reserved twice is reserved). A full file
     /// system is `DiskFull`, with nothing stored.
+    ///
+    /// After a failure, calls within [`RESERVE_RETRY_MS`] fail at once (`DiskFull`).
     pub fn reserve_to(&self, to: u64) -> Result<()> {
         let to = to.min(self.mapped.len());
         let mut at = self.reserved();
+        if at >= to {
+            return Ok(());
+        }
+        let failed = self.reserve_failed_ms.load(Ordering::Acquire);
+        if failed != 0 && (0..RESERVE_RETRY_MS).contains(&(now_ms() - failed)) {
+            return Err(StoreError::DiskFull(format!(
+                "{}: no room to reserve the segment past {at} (retried after {RESERVE_RETRY_MS} ms)",
+                self.mapped.path().display()
+            )));
+        }
         while at < to {
             let n = (to - at).min(TMPFS_ALLOC_CHUNK_BYTES);
-            self.mapped
-                .reserve(at, n)
-                .map_err(|e| io_or_full(self.mapped.path(), e))?;
+            if let Err(e) = self.mapped.reserve(at, n) {
+                self.reserve_failed_ms
+                    .store(now_ms().max(1), Ordering::Release);
+                return Err(io_or_full(self.mapped.path(), e));
+            }
             at += n;
             self.reserved.fetch_max(at, Ordering::AcqRel);
         }
@@ -1569,6 +1593,51 @@ mod tests {
         assert!(next.reserved() >= len as u64 + BLANK_LEN_BYTES);
         assert!(next.reserved() < SEG);
         log.flush(0).unwrap();
+        log.stop();
+    }
+
+    /// After a failed reservation (a full tmpfs), the appends that need one are refused at once
+    /// for RESERVE_RETRY_MS, without trying (each try allocates and frees up to the failure,
+    /// under the append lock); nothing is stored for them, and the next try after that succeeds
+    /// when there is room.
+    #[test]
+    fn a_failed_reservation_refuses_appends_at_once_for_a_while() {
+        const SEG: u64 = 40 << 20;
+        let Some(dir) = shm_dir() else {
+            eprintln!("skipped: /dev/shm is not a usable tmpfs");
+            return;
+        };
+        let (rec, _) = crate::recovery::recover(dir.path(), SEG, 0, true, false).unwrap();
+        let log = CommitLog::new(dir.path(), SEG, rec, Arc::new(WriteLatch::default()));
+        let (m, len) = test_msg(vec![3u8; 1000]);
+        log.append(std::slice::from_ref(&m), &[len]).unwrap();
+        let seg = log.segment_for(0).unwrap();
+        let reserved = seg.reserved();
+        assert_eq!(reserved, TMPFS_ALLOC_CHUNK_BYTES, "made in a hurry");
+        // Up to the reserved end: these appends need no reservation.
+        while log.max_offset() + len as u64 + BLANK_LEN_BYTES <= reserved {
+            log.append(std::slice::from_ref(&m), &[len]).unwrap();
+        }
+        let end = log.max_offset();
+        // As if the last try had met a full tmpfs just now.
+        seg.reserve_failed_ms.store(now_ms(), Ordering::Release);
+        let started = std::time::Instant::now();
+        for _ in 0..50 {
+            let r = log.append(std::slice::from_ref(&m), &[len]);
+            assert!(matches!(r, Err(StoreError::DiskFull(_))), "{r:?}");
+            assert_eq!(seg.reserved(), reserved, "refused without reserving");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_millis(RESERVE_RETRY_MS as u64));
+        assert_eq!(log.max_offset(), end);
+        std::thread::sleep(std::time::Duration::from_millis(
+            RESERVE_RETRY_MS as u64 + 10,
+        ));
+        let (a, _) = log.append(std::slice::from_ref(&m), &[len]).unwrap();
+        assert_eq!(
+            a[0].phy_offset, end,
+            "nothing stored for the refused appends"
+        );
+        assert_eq!(seg.reserved(), 2 * TMPFS_ALLOC_CHUNK_BYTES);
         log.stop();
     }
 
