@@ -1487,15 +1487,21 @@ mod tests {
         }
     }
 
-    /// Whether `/dev/shm` is a tmpfs this test can use.
+    /// A new directory in `/dev/shm` if that is a tmpfs this test can use (else it says the
+    /// test is skipped).
     fn shm_dir() -> Option<tempfile::TempDir> {
-        let dir = tempfile::tempdir_in("/dev/shm").ok()?;
-        let probe = dir.path().join("probe");
-        let m = MappedFile::create(&probe, 4096).ok()?;
-        let tmpfs = m.on_tmpfs();
-        drop(m);
-        let _ = std::fs::remove_file(&probe);
-        tmpfs.then_some(dir)
+        let usable = || {
+            let dir = tempfile::tempdir_in("/dev/shm").ok()?;
+            let probe = dir.path().join("probe");
+            let tmpfs = MappedFile::create(&probe, 4096).ok()?.on_tmpfs();
+            let _ = std::fs::remove_file(&probe);
+            tmpfs.then_some(dir)
+        };
+        let dir = usable();
+        if dir.is_none() {
+            eprintln!("skipped: /dev/shm is not a usable tmpfs");
+        }
+        dir
     }
 
     /// Bytes the file system allocated for `path`.
@@ -1514,10 +1520,7 @@ mod tests {
     fn a_hurried_tmpfs_segment_is_reserved_as_the_appends_need_it() {
         // Three tmpfs chunks: 16 + 16 + 8 MiB.
         const SEG: u64 = 40 << 20;
-        let Some(dir) = shm_dir() else {
-            eprintln!("skipped: /dev/shm is not a usable tmpfs");
-            return;
-        };
+        let Some(dir) = shm_dir() else { return };
         let (made, hurried) =
             create_segment_with(dir.path(), 0, SEG, &mut || FillStep::Hurry).unwrap();
         assert!(hurried);
@@ -1603,10 +1606,7 @@ mod tests {
     #[test]
     fn a_failed_reservation_refuses_appends_at_once_for_a_while() {
         const SEG: u64 = 40 << 20;
-        let Some(dir) = shm_dir() else {
-            eprintln!("skipped: /dev/shm is not a usable tmpfs");
-            return;
-        };
+        let Some(dir) = shm_dir() else { return };
         let (rec, _) = crate::recovery::recover(dir.path(), SEG, 0, true, false).unwrap();
         let log = CommitLog::new(dir.path(), SEG, rec, Arc::new(WriteLatch::default()));
         let (m, len) = test_msg(vec![3u8; 1000]);
