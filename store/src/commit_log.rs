@@ -42,7 +42,7 @@ pub struct Segment {
     /// `[0, reserved)` of the file is reserved (zero-filled or `fallocate`d): the appender stores
     /// through the mapping only below it (mmap.rs, M5). The whole file, except for a segment
     /// made in a hurry on tmpfs (reserved in steps ahead of the appender, see [`Self::reserve_to`])
-    /// and a tmpfs segment opened by recovery (0: its holes, if any, are unknown).
+    /// and a tmpfs segment opened by recovery with a hole left (up to that hole).
     reserved: AtomicU64,
     /// When a reservation last failed (ms since the Unix epoch; 0: never): for
     /// [`RESERVE_RETRY_MS`] after it, appends that need more are refused without trying again.
@@ -72,10 +72,16 @@ const WARM_LOW_BYTES: u64 = WARM_WINDOW_BYTES / 4 * 3;
 
 impl Segment {
     /// A segment whose file is reserved throughout, except on tmpfs, where a segment made in a
-    /// hurry may have holes, so an existing file (recovery) counts as reserved nowhere until
-    /// [`Self::reserve_to`] says otherwise (reserving what already is costs a page walk).
+    /// hurry may have holes: there an existing file (recovery) counts as reserved throughout
+    /// only if every page of it is allocated, else up to its first hole (recovery reserves the
+    /// holes of the segments it reads, see `recovery::open_segment`).
     pub fn new(base: u64, mapped: Arc<MappedFile>) -> Self {
-        let reserved = if mapped.on_tmpfs() { 0 } else { mapped.len() };
+        let len = mapped.len();
+        let reserved = if !mapped.on_tmpfs() || mapped.allocated_bytes().is_ok_and(|a| a >= len) {
+            len
+        } else {
+            mapped.first_hole().unwrap_or(0)
+        };
         Self::with_reserved(base, mapped, reserved)
     }
 
@@ -1513,9 +1519,9 @@ mod tests {
     /// On tmpfs, a segment made in a hurry is handed over with one chunk reserved and the rest a
     /// hole (one `fallocate` of the rest stalled the roll 110-290 ms); appends that outrun the
     /// reservation reserve the next step themselves before storing (mmap.rs, M5), so the file
-    /// is always allocated past every record and blank marker. A tmpfs segment reopened by
-    /// recovery counts as unreserved and is reserved again by the first append. No pre-allocation
-    /// thread runs here, so only the appender reserves.
+    /// is always allocated past every record and blank marker. Reopened, the segment has its
+    /// holes reserved by recovery before it is read (a read fault allocates a tmpfs page too).
+    /// No pre-allocation thread runs here, so only the appender reserves.
     #[test]
     fn a_hurried_tmpfs_segment_is_reserved_as_the_appends_need_it() {
         // Three tmpfs chunks: 16 + 16 + 8 MiB.
@@ -1570,11 +1576,13 @@ mod tests {
         log.stop();
         drop((seg, log));
 
-        // Reopened (tmpfs): unreserved until the first append reserves it again.
+        // Reopened: recovery reserves the hole before it reads the segment.
+        assert!(allocated(&path) < SEG);
         let (rec, _) = crate::recovery::recover(dir.path(), SEG, end, true, false).unwrap();
         assert_eq!(rec.valid_end, end);
+        assert_eq!(allocated(&path), SEG);
         let log = CommitLog::new(dir.path(), SEG, rec, Arc::new(WriteLatch::default()));
-        assert_eq!(log.segment_for(0).unwrap().reserved(), 0);
+        assert_eq!(log.segment_for(0).unwrap().reserved(), SEG);
         let (a, e) = log.append(std::slice::from_ref(&m), &[len]).unwrap();
         assert_eq!(a[0].phy_offset, end);
         assert!(log.segment_for(0).unwrap().reserved() >= e + BLANK_LEN_BYTES);

@@ -451,6 +451,27 @@ impl MappedFile {
         on_tmpfs(&self.file)
     }
 
+    /// Bytes the file system has allocated to the file (`st_blocks`): on tmpfs, written and
+    /// `fallocate`d pages alike.
+    pub fn allocated_bytes(&self) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(self.file.metadata()?.blocks().saturating_mul(512))
+    }
+
+    /// Offset of the file's first hole (`lseek` SEEK_HOLE): everything before it is allocated;
+    /// the file's length if it has none. tmpfs counts a page that is `fallocate`d but not yet
+    /// written as a hole, so this may be below the reserved end (never above it).
+    pub fn first_hole(&self) -> io::Result<u64> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: no mapping is involved (M1-M4 are not at stake): lseek takes a descriptor we
+        // own (borrowed for the call) and two integers, and touches no memory of ours.
+        let off = unsafe { libc::lseek(self.file.as_raw_fd(), 0, libc::SEEK_HOLE) };
+        if off < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(u64::try_from(off).unwrap_or(0).min(self.len))
+    }
+
     /// Reserves `[at, at + len)` of the file (`fallocate`, clipped to the file's length): the
     /// pages or blocks exist afterwards, so a store into them through the mapping cannot meet a
     /// full file system (M5). A full one is reported here, as ENOSPC. Changes no byte.

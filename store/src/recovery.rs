@@ -192,6 +192,26 @@ fn starts_empty(path: &Path) -> bool {
     }
 }
 
+/// Maps a segment that recovery reads past its records (the active one, scanned ones, a kept
+/// next one), nothing published yet. On tmpfs its holes are reserved first (`fallocate`): a
+/// segment made in a hurry is reserved in steps as the appends need it, so after a restart it
+/// may have a hole, and a read fault on a tmpfs hole allocates the page, which on a full tmpfs
+/// is SIGBUS (mmap.rs, M5). A full one is `DiskFull` here, before anything is read. The
+/// allocated size tells whether there is a hole (an `fstat`); a hole-free 1 GiB file costs
+/// nothing more (its `fallocate` would walk every page, ~0.25 s here).
+fn open_segment(path: &Path) -> Result<MappedFile> {
+    let mapped = MappedFile::open(path, 0).map_err(|e| StoreError::io(path, e))?;
+    let io = |e| StoreError::io(path, e);
+    if mapped.on_tmpfs() && mapped.allocated_bytes().map_err(io)? < mapped.len() {
+        let hole = mapped.first_hole().map_err(io)?;
+        tracing::info!(path = %path.display(), hole, "reserving the rest of a segment made in a hurry");
+        mapped
+            .reserve(hole, mapped.len() - hole)
+            .map_err(|e| crate::commit_log::io_or_full(path, e))?;
+    }
+    Ok(mapped)
+}
+
 fn open_full(dir: &Path, base: u64, file_size: u64) -> Result<Arc<Segment>> {
     let path = dir.join(segment_file_name(base));
     let mapped = MappedFile::open(&path, file_size).map_err(|e| StoreError::io(&path, e))?;
@@ -215,7 +235,7 @@ fn trust_checkpoint(
     let mut active = None;
     if let Some(&b) = bases.get(idx) {
         let path = dir.join(segment_file_name(b));
-        let mapped = Arc::new(MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?);
+        let mapped = Arc::new(open_segment(&path)?);
         let mut w = mapped
             .writer()
             .ok_or_else(|| StoreError::Config("segment writer taken twice".into()))?;
@@ -269,7 +289,7 @@ fn keep_next(
     if next != active + file_size || !first_page_empty(&path) {
         return Ok(None);
     }
-    let mapped = MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?;
+    let mapped = open_segment(&path)?;
     if mapped.len() != file_size {
         return Ok(None);
     }
@@ -317,7 +337,7 @@ fn scan_from(
     let mut redispatch_from = scan_start;
     for (idx, &base) in bases.iter().enumerate().skip(start_idx) {
         let path = dir.join(segment_file_name(base));
-        let mapped = Arc::new(MappedFile::open(&path, 0).map_err(|e| StoreError::io(&path, e))?);
+        let mapped = Arc::new(open_segment(&path)?);
         let mut w = mapped
             .writer()
             .ok_or_else(|| StoreError::Config("segment writer taken twice".into()))?;
