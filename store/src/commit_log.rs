@@ -1442,9 +1442,10 @@ mod tests {
     }
 
     /// An ASYNC_FLUSH roll that finds its segment still being zero-filled has it finished at
-    /// once: the fill stops writing, the rest is reserved, and the file is whole and reads as
-    /// zeros, on tmpfs and on a disk file system alike. Under SYNC_FLUSH the roll waits for the
-    /// whole fill.
+    /// once: the fill stops writing, the rest is reserved (on tmpfs: one more chunk, here the
+    /// whole 8 MiB; the rest of a larger file stays a hole, see the next tests), and the file is
+    /// whole and reads as zeros, on tmpfs and on a disk file system alike. Under SYNC_FLUSH the
+    /// roll waits for the whole fill.
     #[test]
     fn a_waiting_async_roll_hurries_the_fill() {
         const SIZE: u64 = 8 << 20;
