@@ -32,6 +32,15 @@ const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 /// Room in the outgoing queue beyond the in-flight bound, for server → client pushes.
 const PUSH_QUEUE_EXTRA: usize = 64;
 
+/// Clients newer than this version (RocketMQ's V5_3_1 ordinal) are answered GO_AWAY (1500) while
+/// the server shuts down, as Java's remoting server does: they reconnect and retry at once
+/// instead of waiting for a reply that will not come.
+const GO_AWAY_AFTER_VERSION: i32 = 475;
+/// During shutdown, a connection whose client understands GO_AWAY keeps reading (and answering
+/// GO_AWAY) at least this long, and until its in-flight requests are answered (at most the
+/// shutdown grace).
+const GO_AWAY_LINGER: Duration = Duration::from_millis(500);
+
 static DECODE_ERR_LOG: LogLimiter = LogLimiter::new(10_000);
 static WRITE_ERR_LOG: LogLimiter = LogLimiter::new(10_000);
 static PUSH_FULL_LOG: LogLimiter = LogLimiter::new(10_000);
@@ -68,6 +77,13 @@ impl ConnInner {
     fn idle_for(&self) -> Duration {
         let now = self.born.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_activity_ms.load(Ordering::Relaxed)))
+    }
+    /// Whether the client (by its first request's version) is one Java answers GO_AWAY.
+    fn understands_go_away(&self) -> bool {
+        self.client
+            .lock()
+            .as_ref()
+            .is_some_and(|(_, v)| *v > GO_AWAY_AFTER_VERSION)
     }
 }
 
@@ -243,7 +259,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr
         handle.clone(),
         (Arc::clone(&inflight), inflight_max),
     ));
-    let stop = read_loop(&shared, rd, &handle, &inflight).await;
+    let stop = read_loop(&shared, rd, &handle, (&inflight, inflight_max)).await;
     if matches!(stop, Stop::Shutdown | Stop::PeerClosed) {
         // Let in-flight requests finish so their responses go out before the socket closes
         // (a peer that only half-closed still reads them).
@@ -261,7 +277,7 @@ async fn read_loop(
     shared: &Arc<Shared>,
     mut rd: OwnedReadHalf,
     handle: &ConnectionHandle,
-    inflight: &Arc<Semaphore>,
+    (inflight, inflight_max): (&Arc<Semaphore>, usize),
 ) -> Stop {
     let frame_len_max = shared.config.frame_len_max;
     let idle = shared.config.idle_timeout;
@@ -273,12 +289,23 @@ async fn read_loop(
     // the timer wheel each time.
     let idle_timer = tokio::time::sleep(idle.saturating_sub(handle.inner.idle_for()));
     tokio::pin!(idle_timer);
+    // Set when the server shuts down and this connection's client understands GO_AWAY: from
+    // then on every request is answered GO_AWAY, until the in-flight ones are answered and
+    // GO_AWAY_LINGER has passed (the first instant), or the grace runs out (the second).
+    let mut going_away: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
     loop {
         loop {
             match frame::check(&buf, frame_len_max) {
                 Ok(Some(total)) => {
                     let frame = buf.split_to(total).freeze().slice(LEN_PREFIX_BYTES..);
                     match RemotingCommand::decode(frame) {
+                        Ok(cmd) if going_away.is_some() => {
+                            if cmd.version <= GO_AWAY_AFTER_VERSION {
+                                // An older client's request is not read during shutdown.
+                                return Stop::Shutdown;
+                            }
+                            go_away(handle, cmd).await;
+                        }
                         Ok(cmd) => {
                             if !dispatch(shared, handle, inflight, cmd, &mut closed).await {
                                 return Stop::Closed;
@@ -306,8 +333,18 @@ async fn read_loop(
         }
         tokio::select! {
             biased;
-            _ = wait_true(&mut shutdown) => return Stop::Shutdown,
+            _ = wait_true(&mut shutdown), if going_away.is_none() => {
+                if !handle.inner.understands_go_away() {
+                    return Stop::Shutdown;
+                }
+                let now = tokio::time::Instant::now();
+                going_away = Some((now + GO_AWAY_LINGER, now + shared.config.shutdown_grace));
+                tracing::debug!(peer = %handle.inner.peer, "shutting down: answering GO_AWAY");
+            }
             _ = wait_true(&mut closed) => return Stop::Closed,
+            () = drained(inflight, inflight_max, going_away), if going_away.is_some() => {
+                return Stop::Shutdown;
+            }
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) => return Stop::PeerClosed,
                 Ok(_) => handle.inner.touch(),
@@ -329,6 +366,40 @@ async fn read_loop(
             }
         }
     }
+}
+
+/// Resolves once `going_away`'s linger has passed and every one of the connection's `max`
+/// in-flight permits is free (all its requests answered), or at the grace deadline.
+async fn drained(
+    inflight: &Semaphore,
+    max: usize,
+    going_away: Option<(tokio::time::Instant, tokio::time::Instant)>,
+) {
+    let Some((linger, grace)) = going_away else {
+        return std::future::pending().await;
+    };
+    tokio::time::sleep_until(linger).await;
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    // The permits are dropped at once: in this mode nothing else takes them.
+    let _ = tokio::time::timeout_at(grace, inflight.acquire_many(all)).await;
+}
+
+/// Answers `req` GO_AWAY (1500, Java's remark), unless it is oneway or a response.
+async fn go_away(handle: &ConnectionHandle, req: RemotingCommand) {
+    if req.is_response() || req.is_oneway() {
+        return;
+    }
+    let pending = Pending {
+        oneway: false,
+        opaque: req.opaque,
+        code: req.code,
+        peer: handle.inner.peer,
+    };
+    let resp = RemotingCommand::response(
+        crate::header::codes::ResponseCode::GO_AWAY,
+        "please go away".to_string(),
+    );
+    pending.reply(&handle.inner.out, Some(resp)).await;
 }
 
 /// Spare room below which the reader moves on to a new buffer rather than reading a few bytes.

@@ -248,6 +248,55 @@ async fn graceful_shutdown_finishes_inflight_requests() {
     assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
 }
 
+/// While the server shuts down, a client newer than V5_3_1 (version > 475) gets GO_AWAY (1500,
+/// "please go away") for every new request, at once, while its in-flight request still gets its
+/// real answer (Java's remoting server does the same). An older client's new request is not
+/// read: it gets the in-flight answer, then the connection closes.
+#[tokio::test]
+async fn shutdown_answers_go_away_to_clients_that_understand_it() {
+    for (version, go_away) in [(476, true), (475, false)] {
+        let processor = TestProcessor::new();
+        let (addr, shutdown, task) = start(local_config(), processor.clone()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut slow = RemotingCommand::request(SLOW).with_ext("ms", "300");
+        slow.version = version;
+        slow.opaque = 1;
+        write_cmd(&mut s, &slow).await;
+        while processor.running.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        shutdown.shutdown();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut next = RemotingCommand::request(ECHO);
+        next.version = version;
+        next.opaque = 2;
+        write_cmd(&mut s, &next).await;
+        let mut oneway = RemotingCommand::request(ECHO);
+        oneway.version = version;
+        oneway.opaque = 3;
+        oneway.flag |= FLAG_ONEWAY;
+        write_cmd(&mut s, &oneway).await;
+        let mut got = Vec::new();
+        while let Ok(Some(r)) = tokio::time::timeout(T, read_frame(&mut s)).await {
+            got.push((r.opaque, r.code, r.remark_str().to_string()));
+        }
+        if go_away {
+            assert_eq!(
+                got,
+                vec![
+                    (2, ResponseCode::GO_AWAY, "please go away".to_string()),
+                    (1, ResponseCode::SUCCESS, String::new()),
+                ],
+                "version {version}"
+            );
+        } else {
+            assert_eq!(got.len(), 1, "version {version}: {got:?}");
+            assert_eq!((got[0].0, got[0].1), (1, ResponseCode::SUCCESS));
+        }
+        tokio::time::timeout(T, task).await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn client_reuses_and_reconnects() {
     let (addr, shutdown, task) = start(local_config(), TestProcessor::new()).await;
