@@ -117,7 +117,7 @@ pub fn create_zero_filled(path: &Path, len: u64) -> io::Result<File> {
 /// [`create_zero_filled`] that gives up with `ErrorKind::Interrupted` (leaving a partial file for
 /// the caller to remove) as soon as `stop` is set, so a shutdown need not wait for a 1 GiB fill.
 pub fn create_zero_filled_until(path: &Path, len: u64, stop: &AtomicBool) -> io::Result<File> {
-    let mut step = || {
+    let mut step = |_filled: u64| {
         if stop.load(Ordering::Acquire) {
             FillStep::Stop
         } else {
@@ -176,12 +176,14 @@ fn finish_fast(file: &File, at: u64, len: u64) -> io::Result<bool> {
 /// of [`MappedFile::reserve`]'s callers.
 pub const TMPFS_ALLOC_CHUNK_BYTES: u64 = 16 << 20;
 
-/// [`create_zero_filled`] that calls `go_on` before every chunk (1 MiB written with direct I/O,
-/// see [`zero_fill_direct`]; 64 KiB through the page cache where the file system has no direct
-/// I/O; or 16 MiB fallocated on tmpfs) and gives up with `ErrorKind::Interrupted` (leaving a partial file for the
-/// caller to remove) when it returns false. The CommitLog's pre-allocation thread pre-faults the
-/// active segment from there: a 1 GiB fill takes long enough (0.3-2 s here) for the appends to
-/// run past the pre-faulted window and take the page faults themselves, under the append lock.
+/// [`create_zero_filled`] that calls `step` with the bytes filled so far before every chunk
+/// (1 MiB written with direct I/O, see [`zero_fill_direct`]; 64 KiB through the page cache where
+/// the file system has no direct I/O; or 16 MiB fallocated on tmpfs) and does what it says
+/// ([`FillStep`]): on `Stop` it gives up with `ErrorKind::Interrupted`, leaving a partial file for
+/// the caller to remove. The CommitLog's pre-allocation thread pre-faults the active segment from
+/// there (a 1 GiB fill takes long enough, 0.3-2 s here, for the appends to run past the
+/// pre-faulted window and take the page faults themselves, under the append lock), and, under
+/// SYNC_FLUSH, paces the fill there (it may block in `step`).
 ///
 /// Returns the file and how the fill ended ([`Filled`]). On tmpfs, a hurried fill reserves one
 /// more chunk and stops there: the file is `len` bytes long, but only `[0, reserved)` is
@@ -191,7 +193,7 @@ pub const TMPFS_ALLOC_CHUNK_BYTES: u64 = 16 << 20;
 pub fn create_zero_filled_with(
     path: &Path,
     len: u64,
-    step: &mut dyn FnMut() -> FillStep,
+    step: &mut dyn FnMut(u64) -> FillStep,
 ) -> io::Result<(File, Filled)> {
     let mut file = OpenOptions::new()
         .read(true)
@@ -201,7 +203,7 @@ pub fn create_zero_filled_with(
     if len > 0 && on_tmpfs(&file) {
         let mut at = 0u64;
         while at < len {
-            match step() {
+            match step(at) {
                 FillStep::Go => {}
                 FillStep::Stop => return Err(fill_stopped()),
                 FillStep::Hurry => {
@@ -239,7 +241,7 @@ pub fn create_zero_filled_with(
         // Once a reservation failed (no fallocate here), hurrying cannot help: write on.
         let mut can_hurry = !hurry;
         while at < len {
-            match step() {
+            match step(at) {
                 FillStep::Go => {}
                 FillStep::Stop => return Err(fill_stopped()),
                 FillStep::Hurry if can_hurry => {
@@ -302,7 +304,7 @@ const DIRECT_ALIGN_BYTES: u64 = 4096;
 fn zero_fill_direct(
     path: &Path,
     len: u64,
-    step: &mut dyn FnMut() -> FillStep,
+    step: &mut dyn FnMut(u64) -> FillStep,
 ) -> io::Result<(u64, bool)> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let aligned = len - len % DIRECT_ALIGN_BYTES;
@@ -322,7 +324,7 @@ fn zero_fill_direct(
     let zeros = MmapMut::map_anon(DIRECT_FILL_CHUNK_BYTES)?;
     let mut at = 0u64;
     while at < aligned {
-        match step() {
+        match step(at) {
             FillStep::Go => {}
             FillStep::Stop => return Err(fill_stopped()),
             FillStep::Hurry => return Ok((at, true)),
@@ -966,7 +968,7 @@ mod tests {
             // nothing else.
             let probe = dir.path().join(format!("probe{len}"));
             File::create(&probe).unwrap();
-            let (direct, _) = zero_fill_direct(&probe, len, &mut || FillStep::Go).unwrap();
+            let (direct, _) = zero_fill_direct(&probe, len, &mut |_| FillStep::Go).unwrap();
             assert!(
                 direct == 0 || direct == len - len % DIRECT_ALIGN_BYTES,
                 "{direct}"
