@@ -266,11 +266,11 @@ pub fn create_zero_filled_with(
     Ok((file, filled))
 }
 
-/// [`create_zero_filled`], then its pages read into the page cache the way a CommitLog segment's
-/// are before the appender reaches them (readahead in [`WILLNEED_CHUNK_BYTES`] pieces, so
-/// single-page folios, then waited for): for the write+fdatasync baselines of the benchmarks.
-/// The direct-I/O fill leaves nothing cached, and a `pwrite` of part of an uncached page reads
-/// it from the disk first, which would make a baseline slower than the store's own writes.
+/// [`create_zero_filled`], then its pages read into the page cache (readahead in
+/// [`WILLNEED_CHUNK_BYTES`] pieces, so single-page folios, then waited for): for the
+/// write+fdatasync baselines of the benchmarks. The direct-I/O fill leaves nothing cached, and a
+/// `write` of part of an uncached page reads it from the disk first, which would make a baseline
+/// slower than the store's own writes (which end on page boundaries so as never to read).
 pub fn create_zero_filled_cached(path: &Path, len: u64) -> io::Result<File> {
     let file = create_zero_filled(path, len)?;
     if len > 0 {
@@ -618,7 +618,7 @@ impl MappedFile {
     /// over a large range read only its first few hundred KiB. Such readahead fills the page cache
     /// with single-page folios, where POPULATE_READ's faults make large ones; a 1 KiB `pwrite`
     /// into a large folio walks every buffer head of the folio (ext4), 4-5 us a write against
-    /// 1.4 (measured 2026-11-22, 256 MiB file), so the write-through appender's window is read
+    /// 1.4 (measured 2026-11-22, 256 MiB file), so the write+fdatasync baseline's file is read
     /// with WILLNEED only.
     pub fn advise_read(&self, start: u64, len: u64, populate: bool) -> io::Result<()> {
         const MADV_POPULATE_READ: libc::c_int = 22;
