@@ -381,6 +381,9 @@ struct Preallocator {
     progress: Arc<LogProgress>,
     /// [`FILL_LEAD_BYTES`] (tests: less).
     fill_lead: u64,
+    /// [`FILL_PACE_TICK`] (tests: longer, so a test thread descheduled for a while does not
+    /// look like syncs that stopped).
+    fill_tick: std::time::Duration,
     state: Mutex<PreState>,
     cv: Condvar,
 }
@@ -422,6 +425,7 @@ impl Preallocator {
             probe: std::sync::OnceLock::new(),
             progress,
             fill_lead: FILL_LEAD_BYTES,
+            fill_tick: FILL_PACE_TICK,
             state: Mutex::new(PreState {
                 ready,
                 ..PreState::default()
@@ -515,7 +519,7 @@ impl Preallocator {
                 // Woken early by a warm request or the shutdown.
                 let mut st = self.state.lock();
                 if !st.shutdown && !self.warm_pending.load(Ordering::Acquire) {
-                    self.cv.wait_for(&mut st, FILL_PACE_TICK);
+                    self.cv.wait_for(&mut st, self.fill_tick);
                 }
             }
             if !pace.syncing(&self.progress) {
@@ -1562,6 +1566,7 @@ mod tests {
         let progress = LogProgress::new(0);
         let mut pre = Preallocator::new(dir.path(), SIZE, None, Arc::clone(&progress));
         pre.fill_lead = 1 << 20;
+        pre.fill_tick = Duration::from_millis(100);
         pre.write_through.store(true, Ordering::Relaxed);
         let pre = Arc::new(pre);
         // Filled 8 MiB of the next segment (base SIZE) with the log at 0: 7 MiB too far ahead.
@@ -1601,7 +1606,7 @@ mod tests {
         };
         let waits = step(started(&progress));
         assert!(
-            waits.recv_timeout(Duration::from_millis(50)).is_err(),
+            waits.recv_timeout(Duration::from_millis(350)).is_err(),
             "waits"
         );
         // The log reaches the fill's share (7 MiB of 64 is 1/8 of the segment): it goes on.
@@ -1616,7 +1621,7 @@ mod tests {
         // Ahead again; the syncs stop: it goes on at full speed.
         let waits = step(started(&progress));
         assert!(
-            waits.recv_timeout(Duration::from_millis(50)).is_err(),
+            waits.recv_timeout(Duration::from_millis(350)).is_err(),
             "waits"
         );
         stop_syncs();
@@ -1625,7 +1630,7 @@ mod tests {
         let stop_syncs = syncs_run(&progress);
         let waits = step(started(&progress));
         assert!(
-            waits.recv_timeout(Duration::from_millis(50)).is_err(),
+            waits.recv_timeout(Duration::from_millis(350)).is_err(),
             "waits"
         );
         pre.shutdown();
