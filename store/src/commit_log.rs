@@ -1190,6 +1190,19 @@ impl CommitLog {
     /// Returns the flushed offset afterwards. A failure latches the store read-only: a failed
     /// msync may have dropped dirty pages, so retrying could report data durable that is not.
     pub fn flush(&self, least_pages: u32) -> Result<u64> {
+        let (end, published) = self.flush_unannounced(least_pages)?;
+        if published {
+            self.announce();
+        }
+        Ok(end)
+    }
+
+    /// [`flush`](Self::flush) that leaves the publish hook to the caller: returns the flushed
+    /// offset and whether the sync covered new written-through records, after which the caller
+    /// must call [`announce`](Self::announce). The group commit hands its round of
+    /// acknowledgements over first: the hook wakes the dispatcher (a futex wake, an IPI on this
+    /// VM), which no acknowledgement needs to wait for.
+    pub(crate) fn flush_unannounced(&self, least_pages: u32) -> Result<(u64, bool)> {
         let _g = self.flush_lock.lock();
         self.latch.check()?;
         // The time is read first, so it belongs to a record below `target` (see `append`).
@@ -1204,10 +1217,10 @@ impl CommitLog {
         let target = self.max_offset();
         let from = self.flushed();
         if target <= from {
-            return Ok(from);
+            return Ok((from, false));
         }
         if least_pages > 0 && target / OS_PAGE_SIZE - from / OS_PAGE_SIZE < u64::from(least_pages) {
-            return Ok(from);
+            return Ok((from, false));
         }
         if let Err(e) = self.sync_range(from, target) {
             self.latch
@@ -1219,16 +1232,18 @@ impl CommitLog {
         if ts != 0 {
             self.flushed_store_ts.store(ts, Ordering::Release);
         }
-        if self.write_through() {
-            // Written-through records are dispatched once a sync covered them, whoever wrote
-            // them (this drain, an append's, a roll's): appends do not wake the dispatcher in
-            // this mode (`MessageStore::append_many`), so every sync that covered new bytes
-            // does, once. After the sync, not on the way to it: the wake-up is a syscall.
-            if let Some(hook) = self.publish_hook.get() {
-                hook();
-            }
+        // Written-through records are dispatched once a sync covered them, whoever wrote them
+        // (this drain, an append's, a roll's): appends do not wake the dispatcher in this mode
+        // (`MessageStore::append_many`), so every sync that covered new bytes does, once. After
+        // the sync, not on the way to it: the wake-up is a syscall.
+        Ok((target, self.write_through()))
+    }
+
+    /// Calls the publish hook (see [`flush_unannounced`](Self::flush_unannounced)).
+    pub(crate) fn announce(&self) {
+        if let Some(hook) = self.publish_hook.get() {
+            hook();
         }
-        Ok(target)
     }
 
     fn sync_range(&self, from: u64, to: u64) -> Result<()> {
@@ -1998,6 +2013,46 @@ mod tests {
         let end = log.flush(0).unwrap();
         assert_eq!(end, SEG + len as u64);
         assert!(log.read_record(SEG).is_some());
+    }
+
+    /// The group commit hands a round's acknowledgements over before it runs the publish hook
+    /// (the dispatcher's wake-up), which no acknowledgement waits for.
+    #[test]
+    fn a_round_is_acknowledged_before_the_dispatcher_is_woken() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rec, _) = crate::recovery::recover(dir.path(), 1 << 20, 0, true, false).unwrap();
+        let log = Arc::new(CommitLog::new(
+            dir.path(),
+            1 << 20,
+            rec,
+            Arc::new(WriteLatch::default()),
+        ));
+        log.set_write_through(true);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let o = Arc::clone(&order);
+        log.set_publish_hook(Box::new(move || o.lock().push("hook")));
+        let gc = crate::flush::GroupCommit::new(Arc::clone(&log), None);
+        gc.start(None).unwrap();
+        let (m, len) = test_msg(vec![7u8; 100]);
+        for round in 1..=3 {
+            let (_, end) = log.append(std::slice::from_ref(&m), &[len]).unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let o = Arc::clone(&order);
+            gc.notify(
+                end,
+                Box::new(move |r| {
+                    o.lock().push("ack");
+                    let _ = tx.send(r.is_ok());
+                }),
+            );
+            assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)), Ok(true));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while order.lock().len() < 2 * round && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        gc.stop();
+        assert_eq!(*order.lock(), ["ack", "hook"].repeat(3));
     }
 
     /// A SYNC_FLUSH drain's write ends at the end of its last page, never past the file.

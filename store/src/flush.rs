@@ -338,7 +338,9 @@ impl GroupCommit {
             }
             // Everything appended so far is flushed in one go, covering every waiter queued up
             // while the previous round ran.
-            let res = self.log.flush(0);
+            // The round's acknowledgements go out before the dispatcher is woken (`announce`).
+            let res = self.log.flush_unannounced(0);
+            let announce = matches!(res, Ok((_, true)));
             let mut st = self.state.lock();
             if let Err(e) = &res {
                 tracing::error!(error = %e, "group commit failed");
@@ -355,6 +357,9 @@ impl GroupCommit {
             };
             drop(st);
             self.complete(ready, res.map(|_| ()));
+            if announce {
+                self.log.announce();
+            }
         }
     }
 
