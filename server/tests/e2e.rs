@@ -615,3 +615,23 @@ async fn sync_flush_sends_are_durable_before_the_ack() {
     broker.stop().await;
     ns.stop().await;
 }
+
+/// A fresh store's first CommitLog segment is made (zero-filled, renamed into place) before the
+/// broker starts serving, so no first send waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_store_has_its_first_segment_before_the_broker_serves() {
+    const SEG: u64 = 128 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = conf(dir.path());
+    c.flush_disk_type = ferrocket_store::FlushDiskType::Sync;
+    c.mapped_file_size_commit_log = SEG;
+    let (ns, broker) = start_standalone(c, 0).await.unwrap();
+    assert!(
+        broker.broker.store.wait_preallocated(Duration::ZERO),
+        "a segment still being made after the start"
+    );
+    let first = dir.path().join("commitlog").join(format!("{:020}", 0));
+    assert_eq!(std::fs::metadata(&first).unwrap().len(), SEG);
+    broker.stop().await;
+    ns.stop().await;
+}
